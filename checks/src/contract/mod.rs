@@ -1,0 +1,1 @@
+//! Tensor contracts of ONNX and safetensors models, and the comparison of candidate against baseline.

@@ -1,0 +1,1 @@
+//! Smoke training: the JSON-lines protocol, its evaluation, and the reference trainer.

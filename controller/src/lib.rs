@@ -1,0 +1,1 @@
+//! The Rampart operator: one idempotent state machine per ModelRollout.

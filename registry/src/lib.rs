@@ -1,0 +1,1 @@
+//! The Postgres registry of models, versions, aliases, rollouts and the audit log.
