@@ -1,0 +1,127 @@
+//! The anytime-valid confidence sequence: Robbins' normal-mixture boundary on the standardized difference of two
+//! arms' means (Howard et al. 2021, two-sided form), with the always-valid p-value it implies.
+//!
+//! Notation (see docs/statistics.md): `d` is the observed difference canary − baseline, `V` its estimated variance
+//! `s_c²/n_c + s_b²/n_b`, `t = n_c·n_b/(n_c+n_b)` the effective sample size (intrinsic time) and `ρ` the mixing
+//! precision. The sequence is `d ± sqrt(V) · z(t)` with `z(t)² = (1 + ρ/t)·(ln((t+ρ)/ρ) + 2 ln(1/α))`.
+
+use serde::{Deserialize, Serialize};
+
+/// The precision ρ of the normal mixture, in units of effective samples. Fixed before the data is seen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MixingPrecision(pub f64);
+
+impl MixingPrecision {
+    /// The ρ that makes the two-sided boundary at level `alpha` tightest at `expected_samples` effective samples.
+    ///
+    /// Minimising `(t+ρ)·(ln((t+ρ)/ρ) + 2 ln(1/α))` over ρ at `t = m` gives `x − ln(1+x) = 2 ln(1/α)` with `x = m/ρ`,
+    /// solved here by Newton's method (the left side is increasing and convex for x > 0).
+    pub fn tuned_for(expected_samples: f64, alpha: f64) -> Self {
+        let target = 2.0 * (1.0 / alpha).ln();
+        // x − ln(1+x) ≈ x for large x; start above the root so Newton decreases monotonically onto it.
+        let mut x = target + (1.0 + target).ln() + 1.0;
+        for _ in 0..60 {
+            let f = x - (1.0 + x).ln() - target;
+            let slope = x / (1.0 + x);
+            let step = f / slope;
+            x -= step;
+            if step.abs() < 1e-14 * x {
+                break;
+            }
+        }
+        MixingPrecision(expected_samples / x)
+    }
+
+    /// ρ from the variance τ² of the mixture over the standardized effect: ρ = 1/τ².
+    pub fn from_mixing_variance(variance: f64) -> Self {
+        MixingPrecision(1.0 / variance)
+    }
+}
+
+/// An estimated difference between two arms, the input of the sequence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DifferenceEstimate {
+    /// Observed difference canary − baseline.
+    pub difference: f64,
+    /// Estimated variance of the difference, `s_c²/n_c + s_b²/n_b`.
+    pub variance: f64,
+    /// Effective sample size `n_c·n_b/(n_c+n_b)`.
+    pub effective_samples: f64,
+}
+
+impl DifferenceEstimate {
+    /// Builds the estimate from per-arm means, per-sample variances and sample counts.
+    pub fn from_arms(
+        canary_mean: f64,
+        canary_var: f64,
+        canary_n: f64,
+        baseline_mean: f64,
+        baseline_var: f64,
+        baseline_n: f64,
+    ) -> Self {
+        DifferenceEstimate {
+            difference: canary_mean - baseline_mean,
+            variance: canary_var / canary_n + baseline_var / baseline_n,
+            effective_samples: canary_n * baseline_n / (canary_n + baseline_n),
+        }
+    }
+
+    /// The same estimate with the arms swapped.
+    pub fn swapped(self) -> Self {
+        DifferenceEstimate {
+            difference: -self.difference,
+            ..self
+        }
+    }
+}
+
+/// The multiplier `z(t)` of `sqrt(V)` in the two-sided boundary at level `alpha`.
+pub fn boundary_multiplier(effective_samples: f64, rho: MixingPrecision, alpha: f64) -> f64 {
+    let t = effective_samples;
+    let r = rho.0;
+    ((1.0 + r / t) * (((t + r) / r).ln() + 2.0 * (1.0 / alpha).ln())).sqrt()
+}
+
+/// The half-width of the two-sided confidence sequence at level `alpha`.
+pub fn half_width(estimate: &DifferenceEstimate, rho: MixingPrecision, alpha: f64) -> f64 {
+    estimate.variance.sqrt() * boundary_multiplier(estimate.effective_samples, rho, alpha)
+}
+
+/// Natural log of the mixture likelihood ratio Λ for the null value `null_difference` of the difference:
+/// `ln Λ = (d − δ₀)²/(2V) · t/(t+ρ) − ½ ln((t+ρ)/ρ)`.
+pub fn log_mixture_ratio(
+    estimate: &DifferenceEstimate,
+    rho: MixingPrecision,
+    null_difference: f64,
+) -> f64 {
+    let t = estimate.effective_samples;
+    let r = rho.0;
+    let gap = estimate.difference - null_difference;
+    gap * gap / (2.0 * estimate.variance) * (t / (t + r)) - 0.5 * ((t + r) / r).ln()
+}
+
+/// The always-valid p-value of the one-sided null "difference ≥ `null_difference`" at this look (not yet made
+/// monotone across looks): the smallest α at which the upper end of the sequence lies below `null_difference`.
+/// It is 1 when the estimate is not below the null value.
+pub fn p_value_below(
+    estimate: &DifferenceEstimate,
+    rho: MixingPrecision,
+    null_difference: f64,
+) -> f64 {
+    if estimate.difference >= null_difference {
+        return 1.0;
+    }
+    (-log_mixture_ratio(estimate, rho, null_difference))
+        .exp()
+        .min(1.0)
+}
+
+/// The always-valid p-value of the one-sided null "difference ≤ `null_difference`" at this look: the smallest α at
+/// which the lower end of the sequence lies above `null_difference`.
+pub fn p_value_above(
+    estimate: &DifferenceEstimate,
+    rho: MixingPrecision,
+    null_difference: f64,
+) -> f64 {
+    p_value_below(&estimate.swapped(), rho, -null_difference)
+}
