@@ -1,0 +1,34 @@
+//! Why a model could not be read for a contract check.
+
+use std::path::PathBuf;
+
+/// A model file that could not be read or is not a model. `rampart-check contract` exits 2 on these.
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    /// The file could not be opened or read.
+    #[error("cannot read model file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The bytes are not a readable ONNX model or safetensors file.
+    #[error("{path} is not a readable model: {reason}")]
+    NotAModel {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, in plain words.
+        reason: String,
+    },
+}
+
+impl ContractError {
+    /// Short, stable label for counting failures in metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ContractError::Io { .. } => "io",
+            ContractError::NotAModel { .. } => "not_a_model",
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Reading an ONNX model file into its contract and graph.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use prost::Message;
+
+use super::onnx_proto::{GraphProto, ModelProto, ValueInfoProto, dtype_name};
+use super::types::{Dim, ModelContract, ModelFormat, TensorSpec};
+
+/// A decoded ONNX model: its contract plus the graph the shape checks walk.
+#[derive(Debug)]
+pub struct OnnxModel {
+    /// Inputs and outputs.
+    pub contract: ModelContract,
+    /// The graph (weights stay as slices of the file buffer).
+    pub graph: GraphProto,
+}
+
+/// Decodes an ONNX model from the whole file's bytes.
+///
+/// Returns a plain-words reason when the bytes are not a protobuf `ModelProto` with a graph.
+pub fn decode_onnx(bytes: Bytes) -> Result<OnnxModel, String> {
+    if bytes.is_empty() {
+        return Err("the file is empty".to_string());
+    }
+    let model =
+        ModelProto::decode(bytes).map_err(|err| format!("not a valid ONNX protobuf (truncated or garbled?): {err}"))?;
+    let Some(graph) = model.graph else {
+        return Err("no graph in the file; is this an ONNX model?".to_string());
+    };
+    if model.ir_version <= 0 {
+        return Err(format!("ONNX IR version {} is not valid", model.ir_version));
+    }
+    if graph.output.is_empty() {
+        return Err("the graph declares no outputs; is this an ONNX model?".to_string());
+    }
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs =
+        graph.input.iter().filter(|input| !initializers.contains(input.name.as_str())).map(tensor_spec).collect();
+    let outputs = graph.output.iter().map(tensor_spec).collect();
+    let opsets = model
+        .opset_import
+        .iter()
+        .map(|opset| {
+            let domain = if opset.domain.is_empty() { "ai.onnx" } else { &opset.domain };
+            format!("{domain}:{}", opset.version)
+        })
+        .collect();
+    Ok(OnnxModel {
+        contract: ModelContract { format: ModelFormat::Onnx, inputs, outputs, weights: Vec::new(), opsets },
+        graph,
+    })
+}
+
+/// The contract entry of a graph input or output.
+fn tensor_spec(value: &ValueInfoProto) -> TensorSpec {
+    let tensor_type = value.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
+    let Some(tensor_type) = tensor_type else {
+        return TensorSpec { name: value.name.clone(), dtype: "not a tensor".to_string(), shape: None };
+    };
+    let shape = tensor_type.shape.as_ref().map(|shape| {
+        shape
+            .dim
+            .iter()
+            .map(|dim| match (&dim.dim_value, &dim.dim_param) {
+                (Some(size), _) if *size >= 0 => Dim::Fixed(size.unsigned_abs()),
+                (_, Some(name)) if !name.is_empty() => Dim::Symbolic(name.clone()),
+                _ => Dim::Unknown,
+            })
+            .collect()
+    });
+    TensorSpec { name: value.name.clone(), dtype: dtype_name(tensor_type.elem_type), shape }
+}

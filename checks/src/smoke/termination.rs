@@ -1,0 +1,158 @@
+//! The verdict a check Job leaves in its Pod's termination message, kept under the 4 KiB the kubelet allows.
+//!
+//! Used by both `rampart-check contract` and `rampart-check smoke-eval`, so the controller reads one
+//! shape from `Pod.status.containerStatuses[].state.terminated.message`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where Kubernetes mounts the termination message file by default.
+pub const DEFAULT_TERMINATION_LOG: &str = "/dev/termination-log";
+/// Environment variable that overrides the termination message path.
+pub const TERMINATION_LOG_ENV: &str = "RAMPART_TERMINATION_LOG";
+/// The JSON is always shorter than this many bytes (the kubelet keeps at most 4096).
+pub const MAX_TERMINATION_MESSAGE_BYTES: usize = 4096;
+/// Longest single reason or summary kept, in bytes.
+const MAX_REASON_BYTES: usize = 480;
+
+/// A check's verdict in the short, uniform form the controller reads back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminationMessage {
+    /// Which check: `contract` or `smoke-eval`.
+    pub check: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// One line for people.
+    pub summary: String,
+    /// Why it failed, most important first (possibly cut short; the last entry then says how many were left out).
+    pub reasons: Vec<String>,
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut with `...`.
+pub fn truncate_on_char_boundary(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+fn json_len(text: &str) -> usize {
+    serde_json::to_string(text).map_or(text.len().saturating_mul(6), |json| json.len())
+}
+
+impl TerminationMessage {
+    /// Compact JSON, guaranteed shorter than [`MAX_TERMINATION_MESSAGE_BYTES`]: long reasons are cut,
+    /// and reasons that do not fit are replaced by one `... and N more` entry.
+    pub fn to_json(&self) -> String {
+        let summary = truncate_on_char_boundary(&self.summary, MAX_REASON_BYTES);
+        let mut fitted = TerminationMessage {
+            check: truncate_on_char_boundary(&self.check, 64),
+            passed: self.passed,
+            summary,
+            reasons: Vec::new(),
+        };
+        // Room for the envelope plus a closing "... and N more reasons" entry.
+        let envelope = serde_json::to_string(&fitted).map_or(MAX_TERMINATION_MESSAGE_BYTES, |json| json.len());
+        let budget = MAX_TERMINATION_MESSAGE_BYTES.saturating_sub(envelope + 64);
+        let mut used = 0;
+        for reason in &self.reasons {
+            let reason = truncate_on_char_boundary(reason, MAX_REASON_BYTES);
+            let cost = json_len(&reason) + 1;
+            if used + cost > budget {
+                break;
+            }
+            used += cost;
+            fitted.reasons.push(reason);
+        }
+        let left_out = self.reasons.len() - fitted.reasons.len();
+        if left_out > 0 {
+            fitted.reasons.push(format!("... and {left_out} more reason(s)"));
+        }
+        let mut json = serde_json::to_string(&fitted).unwrap_or_default();
+        // Escaping can only have been underestimated for control characters; drop reasons until it fits.
+        while json.len() >= MAX_TERMINATION_MESSAGE_BYTES && fitted.reasons.pop().is_some() {
+            json = serde_json::to_string(&fitted).unwrap_or_default();
+        }
+        if json.len() >= MAX_TERMINATION_MESSAGE_BYTES {
+            fitted.summary = truncate_on_char_boundary(&fitted.summary, 64);
+            json = serde_json::to_string(&fitted).unwrap_or_default();
+        }
+        json
+    }
+}
+
+/// Where the termination message should go, if anywhere.
+///
+/// An explicit path (flag or [`TERMINATION_LOG_ENV`]) is used when its directory exists. Without one,
+/// [`DEFAULT_TERMINATION_LOG`] is used only when that file already exists, which is the case in a
+/// Kubernetes container (the kubelet mounts it) and not on a workstation, where `/dev` exists but
+/// creating files in it would be wrong.
+pub fn termination_log_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit {
+        Some(path) => {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            parent.is_dir().then(|| path.to_path_buf())
+        }
+        None => {
+            let default = Path::new(DEFAULT_TERMINATION_LOG);
+            default.is_file().then(|| default.to_path_buf())
+        }
+    }
+}
+
+/// Writes `message` to the termination log chosen by [`termination_log_path`].
+///
+/// Returns the path written, or `None` when there is nowhere to write.
+pub fn write_termination_message(
+    explicit: Option<&Path>,
+    message: &TerminationMessage,
+) -> std::io::Result<Option<PathBuf>> {
+    let Some(path) = termination_log_path(explicit) else { return Ok(None) };
+    std::fs::write(&path, message.to_json())?;
+    Ok(Some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn stays_under_four_kib_with_thousands_of_long_multibyte_reasons() {
+        let message = TerminationMessage {
+            check: "contract".into(),
+            passed: false,
+            summary: "é".repeat(5000),
+            reasons: (0..5000).map(|i| format!("reason {i} {}", "ü\u{1}\"".repeat(300))).collect(),
+        };
+        let json = message.to_json();
+        assert!(json.len() < MAX_TERMINATION_MESSAGE_BYTES, "{} bytes", json.len());
+        let back: TerminationMessage = serde_json::from_str(&json).unwrap();
+        assert!(back.reasons.last().unwrap().contains("more reason"));
+        assert!(!back.passed);
+    }
+
+    #[test]
+    fn short_messages_are_kept_whole() {
+        let message = TerminationMessage {
+            check: "smoke-eval".into(),
+            passed: true,
+            summary: "ok".into(),
+            reasons: vec!["a".into()],
+        };
+        let back: TerminationMessage = serde_json::from_str(&message.to_json()).unwrap();
+        assert_eq!(back, message);
+    }
+
+    #[test]
+    fn explicit_path_needs_an_existing_directory() {
+        let dir = std::env::temp_dir();
+        assert!(termination_log_path(Some(&dir.join("rampart-termination"))).is_some());
+        assert!(termination_log_path(Some(Path::new("/nonexistent-rampart-dir/log"))).is_none());
+    }
+}
