@@ -82,8 +82,14 @@ impl ControlPlane {
             "--profiling=false".into(),
             "--v=1".into(),
         ];
-        let apiserver =
-            Supervised::spawn("kube-apiserver", &apiserver_bin, &api_args, &d.join("kube-apiserver.log"), "TERM", None)?;
+        let apiserver = Supervised::spawn(
+            "kube-apiserver",
+            &apiserver_bin,
+            &api_args,
+            &d.join("kube-apiserver.log"),
+            "TERM",
+            None,
+        )?;
 
         let kubeconfig_path = d.join("kubeconfig");
         std::fs::write(&kubeconfig_path, kubeconfig(api_port, &d.join("ca.crt"))?)
@@ -156,8 +162,10 @@ impl ControlPlane {
 
 /// Builds a client from a kubeconfig file, like kubectl would.
 pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, Error> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path)
-        .map_err(|err| Error::Kube { context: format!("reading kubeconfig {}", path.display()), message: err.to_string() })?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|err| Error::Kube {
+        context: format!("reading kubeconfig {}", path.display()),
+        message: err.to_string(),
+    })?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
         .await
         .map_err(|err| Error::Kube { context: "loading kubeconfig".into(), message: err.to_string() })?;
@@ -187,8 +195,21 @@ fn write_pki(d: &Path) -> Result<(), Error> {
     openssl(
         "signing the serving certificate",
         &[
-            "x509", "-req", "-in", "serving.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-            "-extfile", "serving.ext", "-out", "serving.crt",
+            "x509",
+            "-req",
+            "-in",
+            "serving.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "serving.ext",
+            "-out",
+            "serving.crt",
         ],
     )?;
     openssl("generating the service-account key", &["genrsa", "-out", "sa.key", "2048"])?;
@@ -210,7 +231,8 @@ fn kubeconfig(api_port: u16, ca_path: &Path) -> Result<String, Error> {
         "current-context": "rampart-test",
     });
     // JSON is valid YAML, and every kubeconfig reader accepts it.
-    serde_json::to_string_pretty(&config).map_err(|err| Error::Kube { context: "writing kubeconfig".into(), message: err.to_string() })
+    serde_json::to_string_pretty(&config)
+        .map_err(|err| Error::Kube { context: "writing kubeconfig".into(), message: err.to_string() })
 }
 
 /// Standard base64 with padding (the kubeconfig's `*-data` fields).

@@ -24,18 +24,17 @@ pub async fn install_crds(client: &kube::Client, dirs: &[PathBuf]) -> Result<(),
         for file in files {
             let text = std::fs::read_to_string(&file)
                 .map_err(|source| Error::Io { context: format!("reading {}", file.display()), source })?;
-            let documents: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(&text).map_err(|err| Error::Kube {
-                context: format!("parsing CRDs in {}", file.display()),
-                message: err.to_string(),
+            let documents: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(&text).map_err(|err| {
+                Error::Kube { context: format!("parsing CRDs in {}", file.display()), message: err.to_string() }
             })?;
             for crd in documents {
                 let name = crd.metadata.name.clone().unwrap_or_default();
-                api.patch(&name, &PatchParams::apply("rampart-testenv").force(), &Patch::Apply(&crd))
-                    .await
-                    .map_err(|err| Error::Kube {
+                api.patch(&name, &PatchParams::apply("rampart-testenv").force(), &Patch::Apply(&crd)).await.map_err(
+                    |err| Error::Kube {
                         context: format!("installing CRD {name} from {}", file.display()),
                         message: err.to_string(),
-                    })?;
+                    },
+                )?;
                 names.push(name);
             }
         }

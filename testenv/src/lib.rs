@@ -52,9 +52,7 @@ pub fn repo_root() -> PathBuf {
 
 /// Where `testenv/build` puts etcd and kube-apiserver: `$RAMPART_TESTENV_BIN`, else `target/testenv/bin`.
 pub fn bin_dir() -> PathBuf {
-    std::env::var_os("RAMPART_TESTENV_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/testenv/bin"))
+    std::env::var_os("RAMPART_TESTENV_BIN").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/testenv/bin"))
 }
 
 /// The CRD folders installed into every test control plane: Rampart's own (`crds/`) and the minimal third-party CRDs

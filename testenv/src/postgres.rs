@@ -158,11 +158,7 @@ fn as_user(as_root: bool, program: &Path) -> Command {
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0").unwrap_or(false)
 }
 
 /// Finds the Postgres server binaries: `$RAMPART_PG_BIN`, then `pg_config --bindir`, then Debian's versioned paths.
@@ -179,11 +175,10 @@ fn find_bin_dir() -> Result<PathBuf, Error> {
     for version in ["17", "16", "15", "14"] {
         candidates.push(PathBuf::from(format!("/usr/lib/postgresql/{version}/bin")));
     }
-    candidates
-        .into_iter()
-        .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file())
-        .ok_or_else(|| Error::Missing {
+    candidates.into_iter().find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file()).ok_or_else(|| {
+        Error::Missing {
             what: "PostgreSQL server binaries (initdb, postgres)".into(),
             hint: "install them (Debian: apt-get install postgresql) or set RAMPART_PG_BIN to their directory".into(),
-        })
+        }
+    })
 }

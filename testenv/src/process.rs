@@ -43,14 +43,11 @@ impl Supervised {
         stop_signal: &str,
         cleanup_dir: Option<&Path>,
     ) -> Result<Self, Error> {
-        let log = File::create(log_path).map_err(|source| Error::Io {
-            context: format!("creating log file {}", log_path.display()),
-            source,
-        })?;
-        let log_err = log.try_clone().map_err(|source| Error::Io {
-            context: format!("duplicating log file {}", log_path.display()),
-            source,
-        })?;
+        let log = File::create(log_path)
+            .map_err(|source| Error::Io { context: format!("creating log file {}", log_path.display()), source })?;
+        let log_err = log
+            .try_clone()
+            .map_err(|source| Error::Io { context: format!("duplicating log file {}", log_path.display()), source })?;
         let mut command = Command::new("bash");
         command
             .arg("-c")
@@ -65,10 +62,9 @@ impl Supervised {
         if let Some(dir) = cleanup_dir {
             command.env("CLEANUP_DIR", dir);
         }
-        let mut child = command.spawn().map_err(|source| Error::Io {
-            context: format!("starting {name} ({})", program.display()),
-            source,
-        })?;
+        let mut child = command
+            .spawn()
+            .map_err(|source| Error::Io { context: format!("starting {name} ({})", program.display()), source })?;
         let lifeline = child.stdin.take();
         Ok(Self { name: name.to_string(), child, lifeline, log_path: log_path.to_path_buf() })
     }
@@ -77,11 +73,9 @@ impl Supervised {
     pub fn ensure_running(&mut self) -> Result<(), Error> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(Error::Exited {
-                name: self.name.clone(),
-                status: status.to_string(),
-                log_tail: self.log_tail(),
-            }),
+            Ok(Some(status)) => {
+                Err(Error::Exited { name: self.name.clone(), status: status.to_string(), log_tail: self.log_tail() })
+            }
             Err(source) => Err(Error::Io { context: format!("checking on {}", self.name), source }),
         }
     }
@@ -126,18 +120,13 @@ pub fn free_port() -> Result<u16, Error> {
 
 /// Runs a short command to completion and fails with its output when it does not succeed.
 pub fn run(context: &str, command: &mut Command) -> Result<String, Error> {
-    let output = command
-        .output()
-        .map_err(|source| Error::Io { context: format!("{context}: starting {command:?}"), source })?;
+    let output =
+        command.output().map_err(|source| Error::Io { context: format!("{context}: starting {command:?}"), source })?;
     if !output.status.success() {
         return Err(Error::Command {
             context: context.to_string(),
             status: output.status.to_string(),
-            output: format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
+            output: format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
         });
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())

@@ -1,0 +1,807 @@
+//! `rampart.dev/v1alpha1` ModelRollout: what a team applies to roll a new model version out, and the status Rampart
+//! reports back. The doc comments here become `kubectl explain modelrollout.spec...` text.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A progressive rollout of one model version: verify the artifact, check it, shift traffic to it in steps while
+/// comparing it with the baseline, then promote it or roll it back.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "rampart.dev",
+    version = "v1alpha1",
+    kind = "ModelRollout",
+    plural = "modelrollouts",
+    shortname = "mro",
+    category = "rampart",
+    doc = "A ModelRollout rolls one new version of an ML model out: Rampart verifies its signature, checks its tensor contract and a smoke-training run, shifts live traffic to it in steps while comparing it with the baseline, then promotes it or rolls it back.",
+    namespaced,
+    status = "ModelRolloutStatus",
+    printcolumn = r#"{"name":"Model","type":"string","jsonPath":".spec.model"}"#,
+    printcolumn = r#"{"name":"Candidate","type":"string","jsonPath":".spec.candidate.version"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".status.canaryWeight"}"#,
+    printcolumn = r#"{"name":"Step","type":"integer","jsonPath":".status.currentStep"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.candidate.artifact.signature) || (has(self.checks) && has(self.checks.insecureSkipSignature) && self.checks.insecureSkipSignature)",
+        "message": "spec.candidate.artifact.signature is required: sign the model (rampart sign) and reference the bundle, or set spec.checks.insecureSkipSignature: true for an unsigned test model",
+    },
+    {
+        "rule": "!has(self.serving.kserve) || !has(self.traffic)",
+        "message": "spec.traffic must be omitted with spec.serving.kserve: KServe splits traffic itself through canaryTrafficPercent",
+    },
+    {
+        "rule": "!has(self.serving.deployment) || has(self.traffic)",
+        "message": "spec.traffic.gatewayAPI is required with spec.serving.deployment: name the HTTPRoute whose backend weights Rampart shifts",
+    },
+    {
+        "rule": "!self.steps.exists(s, has(s.analysis)) || has(self.analysis)",
+        "message": "spec.analysis is required when a step has an analysis: list the metrics to compare in spec.analysis.metrics",
+    },
+]))]
+pub struct ModelRolloutSpec {
+    /// Name of the model in the Rampart registry, e.g. `fraud-detector`. Versions, aliases and the rollout history
+    /// are kept under this name.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"))]
+    pub model: String,
+
+    /// The new model version to roll out. Immutable: to roll out another version, create another ModelRollout.
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "spec.candidate is immutable once set: create a new ModelRollout to roll out a different version",
+    }]))]
+    pub candidate: Candidate,
+
+    /// The version the candidate is compared with. Defaults to the version the registry's `production` alias points
+    /// at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+
+    /// How the model is served: a Deployment Rampart clones for the canary, or a KServe InferenceService. Exactly one.
+    pub serving: Serving,
+
+    /// How live traffic is split between baseline and canary. Required with `serving.deployment`; omitted with
+    /// `serving.kserve`, which splits traffic itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
+
+    /// Checks the candidate must pass before it gets any traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Checks>,
+
+    /// The rollout plan, run in order: `setWeight` moves traffic, `pause` waits, `analysis` compares canary with
+    /// baseline and decides. After the last step the candidate is promoted.
+    #[schemars(length(min = 1, max = 64))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.exists(s, has(s.setWeight) && s.setWeight > 0)",
+        "message": "spec.steps must contain at least one setWeight above 0, otherwise the canary never receives traffic",
+    }]))]
+    pub steps: Vec<Step>,
+
+    /// How canary and baseline are compared during `analysis` steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+
+    /// What happens when the rollout fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Rollback>,
+}
+
+/// The candidate model version and its artifact.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Candidate {
+    /// Version label of the candidate, e.g. `v7` or `2026-11-20.1`. Unique per model in the registry.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.+]*[A-Za-z0-9])?$"))]
+    pub version: String,
+    /// Where the model is and what it must hash to.
+    pub artifact: Artifact,
+}
+
+/// A model artifact: its location, its digest, and its signature.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    /// Location the serving runtime loads the model from (`s3://`, `gs://`, `pvc://`, `oci://`, `https://`, or a
+    /// path). Rampart passes it to the canary unchanged.
+    #[schemars(length(min = 1, max = 2048))]
+    pub uri: String,
+    /// Expected digest of the model, `sha256:` followed by 64 lowercase hex digits, as printed by
+    /// `rampart-check sign` / `rampart verify`. The signature's subject digest must match it.
+    #[schemars(length(max = 71))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^sha256:[a-f0-9]{64}$')",
+        "message": "digest must be 'sha256:' followed by 64 lowercase hex digits, e.g. the subject digest printed by 'rampart sign'",
+    }]))]
+    pub digest: String,
+    /// The OpenSSF model-signing bundle for this artifact: inline, or in a Secret or ConfigMap of this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureSource>,
+}
+
+/// Where the signature bundle is. Exactly one of `bundle`, `secretRef`, `configMapRef`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.bundle), has(self.secretRef), has(self.configMapRef)].filter(x, x).size() == 1",
+    "message": "signature needs exactly one of bundle, secretRef or configMapRef",
+}]))]
+pub struct SignatureSource {
+    /// The bundle JSON inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub bundle: Option<String>,
+    /// A key of a Secret in the rollout's namespace that holds the bundle JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<KeyRef>,
+    /// A key of a ConfigMap in the rollout's namespace that holds the bundle JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<KeyRef>,
+}
+
+/// A key of a Secret or ConfigMap in the rollout's own namespace (other namespaces cannot be referenced).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRef {
+    /// Name of the object, in the rollout's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the object's data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// The version the candidate is compared with.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.version) && has(self.alias))",
+    "message": "baseline takes either version or alias, not both",
+}]))]
+pub struct Baseline {
+    /// An explicit registry version to compare with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub version: Option<String>,
+    /// A registry alias to compare with. Default: `production`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub alias: Option<String>,
+}
+
+/// How the model is served. Exactly one of `deployment` and `kserve`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.deployment) != has(self.kserve)",
+    "message": "spec.serving needs exactly one backend: deployment or kserve",
+}]))]
+pub struct Serving {
+    /// Serve with Deployments: Rampart creates `<name>-canary` from the baseline Deployment's pod template with the
+    /// candidate's URI, and removes it when the rollout ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentServing>,
+    /// Serve with a KServe InferenceService: Rampart sets the predictor's storage URI and `canaryTrafficPercent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kserve: Option<KServeServing>,
+}
+
+/// The baseline Deployment and where its pod template takes the model URI.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.modelEnv) != has(self.modelArg)",
+    "message": "deployment needs exactly one of modelEnv (an environment variable) or modelArg (a --flag) to carry the model URI",
+}]))]
+pub struct DeploymentServing {
+    /// Name of the baseline Deployment in the rollout's namespace.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// Container of the pod template that serves the model. Default: the first container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Environment variable that holds the model URI, e.g. `MODEL_URI`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub model_env: Option<String>,
+    /// Command-line flag that holds the model URI, e.g. `--model-uri`; Rampart sets `--model-uri=<uri>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub model_arg: Option<String>,
+}
+
+/// The KServe InferenceService serving the model.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KServeServing {
+    /// Name of the InferenceService in the rollout's namespace.
+    #[schemars(length(min = 1, max = 63))]
+    pub inference_service: String,
+}
+
+/// How traffic is split.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.gatewayAPI)",
+    "message": "spec.traffic needs gatewayAPI",
+}]))]
+pub struct Traffic {
+    /// Split with the backendRef weights of a Gateway API HTTPRoute.
+    #[serde(rename = "gatewayAPI", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_api: Option<GatewayApiTraffic>,
+}
+
+/// The HTTPRoute and the two Services whose weights Rampart sets (server-side apply, field manager `rampart`). Only
+/// these two backendRefs are touched.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.baselineBackend != self.canaryBackend",
+    "message": "gatewayAPI.baselineBackend and canaryBackend must be different Services",
+}]))]
+pub struct GatewayApiTraffic {
+    /// Name of the HTTPRoute in the rollout's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub http_route: String,
+    /// Service that fronts the baseline Deployment.
+    #[schemars(length(min = 1, max = 63))]
+    pub baseline_backend: String,
+    /// Service that fronts the canary Deployment.
+    #[schemars(length(min = 1, max = 63))]
+    pub canary_backend: String,
+    /// Port of both Services. Default: 80.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+}
+
+/// Checks before any traffic moves.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Checks {
+    /// Roll out an unsigned artifact. Only honoured when the controller's configuration allows it; meant for test
+    /// models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_signature: Option<bool>,
+    /// Compare the candidate's tensor contract (inputs, outputs, shapes) with the baseline's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<ContractCheck>,
+    /// Run a short training Job (usually on a GPU node) and judge its loss and gradients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke_training: Option<SmokeTraining>,
+}
+
+/// Tensor-contract check settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ContractCheck {
+    /// Batch sizes at which shapes are inferred and residual Add/Mul/Sub/Concat inputs are checked. Default: 1, 8, 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16))]
+    pub batch_sizes: Option<Vec<BatchSize>>,
+    /// Accept outputs the baseline does not have. Default: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_new_outputs: Option<bool>,
+    /// Accept outputs the baseline has and the candidate lacks. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_removed_outputs: Option<bool>,
+}
+
+/// A batch size between 1 and 65536.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, JsonSchema)]
+#[serde(transparent)]
+pub struct BatchSize(#[schemars(range(min = 1, max = 65536))] pub u32);
+
+/// A short training run of the candidate, judged by the smoke-training protocol (docs/smoke-training.md).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmokeTraining {
+    /// Training image. Must match the controller's allow-list of image prefixes.
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+    /// Command of the training container. Default: the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Arguments of the training container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// Number of training steps to run. Default: 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2, max = 100000))]
+    pub steps: Option<i32>,
+    /// Resources of the training container, e.g. `limits: {nvidia.com/gpu: 1}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node selector of the training pod, e.g. a GPU node pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Tolerations of the training pod, e.g. for tainted GPU nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Time limit of the Job, e.g. `15m`. Default: 15m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub timeout: Option<String>,
+    /// Pass/fail thresholds for the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<SmokeThresholds>,
+}
+
+/// Thresholds of the smoke-training verdict. Every loss and gradient norm must also be finite.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SmokeThresholds {
+    /// The mean of the last `window` losses must be at most this fraction of the mean of the first `window`.
+    /// Default: 0.9.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub max_loss_ratio: Option<f64>,
+    /// Steps averaged at the start and at the end. Default: 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub window: Option<i32>,
+    /// Largest allowed gradient norm. Default: 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub max_grad_norm: Option<f64>,
+    /// Largest allowed median step time, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub max_step_time_seconds: Option<f64>,
+    /// Largest allowed peak GPU memory, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_gpu_memory_bytes: Option<i64>,
+}
+
+/// One step of the plan. Exactly one of `setWeight`, `pause`, `analysis`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.setWeight), has(self.pause), has(self.analysis)].filter(x, x).size() == 1",
+    "message": "each step needs exactly one of setWeight, pause or analysis",
+}]))]
+pub struct Step {
+    /// Percentage of traffic sent to the canary, 0 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self >= 0 && self <= 100",
+        "message": "setWeight is a percentage of traffic: use a value from 0 to 100",
+    }]))]
+    pub set_weight: Option<i32>,
+    /// Wait: for `duration`, or without one until `rampart promote` (the `rampart.dev/promote` annotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Pause>,
+    /// Compare canary and baseline on `spec.analysis.metrics`, every `interval`, for up to `duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStep>,
+}
+
+/// A pause step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Pause {
+    /// How long to wait, e.g. `10m`. Omit to wait until promoted by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')",
+        "message": "pause.duration must be a duration such as 30s, 10m or 1h30m",
+    }]))]
+    pub duration: Option<String>,
+}
+
+/// An analysis step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisStep {
+    /// Longest time the step may take, e.g. `30m`. The step ends earlier when every metric passes, or at once when
+    /// one fails.
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')",
+        "message": "analysis.duration must be a duration such as 30s, 10m or 1h30m",
+    }]))]
+    pub duration: String,
+    /// Time between two looks at the metrics, e.g. `1m`. Default: 1m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')",
+        "message": "analysis.interval must be a duration such as 30s, 10m or 1h30m",
+    }]))]
+    pub interval: Option<String>,
+}
+
+/// How canary and baseline are compared.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Analysis {
+    /// The metrics to compare. Names must be unique.
+    #[schemars(length(min = 1, max = 16))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.all(m, self.filter(o, o.name == m.name).size() == 1)",
+        "message": "spec.analysis.metrics names must be unique",
+    }]))]
+    pub metrics: Vec<Metric>,
+    /// Chance of rolling back a candidate that is not worse than the baseline by more than the tolerance, over the
+    /// whole rollout however often it looks (the tests are anytime-valid). Between 0 and 0.5, default 0.05.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self > 0.0 && self < 0.5",
+        "message": "spec.analysis.alpha must be above 0 and below 0.5 (typical: 0.05)",
+    }]))]
+    pub alpha: Option<f64>,
+    /// Samples each version must have before any verdict. Default: 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_samples: Option<i64>,
+    /// The sample-ratio-mismatch check of the traffic split itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srm: Option<SrmCheck>,
+    /// What to do when an analysis step runs out of time without a verdict: `rollback` (default), `promote`, or
+    /// `pause` (wait for a person).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_inconclusive: Option<OnInconclusive>,
+    /// Prometheus server queried for the metrics, e.g. `http://prometheus.monitoring:9090`. Default: the controller's
+    /// configured Prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub prometheus_address: Option<String>,
+}
+
+/// Sample-ratio-mismatch check: is traffic reaching the canary in the configured proportion?
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SrmCheck {
+    /// Check the split. Default: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// p-value below which the split is a mismatch. Default: 0.001.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self > 0.0 && self < 0.5",
+        "message": "spec.analysis.srm.pValue must be above 0 and below 0.5 (typical: 0.001)",
+    }]))]
+    pub p_value: Option<f64>,
+    /// PromQL for the cumulative request count of one version; `{{version}}` and `{{namespace}}` are substituted.
+    /// Default: the `total` query of the first ratio metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_query: Option<String>,
+}
+
+/// Policy when an analysis step ends without a verdict.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum OnInconclusive {
+    /// Roll back (the safe default).
+    #[default]
+    Rollback,
+    /// Carry on as if the step had passed.
+    Promote,
+    /// Stay at the current weight and wait for `rampart promote` or `rampart abort`.
+    Pause,
+}
+
+/// One metric compared between canary and baseline.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.kind != 'ratio' || (has(self.queries.success) && has(self.queries.total))",
+        "message": "a ratio metric needs queries.success and queries.total",
+    },
+    {
+        "rule": "self.kind != 'mean' || (has(self.queries.sum) && has(self.queries.sumOfSquares) && has(self.queries.count))",
+        "message": "a mean metric needs queries.sum, queries.sumOfSquares and queries.count",
+    },
+    {
+        "rule": "self.kind != 'latency' || has(self.queries.buckets)",
+        "message": "a latency metric needs queries.buckets (a histogram's cumulative le buckets)",
+    },
+]))]
+pub struct Metric {
+    /// Name shown in status, events and history, e.g. `accuracy`. Unique within the rollout.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$"))]
+    pub name: String,
+    /// `ratio` (successes out of trials: accuracy, error rate), `mean` (a per-request value), or `latency` (a
+    /// histogram).
+    pub kind: MetricKind,
+    /// Whether a higher value is better (accuracy) or a lower one (error rate, latency).
+    pub direction: Direction,
+    /// How much worse than the baseline the canary may be and still pass (the non-inferiority margin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<Tolerance>,
+    /// PromQL returning cumulative counters for one version: `{{version}}` and `{{namespace}}` are substituted.
+    pub queries: MetricQueries,
+}
+
+/// Kind of metric.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum MetricKind {
+    /// Successes out of trials, e.g. correct predictions out of labelled ones.
+    Ratio,
+    /// The mean of a per-request value, from its sum, sum of squares and count.
+    Mean,
+    /// A latency histogram, from cumulative `le` buckets.
+    Latency,
+}
+
+/// Which way is better.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    /// Higher is better (accuracy).
+    HigherIsBetter,
+    /// Lower is better (error rate, latency).
+    LowerIsBetter,
+}
+
+/// The non-inferiority margin: `absolute` in the metric's unit, or `relative` to the baseline (0.1 = 10%).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.absolute) && has(self.relative))",
+    "message": "tolerance takes either absolute or relative, not both",
+}]))]
+pub struct Tolerance {
+    /// Absolute margin, e.g. 0.01 for one accuracy point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self >= 0.0",
+        "message": "tolerance.absolute must be 0 or more: it is how much worse the canary may be",
+    }]))]
+    pub absolute: Option<f64>,
+    /// Relative margin, e.g. 0.1 for 10% of the baseline's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self >= 0.0",
+        "message": "tolerance.relative must be 0 or more: it is how much worse the canary may be, as a fraction of the baseline",
+    }]))]
+    pub relative: Option<f64>,
+}
+
+/// PromQL templates. Each returns a cumulative counter for one version.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricQueries {
+    /// Ratio: count of successes, e.g. `sum(model_predictions_correct_total{version="{{version}}"})`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<String>,
+    /// Ratio: count of trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<String>,
+    /// Mean: sum of the values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sum: Option<String>,
+    /// Mean: sum of the squared values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sum_of_squares: Option<String>,
+    /// Mean: count of the values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<String>,
+    /// Latency: cumulative histogram buckets by `le`, e.g.
+    /// `sum by (le) (model_request_duration_seconds_bucket{version="{{version}}"})`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<String>,
+}
+
+/// What happens on failure.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollback {
+    /// Roll back automatically when a check or analysis fails. Default: true. When false the rollout stops in
+    /// Paused with the canary at weight 0 until `rampart abort` or `rampart retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<bool>,
+    /// How long the canary keeps running at weight 0 after a rollback or promotion before it is deleted, e.g. `30s`.
+    /// Default: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')",
+        "message": "rollback.scaleDownDelay must be a duration such as 30s or 5m",
+    }]))]
+    pub scale_down_delay: Option<String>,
+}
+
+/// What Rampart observed and decided. Written by the controller only.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelRolloutStatus {
+    /// Where the rollout is: Pending, Verifying, Checking, Progressing, Paused, Promoting, Succeeded, RollingBack,
+    /// RolledBack, Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Index of the step being run (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<i32>,
+    /// Percentage of traffic the canary receives now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<i32>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Kubernetes-style conditions: Verified, Checked, Progressing, Ready, Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Option<Vec<Condition>>,
+    /// Results of the checks before traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<ChecksStatus>,
+    /// The latest analysis verdicts, per metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatus>,
+    /// Human-readable summary of the current state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the current step started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<String>,
+    /// The last transitions, newest last (bounded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryEntry>>,
+}
+
+/// Rollout phase.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// Accepted, not started.
+    Pending,
+    /// Verifying the artifact's digest and signature.
+    Verifying,
+    /// Running the contract and smoke-training checks.
+    Checking,
+    /// Running the steps.
+    Progressing,
+    /// Waiting (a pause step, or a person).
+    Paused,
+    /// Moving the baseline to the candidate.
+    Promoting,
+    /// The candidate is the new baseline.
+    Succeeded,
+    /// Sending all traffic back to the baseline.
+    RollingBack,
+    /// All traffic is back on the baseline.
+    RolledBack,
+    /// A check failed before any traffic moved.
+    Failed,
+}
+
+impl Phase {
+    /// True when the rollout has ended and nothing more will happen without `rampart retry`.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::RolledBack | Phase::Failed)
+    }
+}
+
+/// A Kubernetes-style condition.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type, e.g. `Verified`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// One-word reason in CamelCase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What happened, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the status last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    /// The generation the condition was set for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Results of the checks before traffic.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ChecksStatus {
+    /// Digest and signature verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<CheckResult>,
+    /// Tensor-contract check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<CheckResult>,
+    /// Smoke-training check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke_training: Option<CheckResult>,
+}
+
+/// The outcome of one check.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckResult {
+    /// `Passed`, `Failed`, `Running` or `Skipped`.
+    pub result: String,
+    /// Why, in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Who signed, for the signature check (key id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// Name of the Job that ran the check, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+}
+
+/// The analysis verdicts of the current (or last) analysis step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisStatus {
+    /// Verdict of the step: Pass, Fail, Continue or Inconclusive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// Looks taken in this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub looks: Option<i32>,
+    /// Per-metric results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Vec<MetricStatus>>,
+    /// Sample-ratio-mismatch result, when checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srm: Option<MetricStatus>,
+}
+
+/// One metric's verdict and the numbers behind it. Numbers are strings formatted for people, so that no precision
+/// games happen in YAML.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricStatus {
+    /// Metric name.
+    pub name: String,
+    /// Pass, Fail, Continue or Inconclusive.
+    pub verdict: String,
+    /// The canary's estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<String>,
+    /// The baseline's estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    /// Canary minus baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    /// Anytime-valid confidence bounds of the effect, `[low, high]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Always-valid p-value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<String>,
+    /// Samples as `canary/baseline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<String>,
+    /// One line for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One transition of the rollout.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// When (RFC 3339).
+    pub time: String,
+    /// Phase entered.
+    pub phase: Phase,
+    /// Step index, when relevant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
