@@ -1,0 +1,210 @@
+//! Model versions: registration (a version's digest never changes), verification results, and reads.
+
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+
+use crate::events::append_locked;
+use crate::records::{EventKind, NewEvent, NewVersion, Verification, VersionRecord, VersionStatus};
+use crate::{Registry, RegistryError, Result, ensure_and_lock_model, lock_model, now, validate_name};
+
+/// Checks and normalises a model digest: `sha256:` followed by 64 hex digits (stored lower-case).
+pub(crate) fn normalise_digest(digest: &str) -> Result<String> {
+    let lower = digest.trim().to_ascii_lowercase();
+    let valid =
+        lower.strip_prefix("sha256:").is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    if valid {
+        Ok(lower)
+    } else {
+        Err(RegistryError::InvalidInput {
+            field: "digest",
+            problem: format!("`{digest}` is not `sha256:` followed by 64 hex digits"),
+        })
+    }
+}
+
+/// Reads versions of a model: all of them, or the one named.
+pub(crate) async fn fetch_versions(
+    conn: &mut PgConnection,
+    model: &str,
+    version: Option<&str>,
+) -> Result<Vec<VersionRecord>> {
+    let rows = sqlx::query!(
+        r#"SELECT v.id, v.version, v.uri, v.digest, v.size_bytes, v.format, v.tensor_contract, v.signature_bundle,
+                  v.signer_key_id, v.verified_at, v.status, v.status_reason, v.created_at
+           FROM model_versions v JOIN models m ON m.id = v.model_id
+           WHERE m.name = $1 AND ($2::text IS NULL OR v.version = $2)
+           ORDER BY v.created_at, v.id"#,
+        model,
+        version
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| VersionRecord {
+            model: model.to_string(),
+            version: row.version,
+            uri: row.uri,
+            digest: row.digest,
+            size_bytes: row.size_bytes,
+            format: row.format,
+            tensor_contract: row.tensor_contract,
+            signature_bundle: row.signature_bundle,
+            signer_key_id: row.signer_key_id,
+            verified_at: row.verified_at,
+            status: VersionStatus::parse(&row.status),
+            status_reason: row.status_reason,
+            created_at: row.created_at,
+        })
+        .collect())
+}
+
+pub(crate) async fn fetch_version(conn: &mut PgConnection, model: &str, version: &str) -> Result<VersionRecord> {
+    fetch_versions(conn, model, Some(version))
+        .await?
+        .pop()
+        .ok_or_else(|| RegistryError::VersionNotFound { model: model.to_string(), version: version.to_string() })
+}
+
+impl Registry {
+    /// Registers a version (creating the model on first use). Registering the same version with the same digest again
+    /// returns the stored record; a different digest is refused with [`RegistryError::DigestConflict`].
+    pub async fn register_version(&self, new: &NewVersion) -> Result<VersionRecord> {
+        validate_name("version", &new.version)?;
+        let digest = normalise_digest(&new.digest)?;
+        if new.size_bytes.is_some_and(|size| size < 0) {
+            return Err(RegistryError::InvalidInput { field: "size_bytes", problem: "must not be negative".into() });
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut model = ensure_and_lock_model(&mut tx, &new.model).await?;
+        if let Some(existing) = fetch_versions(&mut tx, &new.model, Some(&new.version)).await?.pop() {
+            if existing.digest != digest {
+                return Err(RegistryError::DigestConflict {
+                    model: new.model.clone(),
+                    version: new.version.clone(),
+                    registered: existing.digest,
+                    offered: digest,
+                });
+            }
+            return Ok(existing);
+        }
+        sqlx::query!(
+            "INSERT INTO model_versions (model_id, version, uri, digest, size_bytes, format, tensor_contract,
+                                         signature_bundle)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            model.id,
+            new.version,
+            new.uri,
+            digest,
+            new.size_bytes,
+            new.format,
+            new.tensor_contract.as_ref() as Option<&Value>,
+            new.signature_bundle
+        )
+        .execute(&mut *tx)
+        .await?;
+        let event = NewEvent {
+            kind: EventKind::VersionRegistered,
+            rollout_uid: None,
+            payload: json!({
+                "version": new.version, "uri": new.uri, "digest": digest,
+                "size_bytes": new.size_bytes, "format": new.format,
+                "signed": new.signature_bundle.is_some(),
+            }),
+            idempotency_key: Some(format!("version/{}/registered", new.version)),
+        };
+        append_locked(&mut tx, &mut model, &[event]).await?;
+        let record = fetch_version(&mut tx, &new.model, &new.version).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Records a successful signature verification. The verified digest must be the registered one.
+    pub async fn mark_verified(
+        &self,
+        model: &str,
+        version: &str,
+        verification: &Verification,
+    ) -> Result<VersionRecord> {
+        let digest = normalise_digest(&verification.digest)?;
+        let mut tx = self.pool.begin().await?;
+        let mut locked = lock_model(&mut tx, model).await?;
+        let existing = fetch_version(&mut tx, model, version).await?;
+        if existing.digest != digest {
+            return Err(RegistryError::DigestConflict {
+                model: model.to_string(),
+                version: version.to_string(),
+                registered: existing.digest,
+                offered: digest,
+            });
+        }
+        if existing.status == VersionStatus::Verified
+            && existing.signer_key_id.as_deref() == Some(verification.signer_key_id.as_str())
+        {
+            return Ok(existing);
+        }
+        let verified_at = now();
+        sqlx::query!(
+            "UPDATE model_versions
+             SET status = 'verified', status_reason = NULL, verified_at = $3, signer_key_id = $4,
+                 signature_bundle = COALESCE($5, signature_bundle)
+             WHERE model_id = $1 AND version = $2",
+            locked.id,
+            version,
+            verified_at,
+            verification.signer_key_id,
+            verification.signature_bundle
+        )
+        .execute(&mut *tx)
+        .await?;
+        let event = NewEvent {
+            kind: EventKind::VersionVerified,
+            rollout_uid: None,
+            payload: json!({"version": version, "digest": digest, "signer_key_id": verification.signer_key_id}),
+            idempotency_key: None,
+        };
+        append_locked(&mut tx, &mut locked, &[event]).await?;
+        let record = fetch_version(&mut tx, model, version).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Records that a version failed verification (it can no longer be aliased until verified again).
+    pub async fn mark_rejected(&self, model: &str, version: &str, reason: &str) -> Result<VersionRecord> {
+        let mut tx = self.pool.begin().await?;
+        let mut locked = lock_model(&mut tx, model).await?;
+        fetch_version(&mut tx, model, version).await?;
+        sqlx::query!(
+            "UPDATE model_versions SET status = 'rejected', status_reason = $3, verified_at = NULL
+             WHERE model_id = $1 AND version = $2",
+            locked.id,
+            version,
+            reason
+        )
+        .execute(&mut *tx)
+        .await?;
+        let event = NewEvent {
+            kind: EventKind::VersionRejected,
+            rollout_uid: None,
+            payload: json!({"version": version, "reason": reason}),
+            idempotency_key: None,
+        };
+        append_locked(&mut tx, &mut locked, &[event]).await?;
+        let record = fetch_version(&mut tx, model, version).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// One version.
+    pub async fn version(&self, model: &str, version: &str) -> Result<VersionRecord> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_version(&mut conn, model, version).await
+    }
+
+    /// All versions of a model, oldest first.
+    pub async fn versions(&self, model: &str) -> Result<Vec<VersionRecord>> {
+        self.model_id(model).await?;
+        let mut conn = self.pool.acquire().await?;
+        fetch_versions(&mut conn, model, None).await
+    }
+}
