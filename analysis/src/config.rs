@@ -83,10 +83,7 @@ fn default_srm_alpha() -> f64 {
 
 impl Default for SrmConfig {
     fn default() -> Self {
-        SrmConfig {
-            enabled: true,
-            alpha: DEFAULT_SRM_ALPHA,
-        }
+        SrmConfig { enabled: true, alpha: DEFAULT_SRM_ALPHA }
     }
 }
 
@@ -110,11 +107,7 @@ pub struct MetricConfig {
 
 /// The kinds of metric Rampart compares.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "kind",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum MetricKind {
     /// Successes out of trials (accuracy from labelled outcomes, error rate).
     Ratio {
@@ -217,10 +210,7 @@ impl AnalysisConfig {
         if !(self.min_samples.is_finite() && self.min_samples >= 2.0) {
             return Err(AnalysisError::config(
                 "minSamples",
-                format!(
-                    "is {}; use at least 2 (100 or more is recommended)",
-                    self.min_samples
-                ),
+                format!("is {}; use at least 2 (100 or more is recommended)", self.min_samples),
             ));
         }
         self.mixing_precision()?;
@@ -231,10 +221,7 @@ impl AnalysisConfig {
             ));
         }
         if self.metrics.is_empty() {
-            return Err(AnalysisError::config(
-                "metrics",
-                "is empty; configure at least one metric",
-            ));
+            return Err(AnalysisError::config("metrics", "is empty; configure at least one metric"));
         }
         let mut seen = std::collections::BTreeSet::new();
         for metric in &self.metrics {
@@ -249,12 +236,8 @@ impl AnalysisConfig {
     /// The mixing precision ρ of the confidence sequences, from the tuning.
     pub fn mixing_precision(&self) -> Result<MixingPrecision, AnalysisError> {
         match self.tuning {
-            Tuning::ExpectedSamples(n) if n.is_finite() && n > 0.0 => {
-                Ok(MixingPrecision::tuned_for(n, self.alpha))
-            }
-            Tuning::MixingVariance(v) if v.is_finite() && v > 0.0 => {
-                Ok(MixingPrecision::from_mixing_variance(v))
-            }
+            Tuning::ExpectedSamples(n) if n.is_finite() && n > 0.0 => Ok(MixingPrecision::tuned_for(n, self.alpha)),
+            Tuning::MixingVariance(v) if v.is_finite() && v > 0.0 => Ok(MixingPrecision::from_mixing_variance(v)),
             Tuning::ExpectedSamples(n) => Err(AnalysisError::config(
                 "tuning.expectedSamples",
                 format!("is {n}; use a positive number of samples, e.g. 500"),
@@ -276,34 +259,20 @@ impl MetricConfig {
     fn validate(&self) -> Result<(), AnalysisError> {
         let field = |f: &str| format!("metrics[{}].{f}", self.name);
         if self.name.trim().is_empty() {
-            return Err(AnalysisError::config(
-                "metrics[].name",
-                "is empty; give every metric a name",
-            ));
+            return Err(AnalysisError::config("metrics[].name", "is empty; give every metric a name"));
         }
         match self.tolerance {
             Tolerance::Absolute(m) | Tolerance::Relative(m) if !(m.is_finite() && m >= 0.0) => {
-                return Err(AnalysisError::config(
-                    field("tolerance"),
-                    format!("is {m}; use a finite value >= 0"),
-                ));
+                return Err(AnalysisError::config(field("tolerance"), format!("is {m}; use a finite value >= 0")));
             }
             _ => {}
         }
         if let Some(n) = self.min_samples
             && !(n.is_finite() && n >= 2.0)
         {
-            return Err(AnalysisError::config(
-                field("minSamples"),
-                format!("is {n}; use at least 2"),
-            ));
+            return Err(AnalysisError::config(field("minSamples"), format!("is {n}; use at least 2")));
         }
-        if let MetricKind::Latency {
-            quantile,
-            threshold_slack,
-            threshold_seconds,
-        } = self.kind
-        {
+        if let MetricKind::Latency { quantile, threshold_slack, threshold_seconds } = self.kind {
             if !(quantile > 0.0 && quantile < 1.0) {
                 return Err(AnalysisError::config(
                     field("quantile"),

@@ -104,10 +104,7 @@ pub fn analyze_document(document: &AnalysisDocument) -> Result<AnalysisReport, A
                 reason: verdict.reason.clone(),
             });
         }
-        verdicts.push(IntervalVerdict {
-            time: interval.time.clone(),
-            verdict,
-        });
+        verdicts.push(IntervalVerdict { time: interval.time.clone(), verdict });
         state = Some(outcome.state);
     }
     Ok(AnalysisReport {
@@ -120,8 +117,7 @@ pub fn analyze_document(document: &AnalysisDocument) -> Result<AnalysisReport, A
 
 /// [`analyze_document`] on JSON text, returning pretty JSON text.
 pub fn analyze_json(input: &str) -> Result<String, AnalysisError> {
-    let document: AnalysisDocument =
-        serde_json::from_str(input).map_err(|e| AnalysisError::Document(e.to_string()))?;
+    let document: AnalysisDocument = serde_json::from_str(input).map_err(|e| AnalysisError::Document(e.to_string()))?;
     let report = analyze_document(&document)?;
     serde_json::to_string_pretty(&report).map_err(|e| AnalysisError::Document(e.to_string()))
 }

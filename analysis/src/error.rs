@@ -41,9 +41,6 @@ impl AnalysisError {
     }
 
     pub(crate) fn config(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        AnalysisError::InvalidConfig {
-            field: field.into(),
-            problem: problem.into(),
-        }
+        AnalysisError::InvalidConfig { field: field.into(), problem: problem.into() }
     }
 }

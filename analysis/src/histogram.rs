@@ -21,25 +21,15 @@ impl Histogram {
     /// request) are lifted to the running maximum, as Prometheus' `histogram_quantile` does.
     pub fn from_cumulative(buckets: &[Bucket]) -> Result<Self, String> {
         if buckets.is_empty() {
-            return Err(
-                "the histogram has no buckets; check the query returns `_bucket` series".into(),
-            );
+            return Err("the histogram has no buckets; check the query returns `_bucket` series".into());
         }
-        if let Some(bad) = buckets
-            .iter()
-            .find(|b| b.le.is_nan() || !b.count.is_finite() || b.count < 0.0)
-        {
-            return Err(format!(
-                "a bucket has an invalid bound or count (le {}, count {})",
-                bad.le, bad.count
-            ));
+        if let Some(bad) = buckets.iter().find(|b| b.le.is_nan() || !b.count.is_finite() || b.count < 0.0) {
+            return Err(format!("a bucket has an invalid bound or count (le {}, count {})", bad.le, bad.count));
         }
         let mut sorted: Vec<Bucket> = buckets.to_vec();
         sorted.sort_by(|a, b| a.le.total_cmp(&b.le));
         if sorted.windows(2).any(|w| w[0].le == w[1].le) {
-            return Err(
-                "two buckets share one `le` bound; sum series per bound before passing them".into(),
-            );
+            return Err("two buckets share one `le` bound; sum series per bound before passing them".into());
         }
         match sorted.last() {
             Some(last) if last.le == f64::INFINITY => {}
@@ -56,11 +46,7 @@ impl Histogram {
                 bounds.push(bucket.le);
             }
         }
-        Ok(Histogram {
-            bounds,
-            counts,
-            total: previous,
-        })
+        Ok(Histogram { bounds, counts, total: previous })
     }
 
     /// The finite bucket bounds.
@@ -75,12 +61,7 @@ impl Histogram {
 
     /// Observations at most `bound`; `bound` must be one of the bucket bounds.
     pub fn count_at_most(&self, bound: f64) -> f64 {
-        self.bounds
-            .iter()
-            .zip(&self.counts)
-            .take_while(|(b, _)| **b <= bound)
-            .map(|(_, c)| c)
-            .sum()
+        self.bounds.iter().zip(&self.counts).take_while(|(b, _)| **b <= bound).map(|(_, c)| c).sum()
     }
 
     /// The `q`-quantile estimated like Prometheus' `histogram_quantile`: linear interpolation inside the bucket
@@ -97,11 +78,7 @@ impl Histogram {
                 let Some(&upper) = self.bounds.get(i) else {
                     return self.bounds.last().copied();
                 };
-                let lower = if i == 0 {
-                    upper.min(0.0)
-                } else {
-                    self.bounds[i - 1]
-                };
+                let lower = if i == 0 { upper.min(0.0) } else { self.bounds[i - 1] };
                 return Some(lower + (upper - lower) * (rank - below) / count);
             }
             below += count;
@@ -119,10 +96,7 @@ impl Histogram {
     fn representatives(&self) -> Vec<f64> {
         let mut reps = Vec::with_capacity(self.counts.len());
         for i in 0..self.counts.len() {
-            let rep = match (
-                i.checked_sub(1).and_then(|j| self.bounds.get(j)),
-                self.bounds.get(i),
-            ) {
+            let rep = match (i.checked_sub(1).and_then(|j| self.bounds.get(j)), self.bounds.get(i)) {
                 (Some(lo), Some(hi)) => 0.5 * (lo + hi),
                 (None, Some(hi)) => 0.5 * hi.min(0.0) + 0.5 * hi,
                 (Some(lo), None) => *lo,
@@ -183,12 +157,7 @@ pub fn mann_whitney_binned(first: &[f64], second: &[f64]) -> Option<MannWhitney>
     let z_abs = (larger - mean - 0.5) / sd;
     let p_value = (2.0 * normal_sf(z_abs)).clamp(0.0, 1.0);
     let z = if u >= mean { z_abs } else { -z_abs };
-    Some(MannWhitney {
-        u,
-        z,
-        p_value,
-        hodges_lehmann: None,
-    })
+    Some(MannWhitney { u, z, p_value, hodges_lehmann: None })
 }
 
 /// Mann-Whitney of histogram `first` against `second` (same bucket bounds) with the Hodges-Lehmann shift.
@@ -197,8 +166,7 @@ pub fn compare_histograms(first: &Histogram, second: &Histogram) -> Option<MannW
         return None;
     }
     let mut result = mann_whitney_binned(&first.counts, &second.counts)?;
-    result.hodges_lehmann =
-        hodges_lehmann_binned(&first.representatives(), &first.counts, &second.counts);
+    result.hodges_lehmann = hodges_lehmann_binned(&first.representatives(), &first.counts, &second.counts);
     Some(result)
 }
 

@@ -78,11 +78,7 @@ pub struct Bucket {
 }
 
 fn serialize_le<S: Serializer>(le: &f64, serializer: S) -> Result<S::Ok, S::Error> {
-    if le.is_infinite() && *le > 0.0 {
-        serializer.serialize_str("+Inf")
-    } else {
-        serializer.serialize_f64(*le)
-    }
+    if le.is_infinite() && *le > 0.0 { serializer.serialize_str("+Inf") } else { serializer.serialize_f64(*le) }
 }
 
 fn deserialize_le<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
@@ -97,9 +93,7 @@ fn deserialize_le<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::
         Le::Text(s) => match s.trim() {
             "+Inf" | "Inf" | "inf" | "+inf" => Ok(f64::INFINITY),
             other => other.parse::<f64>().map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "bucket bound {other:?} is neither a number nor \"+Inf\""
-                ))
+                serde::de::Error::custom(format!("bucket bound {other:?} is neither a number nor \"+Inf\""))
             }),
         },
     }
@@ -111,12 +105,9 @@ impl ArmCounts {
         match self {
             ArmCounts::Ratio { trials, .. } => *trials,
             ArmCounts::Mean { count, .. } => *count,
-            ArmCounts::Histogram { buckets } => buckets
-                .iter()
-                .filter(|b| b.le.is_infinite() && b.le > 0.0)
-                .map(|b| b.count)
-                .next()
-                .unwrap_or(f64::NAN),
+            ArmCounts::Histogram { buckets } => {
+                buckets.iter().filter(|b| b.le.is_infinite() && b.le > 0.0).map(|b| b.count).next().unwrap_or(f64::NAN)
+            }
         }
     }
 }

@@ -22,9 +22,7 @@ pub mod step;
 pub mod textbook;
 pub mod verdict;
 
-pub use config::{
-    AnalysisConfig, Direction, MetricConfig, MetricKind, SrmConfig, Tolerance, Tuning,
-};
+pub use config::{AnalysisConfig, Direction, MetricConfig, MetricKind, SrmConfig, Tolerance, Tuning};
 pub use document::{AnalysisDocument, AnalysisReport, Interval, analyze_document, analyze_json};
 pub use error::AnalysisError;
 pub use input::{ArmCounts, ArmPair, Bucket, MetricObservation, StepInput};

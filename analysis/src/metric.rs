@@ -6,7 +6,7 @@ use crate::format::{p, sig};
 use crate::histogram::{Histogram, compare_histograms};
 use crate::input::{ArmCounts, MetricObservation};
 use crate::sequence::{
-    DifferenceEstimate, MixingPrecision, half_width, p_value_above, p_value_below,
+    DifferenceEstimate, MixingPrecision, half_width, p_value_above_with, p_value_below_with, score_bounds,
 };
 use crate::state::MetricState;
 use crate::textbook::welch_t_test;
@@ -42,6 +42,22 @@ struct ArmsEstimate {
     direction: Direction,
     latency: Option<LatencyDetail>,
     welch: Option<crate::textbook::TestResult>,
+    /// For shares: (canary successes, canary trials, baseline successes, baseline trials), to compute the
+    /// variance under a null value of the difference.
+    shares: Option<(f64, f64, f64, f64)>,
+}
+
+/// The variance of the difference of two shares when the true difference is `null` (canary − baseline): both
+/// shares re-estimated from the pooled counts under that constraint, then smoothed as in [`share`].
+fn share_null_variance(shares: (f64, f64, f64, f64), null: f64) -> f64 {
+    let (cs, cn, bs, bn) = shares;
+    let baseline = ((cs + bs - cn * null) / (cn + bn)).clamp((-null).max(0.0), (1.0 - null).min(1.0));
+    let canary = (baseline + null).clamp(0.0, 1.0);
+    let smooth = |p: f64, n: f64| {
+        let q = (p * n + 1.0) / (n + 2.0);
+        q * (1.0 - q) / n
+    };
+    smooth(canary, cn) + smooth(baseline, bn)
 }
 
 fn inconclusive(config: &MetricConfig, previous: &MetricState, reason: String) -> Assessment {
@@ -79,7 +95,8 @@ pub(crate) fn assess(
         return inconclusive(
             config,
             previous,
-            "no counts for this metric at this look; check that its Prometheus query returns data for both versions".into(),
+            "no counts for this metric at this look; check that its Prometheus query returns data for both versions"
+                .into(),
         );
     };
     if let Err(problem) = check_counts(config, observation) {
@@ -101,11 +118,7 @@ pub(crate) fn assess(
             ),
         );
     }
-    let mut state = MetricState {
-        canary_samples: canary_n,
-        baseline_samples: baseline_n,
-        ..previous.clone()
-    };
+    let mut state = MetricState { canary_samples: canary_n, baseline_samples: baseline_n, ..previous.clone() };
     let min_samples = config.min_samples_or(settings.min_samples);
     if canary_n < min_samples || baseline_n < min_samples {
         let mut waiting = inconclusive(
@@ -133,10 +146,7 @@ pub(crate) fn assess(
         arms.baseline_var,
         arms.baseline.samples,
     );
-    if !(estimate.variance > 0.0
-        && estimate.variance.is_finite()
-        && estimate.difference.is_finite())
-    {
+    if !(estimate.variance > 0.0 && estimate.variance.is_finite() && estimate.difference.is_finite()) {
         return inconclusive(
             config,
             previous,
@@ -145,19 +155,26 @@ pub(crate) fn assess(
     }
     let sign = arms.direction.sign();
     let margin = config.tolerance.margin(arms.baseline.estimate);
-    let oriented = DifferenceEstimate {
-        difference: sign * estimate.difference,
-        ..estimate
+    let oriented = DifferenceEstimate { difference: sign * estimate.difference, ..estimate };
+    let boundary = -sign * margin;
+    // Shares use the variance under the tested null value (score-type); means use each arm's own variance.
+    let variance_at = |null: f64| match arms.shares {
+        Some(shares) => share_null_variance(shares, null),
+        None => estimate.variance,
     };
+    let null_variance = variance_at(boundary);
     // Oriented so that positive is better: fail when surely below −margin, pass when surely above it.
-    let fail_p = p_value_below(&oriented, settings.rho, -margin);
-    let pass_p = p_value_above(&oriented, settings.rho, -margin);
+    let fail_p = p_value_below_with(&oriented, settings.rho, -margin, null_variance);
+    let pass_p = p_value_above_with(&oriented, settings.rho, -margin, null_variance);
     state.fail_p = state.fail_p.min(fail_p);
     state.pass_p = state.pass_p.min(pass_p);
-    let h = half_width(&estimate, settings.rho, settings.alpha);
-    let lower = estimate.difference - h;
-    let upper = estimate.difference + h;
-    let boundary = -sign * margin;
+    let (lower, upper) = match arms.shares {
+        Some(_) => score_bounds(&estimate, settings.rho, settings.alpha, &variance_at, (-1.0, 1.0)),
+        None => {
+            let h = half_width(&estimate, settings.rho, settings.alpha);
+            (estimate.difference - h, estimate.difference + h)
+        }
+    };
     let side = match (lower > boundary, upper < boundary) {
         (true, _) => "above",
         (_, true) => "below",
@@ -173,11 +190,7 @@ pub(crate) fn assess(
         sig(100.0 * (1.0 - settings.alpha)),
         sig(lower),
         sig(upper),
-        if side == "around" {
-            "still straddles"
-        } else {
-            side
-        },
+        if side == "around" { "still straddles" } else { side },
         sig(boundary),
     );
     let verdict = if state.pass_p <= settings.alpha && state.decided != Some(Verdict::Fail) {
@@ -187,11 +200,7 @@ pub(crate) fn assess(
     };
     let reason = match verdict {
         Verdict::Pass => format!("{summary}: within tolerance (pass p {})", p(state.pass_p)),
-        _ => format!(
-            "{summary}: need more samples (fail p {}, pass p {})",
-            p(state.fail_p),
-            p(state.pass_p)
-        ),
+        _ => format!("{summary}: need more samples (fail p {}, pass p {})", p(state.fail_p), p(state.pass_p)),
     };
     Assessment {
         verdict: MetricVerdict {
@@ -218,17 +227,10 @@ pub(crate) fn assess(
 
 /// Checks that the counts have the metric's shape and are finite, non-negative and consistent.
 fn check_counts(config: &MetricConfig, observation: &MetricObservation) -> Result<(), String> {
-    for (arm, counts) in [
-        ("canary", &observation.canary),
-        ("baseline", &observation.baseline),
-    ] {
+    for (arm, counts) in [("canary", &observation.canary), ("baseline", &observation.baseline)] {
         match (&config.kind, counts) {
             (MetricKind::Ratio { .. }, ArmCounts::Ratio { successes, trials }) => {
-                if !(successes.is_finite()
-                    && trials.is_finite()
-                    && *successes >= 0.0
-                    && *trials >= 0.0)
-                {
+                if !(successes.is_finite() && trials.is_finite() && *successes >= 0.0 && *trials >= 0.0) {
                     return Err(format!(
                         "{arm} counts are not finite non-negative numbers (successes {successes}, trials {trials})"
                     ));
@@ -242,12 +244,7 @@ fn check_counts(config: &MetricConfig, observation: &MetricObservation) -> Resul
                 }
             }
             (MetricKind::Mean { .. }, ArmCounts::Mean { sum, sum_sq, count }) => {
-                if !(sum.is_finite()
-                    && sum_sq.is_finite()
-                    && count.is_finite()
-                    && *count >= 0.0
-                    && *sum_sq >= 0.0)
-                {
+                if !(sum.is_finite() && sum_sq.is_finite() && count.is_finite() && *count >= 0.0 && *sum_sq >= 0.0) {
                     return Err(format!(
                         "{arm} sums are not valid (sum {sum}, sum of squares {sum_sq}, count {count})"
                     ));
@@ -262,9 +259,7 @@ fn check_counts(config: &MetricConfig, observation: &MetricObservation) -> Resul
                     MetricKind::Mean { .. } => "sum, sumSq and count",
                     MetricKind::Latency { .. } => "histogram buckets",
                 };
-                return Err(format!(
-                    "{arm} counts have the wrong shape for this metric; expected {wanted}"
-                ));
+                return Err(format!("{arm} counts have the wrong shape for this metric; expected {wanted}"));
             }
         }
     }
@@ -292,70 +287,42 @@ fn estimate_arms(
     match (&config.kind, &observation.canary, &observation.baseline) {
         (
             MetricKind::Ratio { direction },
-            ArmCounts::Ratio {
-                successes: cs,
-                trials: cn,
-            },
-            ArmCounts::Ratio {
-                successes: bs,
-                trials: bn,
-            },
+            ArmCounts::Ratio { successes: cs, trials: cn },
+            ArmCounts::Ratio { successes: bs, trials: bn },
         ) => {
             let (c, cv) = share(*cs, *cn);
             let (b, bv) = share(*bs, *bn);
             Ok(ArmsEstimate {
-                canary: ArmEstimate {
-                    estimate: c,
-                    samples: *cn,
-                },
-                baseline: ArmEstimate {
-                    estimate: b,
-                    samples: *bn,
-                },
+                canary: ArmEstimate { estimate: c, samples: *cn },
+                baseline: ArmEstimate { estimate: b, samples: *bn },
                 canary_var: cv,
                 baseline_var: bv,
                 direction: *direction,
                 latency: None,
                 welch: None,
+                shares: Some((*cs, *cn, *bs, *bn)),
             })
         }
         (
             MetricKind::Mean { direction },
-            ArmCounts::Mean {
-                sum: csum,
-                sum_sq: csq,
-                count: cn,
-            },
-            ArmCounts::Mean {
-                sum: bsum,
-                sum_sq: bsq,
-                count: bn,
-            },
+            ArmCounts::Mean { sum: csum, sum_sq: csq, count: cn },
+            ArmCounts::Mean { sum: bsum, sum_sq: bsq, count: bn },
         ) => {
             let (c, cv) = mean_and_variance(*csum, *csq, *cn);
             let (b, bv) = mean_and_variance(*bsum, *bsq, *bn);
             Ok(ArmsEstimate {
-                canary: ArmEstimate {
-                    estimate: c,
-                    samples: *cn,
-                },
-                baseline: ArmEstimate {
-                    estimate: b,
-                    samples: *bn,
-                },
+                canary: ArmEstimate { estimate: c, samples: *cn },
+                baseline: ArmEstimate { estimate: b, samples: *bn },
                 canary_var: cv,
                 baseline_var: bv,
                 direction: *direction,
                 latency: None,
                 welch: welch_t_test(c, cv, *cn, b, bv, *bn),
+                shares: None,
             })
         }
         (
-            MetricKind::Latency {
-                quantile,
-                threshold_slack,
-                threshold_seconds,
-            },
+            MetricKind::Latency { quantile, threshold_slack, threshold_seconds },
             ArmCounts::Histogram { buckets: cb },
             ArmCounts::Histogram { buckets: bb },
         ) => {
@@ -368,7 +335,10 @@ fn estimate_arms(
             let threshold = match (state.latency_threshold, threshold_seconds) {
                 (Some(fixed), _) => fixed,
                 (None, Some(configured)) => baseline.bound_at_or_above(*configured).ok_or_else(|| {
-                    format!("the threshold {}s is above the largest finite bucket bound; add buckets or lower it", sig(*configured))
+                    format!(
+                        "the threshold {}s is above the largest finite bucket bound; add buckets or lower it",
+                        sig(*configured)
+                    )
                 })?,
                 (None, None) => {
                     let base = baseline_quantile.ok_or("the baseline histogram is empty")?;
@@ -384,17 +354,12 @@ fn estimate_arms(
             };
             state.latency_threshold = Some(threshold);
             let slow = |h: &Histogram| h.total() - h.count_at_most(threshold);
-            let (c, cv) = share(slow(&canary), canary.total());
-            let (b, bv) = share(slow(&baseline), baseline.total());
+            let (canary_slow, baseline_slow) = (slow(&canary), slow(&baseline));
+            let (c, cv) = share(canary_slow, canary.total());
+            let (b, bv) = share(baseline_slow, baseline.total());
             Ok(ArmsEstimate {
-                canary: ArmEstimate {
-                    estimate: c,
-                    samples: canary.total(),
-                },
-                baseline: ArmEstimate {
-                    estimate: b,
-                    samples: baseline.total(),
-                },
+                canary: ArmEstimate { estimate: c, samples: canary.total() },
+                baseline: ArmEstimate { estimate: b, samples: baseline.total() },
                 canary_var: cv,
                 baseline_var: bv,
                 direction: Direction::LowerIsBetter,
@@ -406,6 +371,7 @@ fn estimate_arms(
                     mann_whitney: compare_histograms(&canary, &baseline),
                 }),
                 welch: None,
+                shares: Some((canary_slow, canary.total(), baseline_slow, baseline.total())),
             })
         }
         _ => Err("counts have the wrong shape for this metric".into()),

@@ -68,10 +68,7 @@ impl DifferenceEstimate {
 
     /// The same estimate with the arms swapped.
     pub fn swapped(self) -> Self {
-        DifferenceEstimate {
-            difference: -self.difference,
-            ..self
-        }
+        DifferenceEstimate { difference: -self.difference, ..self }
     }
 }
 
@@ -89,39 +86,84 @@ pub fn half_width(estimate: &DifferenceEstimate, rho: MixingPrecision, alpha: f6
 
 /// Natural log of the mixture likelihood ratio Λ for the null value `null_difference` of the difference:
 /// `ln Λ = (d − δ₀)²/(2V) · t/(t+ρ) − ½ ln((t+ρ)/ρ)`.
-pub fn log_mixture_ratio(
-    estimate: &DifferenceEstimate,
-    rho: MixingPrecision,
-    null_difference: f64,
-) -> f64 {
+pub fn log_mixture_ratio(estimate: &DifferenceEstimate, rho: MixingPrecision, null_difference: f64) -> f64 {
     let t = estimate.effective_samples;
     let r = rho.0;
     let gap = estimate.difference - null_difference;
     gap * gap / (2.0 * estimate.variance) * (t / (t + r)) - 0.5 * ((t + r) / r).ln()
 }
 
-/// The always-valid p-value of the one-sided null "difference ≥ `null_difference`" at this look (not yet made
-/// monotone across looks): the smallest α at which the upper end of the sequence lies below `null_difference`.
-/// It is 1 when the estimate is not below the null value.
-pub fn p_value_below(
+/// The always-valid p-value of the one-sided null "difference ≥ `null_difference`" at this look, with the
+/// variance of the difference evaluated *under that null* (`null_variance`), as score tests do. Not yet made
+/// monotone across looks. 1 when the estimate is not below the null value.
+pub fn p_value_below_with(
     estimate: &DifferenceEstimate,
     rho: MixingPrecision,
     null_difference: f64,
+    null_variance: f64,
 ) -> f64 {
+    p_value_below(&DifferenceEstimate { variance: null_variance, ..*estimate }, rho, null_difference)
+}
+
+/// The always-valid p-value of the one-sided null "difference ≤ `null_difference`", with the variance under that
+/// null (see [`p_value_below_with`]).
+pub fn p_value_above_with(
+    estimate: &DifferenceEstimate,
+    rho: MixingPrecision,
+    null_difference: f64,
+    null_variance: f64,
+) -> f64 {
+    p_value_above(&DifferenceEstimate { variance: null_variance, ..*estimate }, rho, null_difference)
+}
+
+/// The two-sided confidence sequence at level `alpha` as the set of null values not rejected, when the variance
+/// depends on the null value (`variance_at`, score-type). Each end is found by bisection between the estimate and
+/// `limits`; with a constant variance this equals `d ± half_width`.
+pub fn score_bounds(
+    estimate: &DifferenceEstimate,
+    rho: MixingPrecision,
+    alpha: f64,
+    variance_at: &dyn Fn(f64) -> f64,
+    limits: (f64, f64),
+) -> (f64, f64) {
+    let d = estimate.difference;
+    let rejected = |null: f64| {
+        let variance = variance_at(null);
+        let at_null = DifferenceEstimate { variance, ..*estimate };
+        variance > 0.0 && -log_mixture_ratio(&at_null, rho, null) < alpha.ln()
+    };
+    let search = |mut inside: f64, mut outside: f64| {
+        if !rejected(outside) {
+            return outside;
+        }
+        for _ in 0..80 {
+            let middle = 0.5 * (inside + outside);
+            if rejected(middle) {
+                outside = middle;
+            } else {
+                inside = middle;
+            }
+            if (outside - inside).abs() <= 1e-12 * (1.0 + d.abs()) {
+                break;
+            }
+        }
+        0.5 * (inside + outside)
+    };
+    (search(d, limits.0.min(d)), search(d, limits.1.max(d)))
+}
+
+/// The always-valid p-value of the one-sided null "difference ≥ `null_difference`" at this look (not yet made
+/// monotone across looks): the smallest α at which the upper end of the sequence lies below `null_difference`.
+/// It is 1 when the estimate is not below the null value.
+pub fn p_value_below(estimate: &DifferenceEstimate, rho: MixingPrecision, null_difference: f64) -> f64 {
     if estimate.difference >= null_difference {
         return 1.0;
     }
-    (-log_mixture_ratio(estimate, rho, null_difference))
-        .exp()
-        .min(1.0)
+    (-log_mixture_ratio(estimate, rho, null_difference)).exp().min(1.0)
 }
 
 /// The always-valid p-value of the one-sided null "difference ≤ `null_difference`" at this look: the smallest α at
 /// which the lower end of the sequence lies above `null_difference`.
-pub fn p_value_above(
-    estimate: &DifferenceEstimate,
-    rho: MixingPrecision,
-    null_difference: f64,
-) -> f64 {
+pub fn p_value_above(estimate: &DifferenceEstimate, rho: MixingPrecision, null_difference: f64) -> f64 {
     p_value_below(&estimate.swapped(), rho, -null_difference)
 }

@@ -26,28 +26,19 @@ pub fn check_sample_ratio(requests: ArmPair<f64>, canary_weight: f64, alpha: f64
     };
     if !(canary.is_finite() && baseline.is_finite() && canary >= 0.0 && baseline >= 0.0) {
         verdict.verdict = Verdict::Inconclusive;
-        verdict.reason = format!(
-            "request counts are not finite non-negative numbers (canary {canary}, baseline {baseline})"
-        );
+        verdict.reason =
+            format!("request counts are not finite non-negative numbers (canary {canary}, baseline {baseline})");
         return verdict;
     }
     if !(canary_weight > 0.0 && canary_weight < 1.0) {
-        verdict.reason = format!(
-            "canary weight {} leaves no split to check",
-            sig(canary_weight)
-        );
+        verdict.reason = format!("canary weight {} leaves no split to check", sig(canary_weight));
         return verdict;
     }
     if total * canary_weight.min(1.0 - canary_weight) < MIN_EXPECTED_PER_ARM {
-        verdict.reason = format!(
-            "too few requests ({}) to check the traffic split yet",
-            sig(total)
-        );
+        verdict.reason = format!("too few requests ({}) to check the traffic split yet", sig(total));
         return verdict;
     }
-    let Some(test) =
-        chi_square_goodness_of_fit(&[canary, baseline], &[canary_weight, 1.0 - canary_weight])
-    else {
+    let Some(test) = chi_square_goodness_of_fit(&[canary, baseline], &[canary_weight, 1.0 - canary_weight]) else {
         verdict.verdict = Verdict::Inconclusive;
         verdict.reason = "the traffic split could not be tested".into();
         return verdict;

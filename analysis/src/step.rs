@@ -37,34 +37,19 @@ pub fn evaluate_step(
     if !(input.configured_canary_weight >= 0.0 && input.configured_canary_weight <= 1.0) {
         return Err(AnalysisError::config(
             "configuredCanaryWeight",
-            format!(
-                "is {}; use the canary's share of traffic in [0, 1]",
-                input.configured_canary_weight
-            ),
+            format!("is {}; use the canary's share of traffic in [0, 1]", input.configured_canary_weight),
         ));
     }
-    if let Some(unknown) = input
-        .metrics
-        .iter()
-        .find(|o| !config.metrics.iter().any(|m| m.name == o.name))
-    {
+    if let Some(unknown) = input.metrics.iter().find(|o| !config.metrics.iter().any(|m| m.name == o.name)) {
         return Err(AnalysisError::UnknownMetric(unknown.name.clone()));
     }
-    let settings = Settings {
-        alpha: config.alpha,
-        rho: config.mixing_precision()?,
-        min_samples: config.min_samples,
-    };
+    let settings = Settings { alpha: config.alpha, rho: config.mixing_precision()?, min_samples: config.min_samples };
     let empty = AnalysisState::default();
     let previous = previous.unwrap_or(&empty);
     let look = previous.looks + 1;
 
     let srm = match (config.srm.enabled, input.requests) {
-        (true, Some(requests)) => Some(check_sample_ratio(
-            requests,
-            input.configured_canary_weight,
-            config.srm.alpha,
-        )),
+        (true, Some(requests)) => Some(check_sample_ratio(requests, input.configured_canary_weight, config.srm.alpha)),
         _ => None,
     };
 
@@ -73,11 +58,7 @@ pub fn evaluate_step(
         .iter()
         .map(|metric| {
             let observation = input.metrics.iter().find(|o| o.name == metric.name);
-            let prior = previous
-                .metrics
-                .get(&metric.name)
-                .cloned()
-                .unwrap_or_default();
+            let prior = previous.metrics.get(&metric.name).cloned().unwrap_or_default();
             assess(metric, observation, &prior, settings)
         })
         .collect();
@@ -100,11 +81,7 @@ pub fn evaluate_step(
                     fail_p.len()
                 )
             } else {
-                format!(
-                    "failed at an earlier look (always-valid p {}); {}",
-                    p(v.always_valid_p),
-                    v.reason
-                )
+                format!("failed at an earlier look (always-valid p {}); {}", p(v.always_valid_p), v.reason)
             };
             assessment.state.decided = Some(Verdict::Fail);
         } else if v.verdict == Verdict::Pass {
@@ -120,10 +97,7 @@ pub fn evaluate_step(
         }
         if input.final_look && v.verdict == Verdict::Continue {
             v.verdict = Verdict::Inconclusive;
-            v.reason = format!(
-                "the step ended before the evidence was conclusive; {}",
-                v.reason
-            );
+            v.reason = format!("the step ended before the evidence was conclusive; {}", v.reason);
         }
     }
 
@@ -138,43 +112,22 @@ pub fn evaluate_step(
             .map(|(m, a)| (m.name.clone(), a.state.clone()))
             .collect::<std::collections::BTreeMap<String, MetricState>>(),
     };
-    Ok(StepOutcome {
-        verdict: StepVerdict {
-            verdict,
-            reason,
-            look,
-            srm,
-            metrics,
-        },
-        state,
-    })
+    Ok(StepOutcome { verdict: StepVerdict { verdict, reason, look, srm, metrics }, state })
 }
 
 /// Combines the SRM check and the metric verdicts into the step's verdict and one-line reason.
-fn combine(
-    srm: Option<&crate::verdict::SrmVerdict>,
-    metrics: &[MetricVerdict],
-    look: u64,
-) -> (Verdict, String) {
+fn combine(srm: Option<&crate::verdict::SrmVerdict>, metrics: &[MetricVerdict], look: u64) -> (Verdict, String) {
     if let Some(srm) = srm.filter(|s| s.verdict == Verdict::Fail) {
         return (Verdict::Fail, srm.reason.clone());
     }
-    let named = |verdict: Verdict| -> Vec<&MetricVerdict> {
-        metrics.iter().filter(|m| m.verdict == verdict).collect()
-    };
+    let named = |verdict: Verdict| -> Vec<&MetricVerdict> { metrics.iter().filter(|m| m.verdict == verdict).collect() };
     let failed = named(Verdict::Fail);
     if let Some(first) = failed.first() {
-        return (
-            Verdict::Fail,
-            format!("{} failed: {}", list(&failed), first.reason),
-        );
+        return (Verdict::Fail, format!("{} failed: {}", list(&failed), first.reason));
     }
     let inconclusive = named(Verdict::Inconclusive);
     if let Some(first) = inconclusive.first() {
-        return (
-            Verdict::Inconclusive,
-            format!("{} inconclusive: {}", list(&inconclusive), first.reason),
-        );
+        return (Verdict::Inconclusive, format!("{} inconclusive: {}", list(&inconclusive), first.reason));
     }
     if let Some(srm) = srm.filter(|s| s.verdict == Verdict::Inconclusive) {
         return (Verdict::Inconclusive, srm.reason.clone());
@@ -201,9 +154,5 @@ fn combine(
 }
 
 fn list(metrics: &[&MetricVerdict]) -> String {
-    metrics
-        .iter()
-        .map(|m| m.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    metrics.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
 }

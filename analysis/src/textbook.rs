@@ -77,11 +77,7 @@ pub fn chi_square_goodness_of_fit(observed: &[f64], weights: &[f64]) -> Option<T
         })
         .sum();
     let df = (observed.len() - 1) as f64;
-    Some(TestResult {
-        statistic,
-        p_value: chi_square_sf(statistic, df),
-        degrees_of_freedom: Some(df),
-    })
+    Some(TestResult { statistic, p_value: chi_square_sf(statistic, df), degrees_of_freedom: Some(df) })
 }
 
 /// The pooled two-proportion z-test of `x1/n1` against `x2/n2`, two-sided (statsmodels' `proportions_ztest`).
@@ -96,23 +92,12 @@ pub fn two_proportion_z_test(x1: f64, n1: f64, x2: f64, n2: f64) -> Option<TestR
         return None;
     }
     let z = (x1 / n1 - x2 / n2) / se;
-    Some(TestResult {
-        statistic: z,
-        p_value: (2.0 * normal_sf(z.abs())).min(1.0),
-        degrees_of_freedom: None,
-    })
+    Some(TestResult { statistic: z, p_value: (2.0 * normal_sf(z.abs())).min(1.0), degrees_of_freedom: None })
 }
 
 /// Welch's unequal-variance t-test of two means given per-sample variances, two-sided
 /// (scipy's `ttest_ind(equal_var=False)`). `None` when a sample has fewer than two values or both variances are 0.
-pub fn welch_t_test(
-    mean1: f64,
-    var1: f64,
-    n1: f64,
-    mean2: f64,
-    var2: f64,
-    n2: f64,
-) -> Option<TestResult> {
+pub fn welch_t_test(mean1: f64, var1: f64, n1: f64, mean2: f64, var2: f64, n2: f64) -> Option<TestResult> {
     if !(n1 >= 2.0 && n2 >= 2.0) {
         return None;
     }
@@ -124,12 +109,6 @@ pub fn welch_t_test(
     }
     let t = (mean1 - mean2) / se2.sqrt();
     let df = se2 * se2 / (a * a / (n1 - 1.0) + b * b / (n2 - 1.0));
-    let p = StudentsT::new(0.0, 1.0, df)
-        .ok()
-        .map(|dist| (2.0 * dist.sf(t.abs())).min(1.0))?;
-    Some(TestResult {
-        statistic: t,
-        p_value: p,
-        degrees_of_freedom: Some(df),
-    })
+    let p = StudentsT::new(0.0, 1.0, df).ok().map(|dist| (2.0 * dist.sf(t.abs())).min(1.0))?;
+    Some(TestResult { statistic: t, p_value: p, degrees_of_freedom: Some(df) })
 }
