@@ -6,9 +6,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
 use super::SignatureError;
-use super::manifest::{
-    FileDigest, ModelManifest, digest_of_digests, normalise_relative, parse_sha256_hex, to_hex,
-};
+use super::manifest::{FileDigest, ModelManifest, digest_of_digests, normalise_relative, parse_sha256_hex, to_hex};
 
 /// Sigstore bundle media type the reference tool writes for key-based signatures.
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
@@ -23,13 +21,7 @@ pub const MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The DSSE pre-authentication encoding: what the signature actually covers.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "DSSEv1 {} {} {} ",
-        payload_type.len(),
-        payload_type,
-        payload.len()
-    )
-    .into_bytes();
+    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).into_bytes();
     out.extend_from_slice(payload);
     out
 }
@@ -99,53 +91,33 @@ pub fn bundle_json(payload: &[u8], signature_der: &[u8], key_hint: &str) -> Valu
 }
 
 fn malformed(field: &str, problem: impl Into<String>) -> SignatureError {
-    SignatureError::BundleMalformed {
-        field: field.to_string(),
-        problem: problem.into(),
-    }
+    SignatureError::BundleMalformed { field: field.to_string(), problem: problem.into() }
 }
 
 fn get<'a>(object: &'a Value, key: &str, field: &str) -> Result<&'a Value, SignatureError> {
-    object
-        .get(key)
-        .ok_or_else(|| malformed(field, "is missing"))
+    object.get(key).ok_or_else(|| malformed(field, "is missing"))
 }
 
 fn get_str<'a>(object: &'a Value, key: &str, field: &str) -> Result<&'a str, SignatureError> {
-    get(object, key, field)?
-        .as_str()
-        .ok_or_else(|| malformed(field, "is not a string"))
+    get(object, key, field)?.as_str().ok_or_else(|| malformed(field, "is not a string"))
 }
 
-fn get_array<'a>(
-    object: &'a Value,
-    key: &str,
-    field: &str,
-) -> Result<&'a Vec<Value>, SignatureError> {
-    get(object, key, field)?
-        .as_array()
-        .ok_or_else(|| malformed(field, "is not a list"))
+fn get_array<'a>(object: &'a Value, key: &str, field: &str) -> Result<&'a Vec<Value>, SignatureError> {
+    get(object, key, field)?.as_array().ok_or_else(|| malformed(field, "is not a list"))
 }
 
 fn decode_base64(text: &str, field: &str) -> Result<Vec<u8>, SignatureError> {
-    BASE64
-        .decode(text.trim())
-        .map_err(|err| malformed(field, format!("is not valid base64 ({err})")))
+    BASE64.decode(text.trim()).map_err(|err| malformed(field, format!("is not valid base64 ({err})")))
 }
 
 impl Bundle {
     /// Parses bundle bytes. Checks structure and media type; does not check the signature.
     pub fn parse(bytes: &[u8]) -> Result<Self, SignatureError> {
         if bytes.len() > MAX_BUNDLE_BYTES {
-            return Err(malformed(
-                "bundle",
-                format!("is larger than {MAX_BUNDLE_BYTES} bytes"),
-            ));
+            return Err(malformed("bundle", format!("is larger than {MAX_BUNDLE_BYTES} bytes")));
         }
         let root: Value =
-            serde_json::from_slice(bytes).map_err(|err| SignatureError::BundleNotJson {
-                detail: err.to_string(),
-            })?;
+            serde_json::from_slice(bytes).map_err(|err| SignatureError::BundleNotJson { detail: err.to_string() })?;
         if !root.is_object() {
             return Err(malformed("bundle", "is not a JSON object"));
         }
@@ -160,74 +132,46 @@ impl Bundle {
         let material = get(&root, "verificationMaterial", "verificationMaterial")?;
         let key_hint = match material.get("publicKey") {
             None | Some(Value::Null) => {
-                if material.get("certificate").is_some()
-                    || material.get("x509CertificateChain").is_some()
-                {
+                if material.get("certificate").is_some() || material.get("x509CertificateChain").is_some() {
                     return Err(SignatureError::Unsupported {
                         what: "verification material",
                         found: "certificate".into(),
                         supported: "publicKey (key-based signing)".into(),
                     });
                 }
-                return Err(malformed(
-                    "verificationMaterial.publicKey",
-                    "is missing (not a key-based bundle)",
-                ));
+                return Err(malformed("verificationMaterial.publicKey", "is missing (not a key-based bundle)"));
             }
             Some(public_key) => match public_key.get("hint") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(hint)) if hint.is_empty() => None,
                 Some(Value::String(hint)) => Some(hint.to_ascii_lowercase()),
                 Some(_) => {
-                    return Err(malformed(
-                        "verificationMaterial.publicKey.hint",
-                        "is not a string",
-                    ));
+                    return Err(malformed("verificationMaterial.publicKey.hint", "is not a string"));
                 }
             },
         };
         let envelope = get(&root, "dsseEnvelope", "dsseEnvelope")?;
         if !envelope.is_object() {
-            return Err(malformed(
-                "dsseEnvelope",
-                "is not an object (message-signature bundles are not supported)",
-            ));
+            return Err(malformed("dsseEnvelope", "is not an object (message-signature bundles are not supported)"));
         }
-        let payload_type =
-            get_str(envelope, "payloadType", "dsseEnvelope.payloadType")?.to_string();
-        let payload = decode_base64(
-            get_str(envelope, "payload", "dsseEnvelope.payload")?,
-            "dsseEnvelope.payload",
-        )?;
+        let payload_type = get_str(envelope, "payloadType", "dsseEnvelope.payloadType")?.to_string();
+        let payload = decode_base64(get_str(envelope, "payload", "dsseEnvelope.payload")?, "dsseEnvelope.payload")?;
         let signatures = get_array(envelope, "signatures", "dsseEnvelope.signatures")?;
         let first = match signatures.as_slice() {
             [] => {
-                return Err(malformed(
-                    "dsseEnvelope.signatures",
-                    "is empty: the bundle is not signed",
-                ));
+                return Err(malformed("dsseEnvelope.signatures", "is empty: the bundle is not signed"));
             }
             [first] => first,
             _ => {
-                return Err(malformed(
-                    "dsseEnvelope.signatures",
-                    "holds more than one signature (unsupported)",
-                ));
+                return Err(malformed("dsseEnvelope.signatures", "holds more than one signature (unsupported)"));
             }
         };
-        let signature = decode_base64(
-            get_str(first, "sig", "dsseEnvelope.signatures[0].sig")?,
-            "dsseEnvelope.signatures[0].sig",
-        )?;
+        let signature =
+            decode_base64(get_str(first, "sig", "dsseEnvelope.signatures[0].sig")?, "dsseEnvelope.signatures[0].sig")?;
         if signature.is_empty() {
             return Err(malformed("dsseEnvelope.signatures[0].sig", "is empty"));
         }
-        Ok(Self {
-            key_hint,
-            payload_type,
-            payload,
-            signature,
-        })
+        Ok(Self { key_hint, payload_type, payload, signature })
     }
 
     /// Decodes the (already authenticated) payload into a statement and checks its internal consistency.
@@ -259,29 +203,17 @@ impl Bundle {
         }
         let subjects = get_array(&statement, "subject", "statement.subject")?;
         let [subject] = subjects.as_slice() else {
-            return Err(malformed(
-                "statement.subject",
-                format!("holds {} subjects, expected one", subjects.len()),
-            ));
+            return Err(malformed("statement.subject", format!("holds {} subjects, expected one", subjects.len())));
         };
         let model_name = get_str(subject, "name", "statement.subject[0].name")?.to_string();
         let subject_digest = get(subject, "digest", "statement.subject[0].digest")?;
-        let subject_hex = get_str(
-            subject_digest,
-            "sha256",
-            "statement.subject[0].digest.sha256",
-        )?;
-        let model_digest = parse_sha256_hex(subject_hex).ok_or_else(|| {
-            malformed("statement.subject[0].digest.sha256", "is not 64 hex digits")
-        })?;
+        let subject_hex = get_str(subject_digest, "sha256", "statement.subject[0].digest.sha256")?;
+        let model_digest = parse_sha256_hex(subject_hex)
+            .ok_or_else(|| malformed("statement.subject[0].digest.sha256", "is not 64 hex digits"))?;
 
         let predicate = get(&statement, "predicate", "statement.predicate")?;
         let serialization_json = get(predicate, "serialization", "predicate.serialization")?;
-        let method = get_str(
-            serialization_json,
-            "method",
-            "predicate.serialization.method",
-        )?;
+        let method = get_str(serialization_json, "method", "predicate.serialization.method")?;
         if method != "files" {
             return Err(SignatureError::Unsupported {
                 what: "serialization method",
@@ -289,11 +221,7 @@ impl Bundle {
                 supported: "files (re-sign without sharding)".into(),
             });
         }
-        let hash_type = get_str(
-            serialization_json,
-            "hash_type",
-            "predicate.serialization.hash_type",
-        )?;
+        let hash_type = get_str(serialization_json, "hash_type", "predicate.serialization.hash_type")?;
         if hash_type != "sha256" {
             return Err(SignatureError::Unsupported {
                 what: "hash type",
@@ -301,33 +229,21 @@ impl Bundle {
                 supported: "sha256".into(),
             });
         }
-        let allow_symlinks = get(
-            serialization_json,
-            "allow_symlinks",
-            "predicate.serialization.allow_symlinks",
-        )?
-        .as_bool()
-        .ok_or_else(|| {
-            malformed(
-                "predicate.serialization.allow_symlinks",
-                "is not true or false",
-            )
-        })?;
+        let allow_symlinks = get(serialization_json, "allow_symlinks", "predicate.serialization.allow_symlinks")?
+            .as_bool()
+            .ok_or_else(|| malformed("predicate.serialization.allow_symlinks", "is not true or false"))?;
         let ignore_paths = match serialization_json.get("ignore_paths") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|item| {
-                    item.as_str().map(str::to_string).ok_or_else(|| {
-                        malformed("predicate.serialization.ignore_paths", "holds a non-string")
-                    })
+                    item.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| malformed("predicate.serialization.ignore_paths", "holds a non-string"))
                 })
                 .collect::<Result<_, _>>()?,
             Some(_) => {
-                return Err(malformed(
-                    "predicate.serialization.ignore_paths",
-                    "is not a list",
-                ));
+                return Err(malformed("predicate.serialization.ignore_paths", "is not a list"));
             }
         };
 
@@ -352,22 +268,13 @@ impl Bundle {
                 Some(components) if components.is_empty() => ".".to_string(),
                 Some(components) => components.join("/"),
                 None => {
-                    return Err(malformed(
-                        &format!("{field}.name"),
-                        format!("`{name}` escapes the model"),
-                    ));
+                    return Err(malformed(&format!("{field}.name"), format!("`{name}` escapes the model")));
                 }
             };
             if !seen.insert(canonical.clone()) {
-                return Err(malformed(
-                    &format!("{field}.name"),
-                    format!("`{name}` is listed twice"),
-                ));
+                return Err(malformed(&format!("{field}.name"), format!("`{name}` is listed twice")));
             }
-            files.push(FileDigest {
-                name: canonical,
-                sha256,
-            });
+            files.push(FileDigest { name: canonical, sha256 });
         }
         let computed = digest_of_digests(files.iter().map(|file| &file.sha256));
         if computed != model_digest {
@@ -376,14 +283,6 @@ impl Bundle {
                 computed: to_hex(&computed),
             });
         }
-        Ok(Statement {
-            model_name,
-            model_digest,
-            serialization: Serialization {
-                allow_symlinks,
-                ignore_paths,
-            },
-            files,
-        })
+        Ok(Statement { model_name, model_digest, serialization: Serialization { allow_symlinks, ignore_paths }, files })
     }
 }

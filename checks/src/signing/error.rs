@@ -18,10 +18,7 @@ pub struct ChangedFile {
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
     #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     #[error("{} is a symbolic link; the bundle does not allow symlinks (sign with symlinks allowed, or replace the link by the file)", path.display())]
     Symlink { path: PathBuf },
@@ -38,29 +35,20 @@ pub enum SignatureError {
     #[error("no trusted public key was given; pass at least one --key")]
     NoTrustedKeys,
 
-    #[error(
-        "the bundle is not valid JSON ({detail}); it may be truncated or not a model-signing bundle at all"
-    )]
+    #[error("the bundle is not valid JSON ({detail}); it may be truncated or not a model-signing bundle at all")]
     BundleNotJson { detail: String },
 
     #[error("the bundle is malformed: {field} {problem}")]
     BundleMalformed { field: String, problem: String },
 
     #[error("the bundle uses {what} `{found}`, but only `{supported}` is supported")]
-    Unsupported {
-        what: &'static str,
-        found: String,
-        supported: String,
-    },
+    Unsupported { what: &'static str, found: String, supported: String },
 
     #[error(
         "the bundle was signed by key {key_id}, which is not a trusted key (trusted: {}); add that public key to the trusted keys only if you trust its owner",
         if trusted.is_empty() { "none".to_string() } else { trusted.join(", ") }
     )]
-    UntrustedKey {
-        key_id: String,
-        trusted: Vec<String>,
-    },
+    UntrustedKey { key_id: String, trusted: Vec<String> },
 
     #[error(
         "the bundle names no signing key and its signature verifies with none of the trusted keys ({}); it was signed by another key or changed after signing",
@@ -87,43 +75,27 @@ pub enum SignatureError {
     BadDigest { value: String },
 
     #[error("{}", describe_mismatch(changed, added, missing))]
-    ModelMismatch {
-        changed: Vec<ChangedFile>,
-        added: Vec<String>,
-        missing: Vec<String>,
-    },
+    ModelMismatch { changed: Vec<ChangedFile>, added: Vec<String>, missing: Vec<String> },
 
     #[error("signing failed: {0}")]
     Signing(String),
 
     #[error("cannot write the bundle to {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 fn describe_mismatch(changed: &[ChangedFile], added: &[String], missing: &[String]) -> String {
     let mut parts = Vec::new();
     for file in changed {
-        parts.push(format!(
-            "file {} changed (signed sha256:{}, now sha256:{})",
-            file.name, file.signed, file.actual
-        ));
+        parts.push(format!("file {} changed (signed sha256:{}, now sha256:{})", file.name, file.signed, file.actual));
     }
     if !added.is_empty() {
         parts.push(format!("file(s) added since signing: {}", added.join(", ")));
     }
     if !missing.is_empty() {
-        parts.push(format!(
-            "file(s) removed since signing: {}",
-            missing.join(", ")
-        ));
+        parts.push(format!("file(s) removed since signing: {}", missing.join(", ")));
     }
-    format!(
-        "the model does not match its signature: {}",
-        parts.join("; ")
-    )
+    format!("the model does not match its signature: {}", parts.join("; "))
 }
 
 impl SignatureError {

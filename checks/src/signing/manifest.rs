@@ -27,11 +27,7 @@ pub struct HashingOptions {
 
 impl Default for HashingOptions {
     fn default() -> Self {
-        Self {
-            ignore_paths: Vec::new(),
-            ignore_git_paths: true,
-            allow_symlinks: false,
-        }
+        Self { ignore_paths: Vec::new(), ignore_git_paths: true, allow_symlinks: false }
     }
 }
 
@@ -40,16 +36,8 @@ impl HashingOptions {
     /// without duplicates.
     pub fn recorded_ignore_paths(&self) -> Vec<String> {
         let mut paths: Vec<String> = Vec::new();
-        let git = if self.ignore_git_paths {
-            GIT_PATHS.as_slice()
-        } else {
-            &[]
-        };
-        for path in git
-            .iter()
-            .copied()
-            .chain(self.ignore_paths.iter().map(String::as_str))
-        {
+        let git = if self.ignore_git_paths { GIT_PATHS.as_slice() } else { &[] };
+        for path in git.iter().copied().chain(self.ignore_paths.iter().map(String::as_str)) {
             if let Some(components) = normalise_relative(path) {
                 let joined = components.join("/");
                 if !joined.is_empty() && !paths.contains(&joined) {
@@ -105,79 +93,44 @@ pub fn model_digest(model_path: &Path) -> Result<String, SignatureError> {
 }
 
 /// Hashes every file of the model at `model_path` (streaming, 1 MiB at a time, so file size does not matter).
-pub fn hash_model(
-    model_path: &Path,
-    options: &HashingOptions,
-) -> Result<ModelManifest, SignatureError> {
-    let metadata = std::fs::symlink_metadata(model_path).map_err(|source| SignatureError::Io {
-        path: model_path.to_path_buf(),
-        source,
-    })?;
+pub fn hash_model(model_path: &Path, options: &HashingOptions) -> Result<ModelManifest, SignatureError> {
+    let metadata = std::fs::symlink_metadata(model_path)
+        .map_err(|source| SignatureError::Io { path: model_path.to_path_buf(), source })?;
     let model_name = model_name(model_path);
     let metadata = if metadata.file_type().is_symlink() {
         if !options.allow_symlinks {
-            return Err(SignatureError::Symlink {
-                path: model_path.to_path_buf(),
-            });
+            return Err(SignatureError::Symlink { path: model_path.to_path_buf() });
         }
-        std::fs::metadata(model_path).map_err(|source| SignatureError::Io {
-            path: model_path.to_path_buf(),
-            source,
-        })?
+        std::fs::metadata(model_path).map_err(|source| SignatureError::Io { path: model_path.to_path_buf(), source })?
     } else {
         metadata
     };
     if metadata.is_file() {
         let sha256 = hash_file(model_path)?;
-        return Ok(ModelManifest {
-            model_name,
-            files: vec![FileDigest {
-                name: ".".into(),
-                sha256,
-            }],
-        });
+        return Ok(ModelManifest { model_name, files: vec![FileDigest { name: ".".into(), sha256 }] });
     }
     if !metadata.is_dir() {
-        return Err(SignatureError::SpecialFile {
-            path: model_path.to_path_buf(),
-        });
+        return Err(SignatureError::SpecialFile { path: model_path.to_path_buf() });
     }
-    let ignored: Vec<Vec<String>> = options
-        .recorded_ignore_paths()
-        .iter()
-        .filter_map(|path| normalise_relative(path))
-        .collect();
+    let ignored: Vec<Vec<String>> =
+        options.recorded_ignore_paths().iter().filter_map(|path| normalise_relative(path)).collect();
     let mut found: Vec<(Vec<String>, PathBuf)> = Vec::new();
-    collect_files(
-        model_path,
-        &mut Vec::new(),
-        &ignored,
-        options.allow_symlinks,
-        &mut found,
-    )?;
+    collect_files(model_path, &mut Vec::new(), &ignored, options.allow_symlinks, &mut found)?;
     found.sort_by(|a, b| a.0.cmp(&b.0));
     let mut files = Vec::with_capacity(found.len());
     for (components, path) in found {
-        files.push(FileDigest {
-            name: components.join("/"),
-            sha256: hash_file(&path)?,
-        });
+        files.push(FileDigest { name: components.join("/"), sha256: hash_file(&path)? });
     }
     Ok(ModelManifest { model_name, files })
 }
 
 fn model_name(model_path: &Path) -> String {
-    let named = model_path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned());
+    let named = model_path.file_name().map(|name| name.to_string_lossy().into_owned());
     match named {
         Some(name) if !name.is_empty() && name != ".." => name,
         _ => std::fs::canonicalize(model_path)
             .ok()
-            .and_then(|path| {
-                path.file_name()
-                    .map(|name| name.to_string_lossy().into_owned())
-            })
+            .and_then(|path| path.file_name().map(|name| name.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "model".into()),
     }
 }
@@ -189,15 +142,9 @@ fn collect_files(
     allow_symlinks: bool,
     found: &mut Vec<(Vec<String>, PathBuf)>,
 ) -> Result<(), SignatureError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| SignatureError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| SignatureError::Io { path: dir.to_path_buf(), source })?;
     for entry in entries {
-        let entry = entry.map_err(|source| SignatureError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let entry = entry.map_err(|source| SignatureError::Io { path: dir.to_path_buf(), source })?;
         let path = entry.path();
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             return Err(SignatureError::NonUtf8Name { path });
@@ -220,28 +167,19 @@ fn visit(
     found: &mut Vec<(Vec<String>, PathBuf)>,
 ) -> Result<(), SignatureError> {
     let file_type = std::fs::symlink_metadata(path)
-        .map_err(|source| SignatureError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
+        .map_err(|source| SignatureError::Io { path: path.to_path_buf(), source })?
         .file_type();
     if file_type.is_symlink() {
         if !allow_symlinks {
-            return Err(SignatureError::Symlink {
-                path: path.to_path_buf(),
-            });
+            return Err(SignatureError::Symlink { path: path.to_path_buf() });
         }
         // Follow links to files; links to directories are not descended into (as the reference tool).
-        let target = std::fs::metadata(path).map_err(|source| SignatureError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let target =
+            std::fs::metadata(path).map_err(|source| SignatureError::Io { path: path.to_path_buf(), source })?;
         if target.is_file() {
             found.push((prefix.clone(), path.to_path_buf()));
         } else if !target.is_dir() {
-            return Err(SignatureError::SpecialFile {
-                path: path.to_path_buf(),
-            });
+            return Err(SignatureError::SpecialFile { path: path.to_path_buf() });
         }
         return Ok(());
     }
@@ -251,18 +189,13 @@ fn visit(
     } else if file_type.is_dir() {
         collect_files(path, prefix, ignored, allow_symlinks, found)
     } else {
-        Err(SignatureError::SpecialFile {
-            path: path.to_path_buf(),
-        })
+        Err(SignatureError::SpecialFile { path: path.to_path_buf() })
     }
 }
 
 /// Streams one file through sha256.
 pub fn hash_file(path: &Path) -> Result<[u8; 32], SignatureError> {
-    let io_error = |source| SignatureError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io_error = |source| SignatureError::Io { path: path.to_path_buf(), source };
     let mut file = File::open(path).map_err(io_error)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
@@ -325,9 +258,7 @@ pub fn parse_sha256_hex(text: &str) -> Option<[u8; 32]> {
 pub fn parse_model_digest(text: &str) -> Result<[u8; 32], SignatureError> {
     let trimmed = text.trim();
     let hex = trimmed.strip_prefix("sha256:").unwrap_or(trimmed);
-    parse_sha256_hex(hex).ok_or_else(|| SignatureError::BadDigest {
-        value: text.to_string(),
-    })
+    parse_sha256_hex(hex).ok_or_else(|| SignatureError::BadDigest { value: text.to_string() })
 }
 
 #[cfg(test)]
@@ -356,10 +287,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("cache")).unwrap();
         std::fs::write(dir.path().join("cache/y"), "y").unwrap();
         std::fs::write(dir.path().join("weights.bin"), "w").unwrap();
-        let options = HashingOptions {
-            ignore_paths: vec!["./cache/".into()],
-            ..HashingOptions::default()
-        };
+        let options = HashingOptions { ignore_paths: vec!["./cache/".into()], ..HashingOptions::default() };
         let manifest = hash_model(dir.path(), &options).unwrap();
         let names: Vec<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["weights.bin"]);

@@ -16,14 +16,14 @@ use std::path::Path;
 use p256::ecdsa::signature::{Signer, Verifier};
 
 pub use bundle::{
-    BUNDLE_MEDIA_TYPE, Bundle, MAX_BUNDLE_BYTES, PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE,
-    Serialization, Statement, pae,
+    BUNDLE_MEDIA_TYPE, Bundle, MAX_BUNDLE_BYTES, PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, Serialization,
+    Statement, pae,
 };
 pub use error::{ChangedFile, SignatureError};
 pub use keys::{PrivateKey, TrustedKey};
 pub use manifest::{
-    FileDigest, GIT_PATHS, HashingOptions, ModelManifest, hash_file, hash_model, model_digest,
-    parse_model_digest, to_hex,
+    FileDigest, GIT_PATHS, HashingOptions, ModelManifest, hash_file, hash_model, model_digest, parse_model_digest,
+    to_hex,
 };
 
 /// A freshly signed model.
@@ -46,20 +46,16 @@ pub fn sign_model(
     options: &HashingOptions,
 ) -> Result<SignedModel, SignatureError> {
     let manifest = hash_model(model_path, options)?;
-    let serialization = Serialization {
-        allow_symlinks: options.allow_symlinks,
-        ignore_paths: options.recorded_ignore_paths(),
-    };
+    let serialization =
+        Serialization { allow_symlinks: options.allow_symlinks, ignore_paths: options.recorded_ignore_paths() };
     let statement = bundle::statement_json(&manifest, &serialization);
-    let payload =
-        serde_json::to_vec(&statement).map_err(|err| SignatureError::Signing(err.to_string()))?;
+    let payload = serde_json::to_vec(&statement).map_err(|err| SignatureError::Signing(err.to_string()))?;
     let signature: p256::ecdsa::Signature = key
         .signing_key()
         .try_sign(&pae(PAYLOAD_TYPE, &payload))
         .map_err(|err| SignatureError::Signing(err.to_string()))?;
     let bundle = bundle::bundle_json(&payload, signature.to_der().as_bytes(), key.key_id());
-    let bundle_json = serde_json::to_string_pretty(&bundle)
-        .map_err(|err| SignatureError::Signing(err.to_string()))?;
+    let bundle_json = serde_json::to_string_pretty(&bundle).map_err(|err| SignatureError::Signing(err.to_string()))?;
     Ok(SignedModel {
         bundle_json,
         model_digest: manifest.model_digest_string(),
@@ -108,26 +104,20 @@ pub fn verify_bundle<'k>(
     let message = pae(&bundle.payload_type, &bundle.payload);
     let key = match &bundle.key_hint {
         Some(hint) => {
-            let key = trusted
-                .iter()
-                .find(|key| key.key_id() == hint)
-                .ok_or_else(|| SignatureError::UntrustedKey {
-                    key_id: hint.clone(),
-                    trusted: trusted.iter().map(|key| key.key_id().to_string()).collect(),
-                })?;
+            let key = trusted.iter().find(|key| key.key_id() == hint).ok_or_else(|| SignatureError::UntrustedKey {
+                key_id: hint.clone(),
+                trusted: trusted.iter().map(|key| key.key_id().to_string()).collect(),
+            })?;
             key.verifying_key()
                 .verify(&message, &signature)
-                .map_err(|_| SignatureError::SignatureInvalid {
-                    key_id: key.key_id().to_string(),
-                })?;
+                .map_err(|_| SignatureError::SignatureInvalid { key_id: key.key_id().to_string() })?;
             key
         }
-        None => trusted
-            .iter()
-            .find(|key| key.verifying_key().verify(&message, &signature).is_ok())
-            .ok_or_else(|| SignatureError::NoKeyVerifies {
-                trusted: trusted.iter().map(|key| key.key_id().to_string()).collect(),
-            })?,
+        None => {
+            trusted.iter().find(|key| key.verifying_key().verify(&message, &signature).is_ok()).ok_or_else(|| {
+                SignatureError::NoKeyVerifies { trusted: trusted.iter().map(|key| key.key_id().to_string()).collect() }
+            })?
+        }
     };
     Ok((bundle.statement()?, key))
 }
@@ -141,11 +131,7 @@ pub fn verify_model(
     trusted: &[TrustedKey],
     options: &VerifyOptions,
 ) -> Result<Verified, SignatureError> {
-    let expected = options
-        .expected_digest
-        .as_deref()
-        .map(parse_model_digest)
-        .transpose()?;
+    let expected = options.expected_digest.as_deref().map(parse_model_digest).transpose()?;
     let (statement, key) = verify_bundle(bundle_bytes, trusted)?;
     if let Some(expected) = expected
         && expected != statement.model_digest
@@ -174,23 +160,17 @@ pub fn verify_model(
 }
 
 fn parse_signature(bytes: &[u8]) -> Result<p256::ecdsa::Signature, SignatureError> {
-    p256::ecdsa::Signature::from_der(bytes)
-        .or_else(|_| p256::ecdsa::Signature::from_slice(bytes))
-        .map_err(|_| SignatureError::BundleMalformed {
+    p256::ecdsa::Signature::from_der(bytes).or_else(|_| p256::ecdsa::Signature::from_slice(bytes)).map_err(|_| {
+        SignatureError::BundleMalformed {
             field: "dsseEnvelope.signatures[0].sig".into(),
             problem: "is not an ECDSA P-256 signature (DER or 64-byte)".into(),
-        })
+        }
+    })
 }
 
 fn compare(signed: &[FileDigest], local: &[FileDigest]) -> Result<(), SignatureError> {
-    let signed_map: BTreeMap<&str, &[u8; 32]> = signed
-        .iter()
-        .map(|file| (file.name.as_str(), &file.sha256))
-        .collect();
-    let local_map: BTreeMap<&str, &[u8; 32]> = local
-        .iter()
-        .map(|file| (file.name.as_str(), &file.sha256))
-        .collect();
+    let signed_map: BTreeMap<&str, &[u8; 32]> = signed.iter().map(|file| (file.name.as_str(), &file.sha256)).collect();
+    let local_map: BTreeMap<&str, &[u8; 32]> = local.iter().map(|file| (file.name.as_str(), &file.sha256)).collect();
     let mut changed = Vec::new();
     let mut missing = Vec::new();
     for (name, digest) in &signed_map {
@@ -204,18 +184,11 @@ fn compare(signed: &[FileDigest], local: &[FileDigest]) -> Result<(), SignatureE
             Some(_) => {}
         }
     }
-    let added: Vec<String> = local_map
-        .keys()
-        .filter(|name| !signed_map.contains_key(*name))
-        .map(|name| (*name).to_string())
-        .collect();
+    let added: Vec<String> =
+        local_map.keys().filter(|name| !signed_map.contains_key(*name)).map(|name| (*name).to_string()).collect();
     if changed.is_empty() && added.is_empty() && missing.is_empty() {
         Ok(())
     } else {
-        Err(SignatureError::ModelMismatch {
-            changed,
-            added,
-            missing,
-        })
+        Err(SignatureError::ModelMismatch { changed, added, missing })
     }
 }
