@@ -113,7 +113,7 @@ fn median(values: &[f64]) -> Option<f64> {
     }
     finite.sort_by(f64::total_cmp);
     let mid = finite.len() / 2;
-    Some(if finite.len() % 2 == 0 { (finite[mid - 1] + finite[mid]) / 2.0 } else { finite[mid] })
+    Some(if finite.len().is_multiple_of(2) { (finite[mid - 1] + finite[mid]) / 2.0 } else { finite[mid] })
 }
 
 fn describe(value: f64) -> String {
@@ -215,7 +215,7 @@ pub fn evaluate(metrics: &ParsedMetrics, thresholds: &SmokeThresholds) -> SmokeV
         stats.max_grad_norm = Some(max);
     }
     if let Some(bound) = thresholds.max_grad_norm {
-        match lines.iter().find(|l| l.grad_norm.is_some_and(|g| !(g <= bound))) {
+        match lines.iter().find(|l| l.grad_norm.is_some_and(|g| g.is_nan() || g > bound)) {
             _ if grads.is_empty() => {
                 check("max_grad_norm", false, format!("no gradient norms reported, but a bound of {bound} is set"))
             }
