@@ -5,8 +5,8 @@ pub(crate) fn sig(x: f64) -> String {
     if !x.is_finite() {
         return format!("{x}");
     }
-    if x == 0.0 {
-        return "0".into();
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        return format!("{x:.0}");
     }
     let magnitude = x.abs().log10().floor();
     if !(-4.0..6.0).contains(&magnitude) {
@@ -35,6 +35,7 @@ mod tests {
         assert_eq!(sig(-0.0491), "-0.04910");
         assert_eq!(sig(1234.5), "1234");
         assert_eq!(sig(0.0), "0");
+        assert_eq!(sig(4500.0), "4500");
     }
 
     #[test]

@@ -1,0 +1,161 @@
+//! Property tests of the anytime-valid machinery: p-values only fall as evidence accumulates, swapping the arms
+//! mirrors the effect, and more samples at the same rates never widen the confidence sequence.
+
+#![allow(clippy::unwrap_used)]
+
+use proptest::prelude::*;
+use rampart_analysis::{
+    AnalysisConfig, AnalysisState, ArmCounts, Direction, MetricConfig, MetricKind, MetricObservation, MetricVerdict,
+    StepInput, Tolerance, evaluate_step,
+};
+
+fn config(kind: MetricKind, tolerance: f64) -> AnalysisConfig {
+    let mut config = AnalysisConfig::with_metrics(vec![MetricConfig {
+        name: "m".into(),
+        kind,
+        tolerance: Tolerance::Absolute(tolerance),
+        min_samples: None,
+    }]);
+    config.min_samples = 20.0;
+    config
+}
+
+fn ratio() -> MetricKind {
+    MetricKind::Ratio { direction: Direction::HigherIsBetter }
+}
+
+fn mean() -> MetricKind {
+    MetricKind::Mean { direction: Direction::HigherIsBetter }
+}
+
+fn verdict(config: &AnalysisConfig, canary: ArmCounts, baseline: ArmCounts) -> MetricVerdict {
+    let input = StepInput {
+        configured_canary_weight: 0.1,
+        requests: None,
+        metrics: vec![MetricObservation { name: "m".into(), canary, baseline }],
+        final_look: false,
+    };
+    evaluate_step(config, &input, None).unwrap().verdict.metrics.remove(0)
+}
+
+fn ratio_counts(successes: f64, trials: f64) -> ArmCounts {
+    ArmCounts::Ratio { successes, trials }
+}
+
+/// Mean counts of `n` values with the given mean and standard deviation.
+fn mean_counts(mean: f64, sd: f64, n: f64) -> ArmCounts {
+    let sum = mean * n;
+    ArmCounts::Mean { sum, sum_sq: sd * sd * (n - 1.0) + sum * sum / n, count: n }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn always_valid_p_values_never_increase_as_evidence_accumulates(
+        increments in prop::collection::vec((0u32..=50, 0u32..=450), 2..30),
+        canary_rate in 0.5f64..1.0,
+    ) {
+        let config = config(ratio(), 0.01);
+        let mut state: Option<AnalysisState> = None;
+        let (mut cs, mut cn, mut bs, mut bn) = (0.0, 0.0, 0.0, 0.0);
+        let mut previous = (1.0_f64, 1.0_f64);
+        for (canary_successes, baseline_successes) in increments {
+            cs += (f64::from(canary_successes) * canary_rate).floor();
+            cn += 50.0;
+            bs += f64::from(baseline_successes);
+            bn += 450.0;
+            let input = StepInput {
+                configured_canary_weight: 0.1,
+                requests: None,
+                metrics: vec![MetricObservation { name: "m".into(), canary: ratio_counts(cs, cn), baseline: ratio_counts(bs, bn) }],
+                final_look: false,
+            };
+            let outcome = evaluate_step(&config, &input, state.as_ref()).unwrap();
+            let m = &outcome.verdict.metrics[0];
+            prop_assert!(m.always_valid_p <= previous.0, "fail p rose from {} to {}", previous.0, m.always_valid_p);
+            prop_assert!(m.pass_p <= previous.1, "pass p rose from {} to {}", previous.1, m.pass_p);
+            previous = (m.always_valid_p, m.pass_p);
+            state = Some(outcome.state);
+        }
+    }
+
+    #[test]
+    fn swapping_arms_mirrors_the_effect_of_a_ratio_metric(
+        canary_n in 20.0f64..5000.0, baseline_n in 20.0f64..50000.0, canary_rate in 0.0f64..1.0, baseline_rate in 0.0f64..1.0,
+    ) {
+        let config = config(ratio(), 0.0);
+        let c = ratio_counts((canary_rate * canary_n).round(), canary_n);
+        let b = ratio_counts((baseline_rate * baseline_n).round(), baseline_n);
+        let forward = verdict(&config, c.clone(), b.clone());
+        let backward = verdict(&config, b, c);
+        mirrored(&forward, &backward)?;
+    }
+
+    #[test]
+    fn swapping_arms_mirrors_the_effect_of_a_mean_metric(
+        canary_n in 20.0f64..5000.0, baseline_n in 20.0f64..50000.0,
+        canary_mean in -5.0f64..5.0, baseline_mean in -5.0f64..5.0, canary_sd in 0.1f64..3.0, baseline_sd in 0.1f64..3.0,
+    ) {
+        let config = config(mean(), 0.0);
+        let c = mean_counts(canary_mean, canary_sd, canary_n);
+        let b = mean_counts(baseline_mean, baseline_sd, baseline_n);
+        let forward = verdict(&config, c.clone(), b.clone());
+        let backward = verdict(&config, b, c);
+        mirrored(&forward, &backward)?;
+    }
+
+    #[test]
+    fn more_samples_at_the_same_rates_never_widen_the_confidence_sequence(
+        canary_n in 20.0f64..2000.0, ratio_of_arms in 1.0f64..19.0, canary_rate in 0.0f64..1.0, baseline_rate in 0.0f64..1.0,
+        scale in 1.0f64..20.0,
+    ) {
+        let config = config(ratio(), 0.0);
+        let baseline_n = canary_n * ratio_of_arms;
+        let small = verdict(&config, ratio_counts(canary_rate * canary_n, canary_n), ratio_counts(baseline_rate * baseline_n, baseline_n));
+        let large = verdict(
+            &config,
+            ratio_counts(canary_rate * canary_n * scale, canary_n * scale),
+            ratio_counts(baseline_rate * baseline_n * scale, baseline_n * scale),
+        );
+        let width = |m: &MetricVerdict| m.upper_bound.unwrap() - m.lower_bound.unwrap();
+        prop_assert!(width(&large) <= width(&small) * (1.0 + 1e-9), "width grew from {} to {}", width(&small), width(&large));
+    }
+
+    #[test]
+    fn more_samples_at_the_same_spread_never_widen_the_confidence_sequence_of_a_mean(
+        canary_n in 20.0f64..2000.0, ratio_of_arms in 1.0f64..19.0, sd in 0.1f64..5.0, shift in -2.0f64..2.0, scale in 1.0f64..20.0,
+    ) {
+        let config = config(mean(), 0.0);
+        let baseline_n = canary_n * ratio_of_arms;
+        let small = verdict(&config, mean_counts(shift, sd, canary_n), mean_counts(0.0, sd, baseline_n));
+        let large = verdict(&config, mean_counts(shift, sd, canary_n * scale), mean_counts(0.0, sd, baseline_n * scale));
+        let width = |m: &MetricVerdict| m.upper_bound.unwrap() - m.lower_bound.unwrap();
+        prop_assert!(width(&large) <= width(&small) * (1.0 + 1e-9), "width grew from {} to {}", width(&small), width(&large));
+    }
+}
+
+fn mirrored(forward: &MetricVerdict, backward: &MetricVerdict) -> Result<(), TestCaseError> {
+    let tol = |x: f64| 1e-7 * (1.0 + x.abs());
+    let (fe, be) = (forward.effect.unwrap(), backward.effect.unwrap());
+    prop_assert!((fe + be).abs() <= tol(fe), "effects {fe} and {be} are not mirrored");
+    let (fl, fu) = (forward.lower_bound.unwrap(), forward.upper_bound.unwrap());
+    let (bl, bu) = (backward.lower_bound.unwrap(), backward.upper_bound.unwrap());
+    prop_assert!((fl + bu).abs() <= tol(fl), "lower {fl} does not mirror upper {bu}");
+    prop_assert!((fu + bl).abs() <= tol(fu), "upper {fu} does not mirror lower {bl}");
+    // With no tolerance, "surely worse" one way is "surely better" the other way.
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-300) || (a - b).abs() < 1e-300;
+    prop_assert!(
+        close(forward.always_valid_p, backward.pass_p),
+        "fail p {} vs mirrored pass p {}",
+        forward.always_valid_p,
+        backward.pass_p
+    );
+    prop_assert!(
+        close(forward.pass_p, backward.always_valid_p),
+        "pass p {} vs mirrored fail p {}",
+        forward.pass_p,
+        backward.always_valid_p
+    );
+    Ok(())
+}
