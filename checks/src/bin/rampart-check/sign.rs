@@ -48,18 +48,11 @@ fn sign(args: &Args) -> Result<String, SignatureError> {
     if let Some(inside) = relative_inside(&args.model_path, &args.out) {
         ignore_paths.push(inside);
     }
-    let options = HashingOptions {
-        ignore_paths,
-        ignore_git_paths: !args.include_git_paths,
-        allow_symlinks: args.allow_symlinks,
-    };
+    let options =
+        HashingOptions { ignore_paths, ignore_git_paths: !args.include_git_paths, allow_symlinks: args.allow_symlinks };
     let signed = sign_model(&args.model_path, &key, &options)?;
-    std::fs::write(&args.out, signed.bundle_json.as_bytes()).map_err(|source| {
-        SignatureError::Write {
-            path: args.out.clone(),
-            source,
-        }
-    })?;
+    std::fs::write(&args.out, signed.bundle_json.as_bytes())
+        .map_err(|source| SignatureError::Write { path: args.out.clone(), source })?;
     Ok(format!(
         "signed {} ({} file(s)) with key {}\nmodel digest: {}\nbundle: {}",
         args.model_path.display(),
@@ -76,15 +69,9 @@ fn relative_inside(model_path: &Path, out: &Path) -> Option<String> {
     if !root.is_dir() {
         return None;
     }
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let out_abs = std::fs::canonicalize(parent).ok()?.join(out.file_name()?);
     let relative = out_abs.strip_prefix(&root).ok()?;
-    let parts: Option<Vec<&str>> = relative
-        .components()
-        .map(|c| c.as_os_str().to_str())
-        .collect();
+    let parts: Option<Vec<&str>> = relative.components().map(|c| c.as_os_str().to_str()).collect();
     Some(parts?.join("/"))
 }

@@ -4,9 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use rampart_checks::signing::{
-    MAX_BUNDLE_BYTES, SignatureError, TrustedKey, VerifyOptions, verify_model,
-};
+use rampart_checks::signing::{MAX_BUNDLE_BYTES, SignatureError, TrustedKey, VerifyOptions, verify_model};
 
 /// Arguments of `rampart-check verify`.
 #[derive(clap::Args)]
@@ -50,11 +48,7 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn verify(args: &Args) -> Result<String, SignatureError> {
-    let trusted = args
-        .keys
-        .iter()
-        .map(|path| TrustedKey::from_pem_file(path))
-        .collect::<Result<Vec<_>, _>>()?;
+    let trusted = args.keys.iter().map(|path| TrustedKey::from_pem_file(path)).collect::<Result<Vec<_>, _>>()?;
     let bundle = read_bundle(&args.bundle)?;
     let mut extra_ignore_paths = args.ignore_paths.clone();
     if let Some(inside) = bundle_inside_model(args) {
@@ -78,20 +72,12 @@ fn verify(args: &Args) -> Result<String, SignatureError> {
 
 /// Reads at most [`MAX_BUNDLE_BYTES`] (+1 to notice a larger file) so a huge file cannot exhaust memory.
 fn read_bundle(path: &std::path::Path) -> Result<Vec<u8>, SignatureError> {
-    let file = std::fs::File::open(path).map_err(|source| SignatureError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = std::fs::File::open(path).map_err(|source| SignatureError::Io { path: path.to_path_buf(), source })?;
     let mut bytes = Vec::new();
-    let limit = u64::try_from(MAX_BUNDLE_BYTES)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
+    let limit = u64::try_from(MAX_BUNDLE_BYTES).unwrap_or(u64::MAX).saturating_add(1);
     file.take(limit)
         .read_to_end(&mut bytes)
-        .map_err(|source| SignatureError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| SignatureError::Io { path: path.to_path_buf(), source })?;
     Ok(bytes)
 }
 
@@ -103,9 +89,6 @@ fn bundle_inside_model(args: &Args) -> Option<String> {
         return None;
     }
     let relative = bundle.strip_prefix(&root).ok()?;
-    let parts: Option<Vec<&str>> = relative
-        .components()
-        .map(|c| c.as_os_str().to_str())
-        .collect();
+    let parts: Option<Vec<&str>> = relative.components().map(|c| c.as_os_str().to_str()).collect();
     Some(parts?.join("/"))
 }
