@@ -1,1 +1,78 @@
-//! The Rampart operator: one idempotent state machine per ModelRollout.
+//! The Rampart operator: one idempotent state machine per ModelRollout, which shifts traffic to a candidate model in
+//! steps, judges it with the statistics engine, and promotes it or rolls it back.
+#![forbid(unsafe_code)]
+
+pub mod analysis;
+pub mod config;
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod prometheus;
+pub mod reconcile;
+pub mod serving;
+pub mod traffic;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use rampart_api::ModelRollout;
+use tokio::sync::watch;
+
+pub use config::ControllerConfig;
+pub use error::Error;
+pub use metrics::Metrics;
+
+/// Runs the controller until `shutdown` becomes true: leader election, and the reconcile loop while this replica
+/// leads. Losing the lease stops the loop at once; regaining it starts a new one.
+pub async fn run(client: kube::Client, config: ControllerConfig, metrics: Metrics, shutdown: watch::Receiver<bool>) {
+    let (leader_tx, leader_rx) = watch::channel(false);
+    let election = tokio::spawn(leader::run_election(client.clone(), config.clone(), leader_tx, shutdown.clone()));
+    let reporter = Reporter { controller: "rampart-controller".into(), instance: Some(config.identity.clone()) };
+    let context = Arc::new(reconcile::Context {
+        client: client.clone(),
+        config: config.clone(),
+        metrics: metrics.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        leader: leader_rx.clone(),
+    });
+
+    let mut leader = leader_rx.clone();
+    let mut stop = shutdown.clone();
+    loop {
+        // Wait until this replica leads (or shutdown).
+        while !*leader.borrow() {
+            metrics.is_leader.set(0);
+            tokio::select! {
+                changed = leader.changed() => if changed.is_err() { return },
+                _ = stop.changed() => { let _ = election.await; return; }
+            }
+        }
+        metrics.is_leader.set(1);
+        tracing::info!(identity = %config.identity, "leading: reconciling ModelRollouts");
+        let rollouts: Api<ModelRollout> = match &config.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let controller = Controller::new(rollouts, watcher::Config::default().any_semantic())
+            .run(reconcile::reconcile, reconcile::error_policy, context.clone())
+            .for_each(|result| async move {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "reconcile loop");
+                }
+            });
+        tokio::select! {
+            _ = controller => {}
+            _ = async { while *leader.borrow() { if leader.changed().await.is_err() { break } } } => {
+                tracing::warn!(identity = %config.identity, "lost the leader lease: stopped reconciling");
+            }
+            _ = stop.changed() => {
+                tracing::info!("shutting down");
+                let _ = election.await;
+                return;
+            }
+        }
+    }
+}

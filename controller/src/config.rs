@@ -1,0 +1,53 @@
+//! The controller's own configuration (flags and environment), as opposed to a rollout's spec.
+
+use std::time::Duration;
+
+/// Settings for one controller process.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Prometheus used when a rollout names none (`spec.analysis.prometheusAddress`).
+    pub prometheus_url: String,
+    /// Time limit of one Prometheus query.
+    pub prometheus_timeout: Duration,
+    /// Namespace of the leader-election Lease.
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    pub lease_name: String,
+    /// This replica's identity in the Lease (pod name, or host and pid).
+    pub identity: String,
+    /// How long a Lease stays valid without renewal; a new leader may take over after it.
+    pub lease_duration: Duration,
+    /// How often the leader renews the Lease.
+    pub renew_interval: Duration,
+    /// Default interval between analysis looks when a step sets none.
+    pub default_analysis_interval: Duration,
+    /// Only watch this namespace (all namespaces when None).
+    pub namespace: Option<String>,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            prometheus_url: "http://prometheus-operated.monitoring:9090".into(),
+            prometheus_timeout: Duration::from_secs(5),
+            lease_namespace: "rampart-system".into(),
+            lease_name: "rampart-controller".into(),
+            identity: default_identity(),
+            lease_duration: Duration::from_secs(15),
+            renew_interval: Duration::from_secs(5),
+            default_analysis_interval: Duration::from_secs(60),
+            namespace: None,
+        }
+    }
+}
+
+/// `$POD_NAME`, else `<hostname>-<pid>`.
+pub fn default_identity() -> String {
+    if let Ok(pod) = std::env::var("POD_NAME")
+        && !pod.is_empty()
+    {
+        return pod;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "rampart".into());
+    format!("{}-{}", host.trim(), std::process::id())
+}

@@ -1,0 +1,159 @@
+//! `rampart-controller`: the operator process. Flags and environment variables configure it; `/metrics`, `/healthz`
+//! and `/readyz` are served on `--metrics-address`; SIGTERM/SIGINT shut it down gracefully, releasing the lease.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use clap::Parser;
+use rampart_controller::{ControllerConfig, Metrics};
+use tokio::sync::watch;
+
+/// Rampart's operator: rolls ModelRollouts out with statistical canary analysis.
+///
+/// Examples:
+///   rampart-controller --prometheus-url http://prometheus.monitoring:9090
+///   KUBECONFIG=~/.kube/config rampart-controller --lease-namespace default --log-format text
+#[derive(Parser, Debug)]
+#[command(name = "rampart-controller", version, about, verbatim_doc_comment)]
+struct Args {
+    /// Prometheus used when a rollout does not name one.
+    #[arg(long, env = "RAMPART_PROMETHEUS_URL", default_value = "http://prometheus-operated.monitoring:9090")]
+    prometheus_url: String,
+    /// Time limit of one Prometheus query, in seconds.
+    #[arg(long, env = "RAMPART_PROMETHEUS_TIMEOUT_SECONDS", default_value_t = 5.0)]
+    prometheus_timeout_seconds: f64,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "RAMPART_LEASE_NAMESPACE", default_value = "rampart-system")]
+    lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "RAMPART_LEASE_NAME", default_value = "rampart-controller")]
+    lease_name: String,
+    /// This replica's identity in the Lease. Default: $POD_NAME, else <hostname>-<pid>.
+    #[arg(long, env = "RAMPART_IDENTITY")]
+    identity: Option<String>,
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, env = "RAMPART_LEASE_DURATION_SECONDS", default_value_t = 15.0)]
+    lease_duration_seconds: f64,
+    /// Seconds between Lease renewals.
+    #[arg(long, env = "RAMPART_RENEW_INTERVAL_SECONDS", default_value_t = 5.0)]
+    renew_interval_seconds: f64,
+    /// Only watch this namespace (default: all namespaces).
+    #[arg(long, env = "RAMPART_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of the /metrics, /healthz and /readyz server.
+    #[arg(long, env = "RAMPART_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_address: SocketAddr,
+    /// Log format: json (default) or text.
+    #[arg(long, env = "RAMPART_LOG_FORMAT", default_value = "json")]
+    log_format: String,
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("--{flag} must be a positive number of seconds, got {value}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    if args.log_format == "text" {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    }
+    let config = match build_config(&args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("rampart-controller: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(err) => {
+            eprintln!(
+                "rampart-controller: cannot reach Kubernetes: {err}\nRun in a cluster with a ServiceAccount, or set \
+                 KUBECONFIG to a kubeconfig file."
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let metrics = Metrics::default();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let listener = match tokio::net::TcpListener::bind(args.metrics_address).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("rampart-controller: cannot listen on {}: {err}", args.metrics_address);
+            return ExitCode::from(2);
+        }
+    };
+    let served = metrics.clone();
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let served = served.clone();
+                async move { served.encode() }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }));
+    let mut http_shutdown = shutdown_rx.clone();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.changed().await;
+            })
+            .await;
+    });
+
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: shutting down");
+        let _ = shutdown_tx.send(true);
+    });
+    tracing::info!(identity = %config.identity, metrics = %args.metrics_address, "rampart-controller starting");
+    rampart_controller::run(client, config, metrics, shutdown_rx).await;
+    let _ = server.await;
+    ExitCode::SUCCESS
+}
+
+fn build_config(args: &Args) -> Result<ControllerConfig, String> {
+    let mut config = ControllerConfig {
+        prometheus_url: args.prometheus_url.clone(),
+        prometheus_timeout: seconds(args.prometheus_timeout_seconds, "prometheus-timeout-seconds")?,
+        lease_namespace: args.lease_namespace.clone(),
+        lease_name: args.lease_name.clone(),
+        lease_duration: seconds(args.lease_duration_seconds, "lease-duration-seconds")?,
+        renew_interval: seconds(args.renew_interval_seconds, "renew-interval-seconds")?,
+        namespace: args.namespace.clone(),
+        ..ControllerConfig::default()
+    };
+    if let Some(identity) = &args.identity {
+        config.identity = identity.clone();
+    }
+    if config.renew_interval >= config.lease_duration {
+        return Err("--renew-interval-seconds must be shorter than --lease-duration-seconds".into());
+    }
+    Ok(config)
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

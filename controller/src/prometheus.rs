@@ -1,0 +1,202 @@
+//! The Prometheus metric provider: instant queries over the HTTP API, turned into the cumulative counts the
+//! statistics engine takes. Query templates may use `{{version}}` and `{{namespace}}`.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rampart_analysis::Bucket;
+use serde::Deserialize;
+
+/// A failed query, with the query and the server so the message says where to look.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// Prometheus could not be reached (down, wrong address, timeout).
+    #[error("Prometheus at {url} is unreachable: {message}")]
+    Unreachable { url: String, message: String },
+    /// Prometheus answered with an error for this query.
+    #[error("Prometheus at {url} rejected query {query:?}: {message}")]
+    Rejected { url: String, query: String, message: String },
+    /// The answer was not what an instant query returns.
+    #[error("Prometheus at {url} returned an unexpected answer to {query:?}: {message}")]
+    Unexpected { url: String, query: String, message: String },
+}
+
+/// A client for one Prometheus server.
+#[derive(Clone)]
+pub struct Prometheus {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+#[derive(Deserialize)]
+struct Response {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Data {
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct Sample {
+    #[serde(default)]
+    metric: std::collections::BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+impl Prometheus {
+    /// A client for `base_url` (e.g. `http://127.0.0.1:9090`) with a per-query time limit.
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, QueryError> {
+        let http = reqwest::Client::builder().timeout(timeout).build().map_err(|err| QueryError::Unreachable {
+            url: base_url.to_string(),
+            message: format!("cannot build an HTTP client: {err}"),
+        })?;
+        Ok(Self { http, base_url: base_url.trim_end_matches('/').to_string() })
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.base_url
+    }
+
+    async fn instant(&self, query: &str, at: Option<Timestamp>) -> Result<Vec<Sample>, QueryError> {
+        let mut params = vec![("query", query.to_string())];
+        if let Some(at) = at {
+            params.push(("time", format!("{:.3}", at.as_millisecond() as f64 / 1000.0)));
+        }
+        let response = self
+            .http
+            .get(format!("{}/api/v1/query", self.base_url))
+            .query(&params)
+            .send()
+            .await
+            .map_err(|err| QueryError::Unreachable { url: self.base_url.clone(), message: err.to_string() })?;
+        let status = response.status();
+        let body: Response = response.json().await.map_err(|err| QueryError::Unexpected {
+            url: self.base_url.clone(),
+            query: query.to_string(),
+            message: format!("HTTP {status}, body is not Prometheus JSON: {err}"),
+        })?;
+        if body.status != "success" {
+            return Err(QueryError::Rejected {
+                url: self.base_url.clone(),
+                query: query.to_string(),
+                message: body.error.unwrap_or_else(|| format!("HTTP {status}")),
+            });
+        }
+        let unexpected =
+            |message: String| QueryError::Unexpected { url: self.base_url.clone(), query: query.to_string(), message };
+        let data = body.data.ok_or_else(|| unexpected("no data".into()))?;
+        match data.result_type.as_str() {
+            "vector" => serde_json::from_value(data.result).map_err(|err| unexpected(err.to_string())),
+            "scalar" => {
+                let value: (f64, String) =
+                    serde_json::from_value(data.result).map_err(|err| unexpected(err.to_string()))?;
+                Ok(vec![Sample { metric: Default::default(), value }])
+            }
+            other => Err(unexpected(format!("result type {other}; use a query that returns an instant vector"))),
+        }
+    }
+
+    /// The query's value at `at` (now when None): the sum over the returned series; 0 when there are none (a
+    /// version that has not served yet).
+    pub async fn value(&self, query: &str, at: Option<Timestamp>) -> Result<f64, QueryError> {
+        let samples = self.instant(query, at).await?;
+        let mut total = 0.0;
+        for sample in samples {
+            total += parse_value(&sample.value.1).ok_or_else(|| QueryError::Unexpected {
+                url: self.base_url.clone(),
+                query: query.to_string(),
+                message: format!("sample value {:?} is not a number", sample.value.1),
+            })?;
+        }
+        Ok(total)
+    }
+
+    /// Cumulative histogram buckets at `at`, summed by their `le` label.
+    pub async fn buckets(&self, query: &str, at: Option<Timestamp>) -> Result<Vec<Bucket>, QueryError> {
+        let samples = self.instant(query, at).await?;
+        let mut by_le: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+        for sample in samples {
+            let le_text = sample.metric.get("le").ok_or_else(|| QueryError::Unexpected {
+                url: self.base_url.clone(),
+                query: query.to_string(),
+                message: "a series has no `le` label; use e.g. `sum by (le) (..._bucket{...})`".into(),
+            })?;
+            let le = parse_value(le_text);
+            let count = parse_value(&sample.value.1);
+            let (Some(le), Some(count)) = (le, count) else {
+                return Err(QueryError::Unexpected {
+                    url: self.base_url.clone(),
+                    query: query.to_string(),
+                    message: format!("bucket le={le_text:?} value={:?} is not numeric", sample.value.1),
+                });
+            };
+            let entry = by_le.entry(le_text.clone()).or_insert((le, 0.0));
+            entry.1 += count;
+        }
+        Ok(by_le.into_values().map(|(le, count)| Bucket { le, count }).collect())
+    }
+}
+
+fn parse_value(text: &str) -> Option<f64> {
+    match text {
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        other => other.parse().ok(),
+    }
+}
+
+/// Fills `{{version}}` and `{{namespace}}` in a query template.
+pub fn render(template: &str, version: &str, namespace: &str) -> String {
+    template.replace("{{version}}", version).replace("{{namespace}}", namespace)
+}
+
+/// Subtracts the counts at the step's start from the counts now, bucket by bucket (missing start buckets are 0).
+pub fn bucket_increase(now: &[Bucket], start: &[Bucket]) -> Vec<Bucket> {
+    now.iter()
+        .map(|bucket| {
+            let before = start.iter().find(|b| b.le == bucket.le).map(|b| b.count).unwrap_or(0.0);
+            Bucket { le: bucket.le, count: bucket.count - before }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_take_version_and_namespace() {
+        assert_eq!(
+            render(r#"sum(x{version="{{version}}",namespace="{{namespace}}"})"#, "v2", "ml"),
+            r#"sum(x{version="v2",namespace="ml"})"#
+        );
+    }
+
+    #[test]
+    fn bucket_increase_subtracts_the_start_and_keeps_new_buckets() {
+        let start = vec![Bucket { le: 0.1, count: 5.0 }, Bucket { le: f64::INFINITY, count: 10.0 }];
+        let now = vec![
+            Bucket { le: 0.1, count: 8.0 },
+            Bucket { le: 0.5, count: 3.0 },
+            Bucket { le: f64::INFINITY, count: 20.0 },
+        ];
+        let diff = bucket_increase(&now, &start);
+        assert_eq!(diff.iter().map(|b| b.count).collect::<Vec<_>>(), vec![3.0, 3.0, 10.0]);
+    }
+
+    #[test]
+    fn infinite_bounds_parse() {
+        assert_eq!(parse_value("+Inf"), Some(f64::INFINITY));
+        assert_eq!(parse_value("0.25"), Some(0.25));
+        assert_eq!(parse_value("NaNx"), None);
+    }
+}

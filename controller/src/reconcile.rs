@@ -1,0 +1,802 @@
+//! The reconcile loop: one idempotent state machine per ModelRollout, driven by its status.
+//!
+//! Each reconcile reads status, decides the one next action from status and the world, acts, then writes status with
+//! server-side apply (field manager `rampart`). Stages: start -> steps (setWeight / pause / analysis) -> promote, or
+//! roll back. A rollback sets the canary's weight to 0 before anything else, in the same reconcile as the failing
+//! verdict, and waits for nothing that can be down.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Resource, ResourceExt};
+use rampart_analysis::{AnalysisState, ArmCounts, ArmPair, MetricObservation, StepInput, Verdict};
+use rampart_api::v1alpha1::{AnalysisStatus, AnalysisStep, Condition, HistoryEntry, MetricKind, OnInconclusive, Step};
+use rampart_api::{ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RETRY, ModelRollout, ModelRolloutStatus, Phase};
+use tokio::sync::watch;
+
+use crate::analysis::{analysis_config, metric_status, srm_status};
+use crate::config::ControllerConfig;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::prometheus::{Prometheus, bucket_increase, render};
+use crate::{serving, traffic};
+
+/// Most transitions kept in `status.history`.
+const HISTORY_LIMIT: usize = 30;
+
+/// What every reconcile needs.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: kube::Client,
+    /// The controller's configuration.
+    pub config: ControllerConfig,
+    /// The controller's own metrics.
+    pub metrics: Metrics,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// True while this replica holds the leader lease.
+    pub leader: watch::Receiver<bool>,
+}
+
+/// Reconciles one rollout, timing it and counting failures by stage.
+pub async fn reconcile(rollout: Arc<ModelRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = Reconciler::new(&rollout, &ctx).run().await;
+    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    if let Err(err) = &result {
+        ctx.metrics
+            .reconcile_errors
+            .get_or_create(&crate::metrics::StageLabels { stage: err.metric_label().into() })
+            .inc();
+    }
+    result
+}
+
+/// Requeues failed reconciles soon: most failures (API conflicts, Prometheus blips) are transient.
+pub fn error_policy(rollout: Arc<ModelRollout>, error: &Error, _ctx: Arc<Context>) -> Action {
+    if !matches!(error, Error::NotLeader) {
+        tracing::warn!(rollout = %rollout.name_any(), namespace = ?rollout.namespace(), %error, "reconcile failed");
+    }
+    Action::requeue(Duration::from_secs(2))
+}
+
+struct Reconciler<'a> {
+    rollout: &'a ModelRollout,
+    ctx: &'a Context,
+    namespace: String,
+    name: String,
+    now: Timestamp,
+}
+
+impl<'a> Reconciler<'a> {
+    fn new(rollout: &'a ModelRollout, ctx: &'a Context) -> Self {
+        Self {
+            rollout,
+            ctx,
+            namespace: rollout.namespace().unwrap_or_default(),
+            name: rollout.name_any(),
+            now: Timestamp::now(),
+        }
+    }
+
+    fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    async fn run(&self) -> Result<Action, Error> {
+        if !*self.ctx.leader.borrow() {
+            return Err(Error::NotLeader);
+        }
+        let status = self.rollout.status.clone().unwrap_or_default();
+        let phase = status.phase.unwrap_or(Phase::Pending);
+        let annotations = self.rollout.annotations();
+
+        if phase.is_terminal() {
+            if let Some(retry) = annotations.get(ANNOTATION_RETRY)
+                && status.handled_retry.as_ref() != Some(retry)
+            {
+                return self.retry(status, retry.clone()).await;
+            }
+            self.ctx.metrics.set_rollout(&self.namespace, &self.name, phase, status.canary_weight.unwrap_or(0));
+            return Ok(Action::await_change());
+        }
+        if annotations.contains_key(ANNOTATION_ABORT) && phase != Phase::RollingBack {
+            return self
+                .roll_back(status, "aborted by the rampart.dev/abort annotation (rampart abort)".into(), true)
+                .await;
+        }
+        match phase {
+            Phase::Pending | Phase::Verifying | Phase::Checking => self.start(status).await,
+            Phase::Progressing | Phase::Paused => {
+                if annotations.contains_key(ANNOTATION_PROMOTE) {
+                    let message = "promoted by the rampart.dev/promote annotation (rampart promote): skipping the remaining steps";
+                    return self.enter_promoting(status, message.into()).await;
+                }
+                self.progress(status).await
+            }
+            Phase::Promoting => self.promote(status).await,
+            Phase::RollingBack => self.finish_rollback(status).await,
+            Phase::Succeeded | Phase::RolledBack | Phase::Failed => Ok(Action::await_change()),
+        }
+    }
+
+    // ----- status and events -------------------------------------------------------------------------------------
+
+    async fn write_status(&self, mut status: ModelRolloutStatus) -> Result<(), Error> {
+        if !*self.ctx.leader.borrow() {
+            return Err(Error::NotLeader);
+        }
+        status.observed_generation = self.rollout.metadata.generation;
+        let patch = serde_json::json!({
+            "apiVersion": ModelRollout::api_version(&()),
+            "kind": ModelRollout::kind(&()),
+            "status": status,
+        });
+        Api::<ModelRollout>::namespaced(self.ctx.client.clone(), &self.namespace)
+            .patch_status(&self.name, &PatchParams::apply(rampart_api::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(|source| Error::Status { rollout: self.id(), source })?;
+        self.ctx.metrics.set_rollout(
+            &self.namespace,
+            &self.name,
+            status.phase.unwrap_or(Phase::Pending),
+            status.canary_weight.unwrap_or(0),
+        );
+        Ok(())
+    }
+
+    async fn event(&self, kind: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_: kind,
+            reason: reason.into(),
+            note: Some(truncate(&note, 1000)),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(err) = self.ctx.recorder.publish(&event, &self.rollout.object_ref(&())).await {
+            tracing::warn!(rollout = %self.id(), error = %err, "could not publish event {reason}");
+        }
+    }
+
+    /// Enters `phase` with a message: history entry, condition, phase, message.
+    fn transition(&self, status: &mut ModelRolloutStatus, phase: Phase, message: String) {
+        status.phase = Some(phase);
+        status.message = Some(message.clone());
+        let history = status.history.get_or_insert_with(Vec::new);
+        history.push(HistoryEntry {
+            time: self.now.to_string(),
+            phase,
+            step: status.current_step,
+            message: Some(truncate(&message, 512)),
+        });
+        if history.len() > HISTORY_LIMIT {
+            let excess = history.len() - HISTORY_LIMIT;
+            history.drain(..excess);
+        }
+        let (ready, reason) = match phase {
+            Phase::Succeeded => ("True", "Promoted"),
+            Phase::RolledBack | Phase::RollingBack => ("False", "RolledBack"),
+            Phase::Failed => ("False", "Failed"),
+            Phase::Paused => ("False", "Paused"),
+            _ => ("False", "Progressing"),
+        };
+        set_condition(status, "Ready", ready, reason, &message, self.now, self.rollout.metadata.generation);
+    }
+
+    fn begin_step(&self, status: &mut ModelRolloutStatus, step: i32) {
+        status.current_step = Some(step);
+        status.step_started_at = Some(self.now.to_string());
+    }
+
+    // ----- stages ------------------------------------------------------------------------------------------------
+
+    async fn start(&self, mut status: ModelRolloutStatus) -> Result<Action, Error> {
+        match self.resolve_baseline().await {
+            Ok((version, stable_uri)) => {
+                status.baseline_version = version;
+                status.stable_uri = stable_uri;
+            }
+            Err(message) => {
+                self.transition(&mut status, Phase::Failed, message.clone());
+                self.write_status(status).await?;
+                self.event(EventType::Warning, "Failed", message).await;
+                return Ok(Action::await_change());
+            }
+        }
+        status.canary_weight = Some(0);
+        status.analysis = None;
+        self.begin_step(&mut status, 0);
+        let message = format!(
+            "rolling out {} {} against baseline {}",
+            self.rollout.spec.model,
+            self.rollout.spec.candidate.version,
+            status.baseline_version.as_deref().unwrap_or("(unknown)")
+        );
+        self.transition(&mut status, Phase::Progressing, message.clone());
+        self.write_status(status).await?;
+        self.event(EventType::Normal, "Started", message).await;
+        Ok(Action::requeue(Duration::from_millis(50)))
+    }
+
+    /// The baseline's version label and current model URI. Errors are messages for the user.
+    async fn resolve_baseline(&self) -> Result<(Option<String>, Option<String>), String> {
+        let spec = &self.rollout.spec;
+        let explicit = spec.baseline.as_ref().and_then(|b| b.version.clone());
+        let needs_version = spec.steps.iter().any(|s| s.analysis.is_some());
+        let (labelled, uri) = if let Some(deployment) = &spec.serving.deployment {
+            let base = serving::baseline(&self.ctx.client, &self.namespace, &deployment.name).await.map_err(|err| {
+                format!("{err}; create the baseline Deployment in namespace {}, then rampart retry", self.namespace)
+            })?;
+            if let Some(gateway) = spec.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
+                let routes: Api<DynamicObject> =
+                    Api::namespaced_with(self.ctx.client.clone(), &self.namespace, &traffic::httproute_resource());
+                routes.get(&gateway.http_route).await.map_err(|err| {
+                    format!("HTTPRoute {}/{} cannot be read: {err}", self.namespace, gateway.http_route)
+                })?;
+            }
+            (base.labels().get(serving::VERSION_LABEL).cloned(), serving::current_uri(&base, deployment))
+        } else if let Some(kserve) = &spec.serving.kserve {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.ctx.client.clone(), &self.namespace, &traffic::inference_service_resource());
+            let isvc = api.get(&kserve.inference_service).await.map_err(|err| {
+                format!("InferenceService {}/{} cannot be read: {err}", self.namespace, kserve.inference_service)
+            })?;
+            let uri =
+                isvc.data.pointer("/spec/predictor/model/storageUri").and_then(|v| v.as_str()).map(str::to_string);
+            (isvc.labels().get(serving::VERSION_LABEL).cloned(), uri)
+        } else {
+            return Err("spec.serving names no backend".into());
+        };
+        let version = explicit.or(labelled);
+        if version.is_none() && needs_version {
+            return Err(format!(
+                "cannot tell which version the baseline serves, which the metric queries need for {{{{version}}}}: set \
+                 spec.baseline.version, or label the baseline with {}: <version>",
+                serving::VERSION_LABEL
+            ));
+        }
+        Ok((version, uri))
+    }
+
+    async fn progress(&self, mut status: ModelRolloutStatus) -> Result<Action, Error> {
+        let steps = &self.rollout.spec.steps;
+        let index = status.current_step.unwrap_or(0).max(0);
+        let Some(step) = usize::try_from(index).ok().and_then(|i| steps.get(i)) else {
+            return self.enter_promoting(status, "all steps completed".into()).await;
+        };
+        let Step { set_weight, pause, analysis } = step;
+        if let Some(weight) = set_weight {
+            self.apply_weight(*weight).await?;
+            status.canary_weight = Some(*weight);
+            self.begin_step(&mut status, index + 1);
+            let message = format!("step {index}: canary weight set to {weight}%");
+            self.transition(&mut status, Phase::Progressing, message.clone());
+            self.write_status(status).await?;
+            self.event(EventType::Normal, "WeightSet", message).await;
+            return Ok(Action::requeue(Duration::from_millis(50)));
+        }
+        if let Some(pause) = pause {
+            let Some(duration) = pause.duration.as_deref() else {
+                if status.phase != Some(Phase::Paused) {
+                    let message = format!("step {index}: paused until promoted (rampart promote {})", self.name);
+                    self.transition(&mut status, Phase::Paused, message.clone());
+                    self.write_status(status).await?;
+                    self.event(EventType::Normal, "Paused", message).await;
+                }
+                return Ok(Action::await_change());
+            };
+            let duration = self.parse_duration(duration)?;
+            let elapsed = self.elapsed(&status);
+            if elapsed >= duration {
+                self.begin_step(&mut status, index + 1);
+                let message = format!("step {index}: pause of {} ended", format_duration(duration));
+                self.transition(&mut status, Phase::Progressing, message.clone());
+                self.write_status(status).await?;
+                self.event(EventType::Normal, "PauseEnded", message).await;
+                return Ok(Action::requeue(Duration::from_millis(50)));
+            }
+            if status.phase != Some(Phase::Paused) {
+                let message = format!("step {index}: pausing for {}", format_duration(duration));
+                self.transition(&mut status, Phase::Paused, message.clone());
+                self.write_status(status).await?;
+                self.event(EventType::Normal, "Paused", message).await;
+            }
+            return Ok(Action::requeue(duration - elapsed));
+        }
+        if let Some(analysis) = analysis {
+            if status.phase == Some(Phase::Paused) {
+                // Paused by the onInconclusive: pause policy; a person decides.
+                return Ok(Action::await_change());
+            }
+            return self.analyze(status, index, analysis).await;
+        }
+        Err(Error::InvalidSpec { rollout: self.id(), message: format!("step {index} has no action") })
+    }
+
+    async fn apply_weight(&self, weight: i32) -> Result<(), Error> {
+        let spec = &self.rollout.spec;
+        if let Some(deployment) = &spec.serving.deployment {
+            if weight > 0 {
+                serving::ensure_canary(&self.ctx.client, self.rollout, deployment)
+                    .await
+                    .map_err(|err| Error::InvalidSpec { rollout: self.id(), message: err.to_string() })?;
+            }
+            let gateway =
+                spec.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()).ok_or_else(|| Error::InvalidSpec {
+                    rollout: self.id(),
+                    message: "spec.traffic.gatewayAPI is required with spec.serving.deployment".into(),
+                })?;
+            traffic::set_gateway_weight(&self.ctx.client, &self.namespace, gateway, weight)
+                .await
+                .map_err(|err| Error::InvalidSpec { rollout: self.id(), message: err.to_string() })?;
+        } else if let Some(kserve) = &spec.serving.kserve {
+            traffic::set_kserve(
+                &self.ctx.client,
+                &self.namespace,
+                &kserve.inference_service,
+                weight,
+                Some(&spec.candidate.artifact.uri),
+            )
+            .await
+            .map_err(|err| Error::InvalidSpec { rollout: self.id(), message: err.to_string() })?;
+        }
+        Ok(())
+    }
+
+    async fn analyze(&self, mut status: ModelRolloutStatus, index: i32, step: &AnalysisStep) -> Result<Action, Error> {
+        let Some(spec_analysis) = &self.rollout.spec.analysis else {
+            return Err(Error::InvalidSpec {
+                rollout: self.id(),
+                message: "analysis step without spec.analysis".into(),
+            });
+        };
+        let duration = self.parse_duration(&step.duration)?;
+        let interval = match &step.interval {
+            Some(text) => self.parse_duration(text)?,
+            None => self.ctx.config.default_analysis_interval,
+        }
+        .max(Duration::from_millis(200));
+        let elapsed = self.elapsed(&status);
+        let final_look = elapsed >= duration;
+        let previous = status.analysis.clone().unwrap_or_default();
+        let looks_done = u32::try_from(previous.looks.unwrap_or(0).max(0)).unwrap_or(0);
+        let next_due = (interval * (looks_done + 1)).min(duration);
+        if !final_look && elapsed < next_due {
+            return Ok(Action::requeue(next_due - elapsed));
+        }
+
+        let config =
+            analysis_config(spec_analysis).map_err(|message| Error::InvalidSpec { rollout: self.id(), message })?;
+        let started = parse_time(status.step_started_at.as_deref()).unwrap_or(self.now);
+        let observation = self.observe(&status, started).await;
+        let mut analysis =
+            AnalysisStatus { looks: Some(i32::try_from(looks_done + 1).unwrap_or(i32::MAX)), ..previous };
+
+        let input = match observation {
+            Ok((metrics, requests)) => StepInput {
+                configured_canary_weight: f64::from(status.canary_weight.unwrap_or(0)) / 100.0,
+                requests,
+                metrics,
+                final_look,
+            },
+            Err(err) => {
+                let errors = analysis.provider_errors.unwrap_or(0) + 1;
+                analysis.provider_errors = Some(errors);
+                analysis.last_error = Some(truncate(&err.to_string(), 512));
+                analysis.verdict = Some(Verdict::Continue.as_str().into());
+                status.analysis = Some(analysis);
+                if final_look {
+                    let reason = format!(
+                        "step {index}: analysis ended without a verdict: the metrics could not be read ({errors} looks \
+                         in a row): {err}"
+                    );
+                    return self.inconclusive(status, index, reason).await;
+                }
+                self.write_status(status).await?;
+                if errors == 1 {
+                    self.event(
+                        EventType::Warning,
+                        "MetricsUnavailable",
+                        format!("step {index}: {err}; never promoting while the metrics are unreadable"),
+                    )
+                    .await;
+                }
+                return Ok(Action::requeue(interval));
+            }
+        };
+
+        let previous_state: Option<AnalysisState> =
+            analysis.engine_state.as_deref().and_then(|text| serde_json::from_str(text).ok());
+        let outcome = rampart_analysis::evaluate_step(&config, &input, previous_state.as_ref())
+            .map_err(|source| Error::Analysis { rollout: self.id(), source })?;
+        let verdict = outcome.verdict;
+        for metric in &verdict.metrics {
+            self.ctx.metrics.set_verdict(&self.namespace, &self.name, &metric.name, metric.verdict);
+        }
+        analysis.provider_errors = None;
+        analysis.last_error = None;
+        analysis.verdict = Some(verdict.verdict.as_str().into());
+        analysis.metrics = Some(verdict.metrics.iter().map(metric_status).collect());
+        analysis.srm = verdict.srm.as_ref().map(srm_status);
+        analysis.engine_state = serde_json::to_string(&outcome.state).ok();
+        status.analysis = Some(analysis);
+
+        match verdict.verdict {
+            Verdict::Fail => {
+                let reason = format!("step {index}: analysis failed: {}", describe_failure(&verdict));
+                self.roll_back(status, reason, false).await
+            }
+            Verdict::Pass => {
+                self.begin_step(&mut status, index + 1);
+                let message = format!("step {index}: analysis passed: {}", verdict.reason);
+                self.transition(&mut status, Phase::Progressing, message.clone());
+                self.write_status(status).await?;
+                self.event(EventType::Normal, "AnalysisPassed", message).await;
+                Ok(Action::requeue(Duration::from_millis(50)))
+            }
+            Verdict::Inconclusive if final_look => {
+                self.inconclusive(
+                    status,
+                    index,
+                    format!("step {index}: analysis ended without a verdict: {}", verdict.reason),
+                )
+                .await
+            }
+            Verdict::Continue | Verdict::Inconclusive => {
+                status.message = Some(format!("step {index}: analysing, look {}: {}", verdict.look, verdict.reason));
+                self.write_status(status).await?;
+                Ok(Action::requeue(interval))
+            }
+        }
+    }
+
+    /// Cumulative counts since the step started, per metric, and request counts for the split check.
+    #[allow(clippy::type_complexity)]
+    async fn observe(
+        &self,
+        status: &ModelRolloutStatus,
+        started: Timestamp,
+    ) -> Result<(Vec<MetricObservation>, Option<ArmPair<f64>>), Error> {
+        let Some(spec_analysis) = &self.rollout.spec.analysis else { return Ok((vec![], None)) };
+        let url = spec_analysis.prometheus_address.clone().unwrap_or_else(|| self.ctx.config.prometheus_url.clone());
+        let prometheus = Prometheus::new(&url, self.ctx.config.prometheus_timeout)?;
+        let canary = self.rollout.spec.candidate.version.clone();
+        let baseline = status.baseline_version.clone().unwrap_or_default();
+        let ns = self.namespace.clone();
+        let increase = |template: String, version: String| {
+            let prometheus = prometheus.clone();
+            let ns = ns.clone();
+            async move {
+                let query = render(&template, &version, &ns);
+                let now = prometheus.value(&query, None).await?;
+                let before = prometheus.value(&query, Some(started)).await?;
+                Ok::<f64, Error>(now - before)
+            }
+        };
+        let mut observations = Vec::new();
+        for metric in &spec_analysis.metrics {
+            let q = &metric.queries;
+            let missing = |what: &str| Error::InvalidSpec {
+                rollout: self.id(),
+                message: format!("metric {} needs queries.{what}", metric.name),
+            };
+            let arm = |version: String| {
+                let q = q.clone();
+                let increase = &increase;
+                let prometheus = prometheus.clone();
+                let ns = ns.clone();
+                let missing = &missing;
+                let kind = metric.kind;
+                async move {
+                    Ok::<ArmCounts, Error>(match kind {
+                        MetricKind::Ratio => ArmCounts::Ratio {
+                            successes: increase(q.success.clone().ok_or_else(|| missing("success"))?, version.clone())
+                                .await?,
+                            trials: increase(q.total.clone().ok_or_else(|| missing("total"))?, version).await?,
+                        },
+                        MetricKind::Mean => ArmCounts::Mean {
+                            sum: increase(q.sum.clone().ok_or_else(|| missing("sum"))?, version.clone()).await?,
+                            sum_sq: increase(
+                                q.sum_of_squares.clone().ok_or_else(|| missing("sumOfSquares"))?,
+                                version.clone(),
+                            )
+                            .await?,
+                            count: increase(q.count.clone().ok_or_else(|| missing("count"))?, version).await?,
+                        },
+                        MetricKind::Latency => {
+                            let query = render(&q.buckets.clone().ok_or_else(|| missing("buckets"))?, &version, &ns);
+                            let now = prometheus.buckets(&query, None).await?;
+                            let before = prometheus.buckets(&query, Some(started)).await?;
+                            ArmCounts::Histogram { buckets: bucket_increase(&now, &before) }
+                        }
+                    })
+                }
+            };
+            observations.push(MetricObservation {
+                name: metric.name.clone(),
+                canary: arm(canary.clone()).await?,
+                baseline: arm(baseline.clone()).await?,
+            });
+        }
+        let srm = spec_analysis.srm.clone().unwrap_or_default();
+        let requests_query = srm.requests_query.clone().or_else(|| {
+            spec_analysis.metrics.iter().find(|m| m.kind == MetricKind::Ratio).and_then(|m| m.queries.total.clone())
+        });
+        let requests = match (srm.enabled.unwrap_or(true), requests_query) {
+            (true, Some(query)) => Some(ArmPair {
+                canary: increase(query.clone(), canary).await?,
+                baseline: increase(query, baseline).await?,
+            }),
+            _ => None,
+        };
+        Ok((observations, requests))
+    }
+
+    async fn inconclusive(&self, mut status: ModelRolloutStatus, index: i32, reason: String) -> Result<Action, Error> {
+        let policy = self.rollout.spec.analysis.as_ref().and_then(|a| a.on_inconclusive).unwrap_or_default();
+        if let Some(analysis) = status.analysis.as_mut() {
+            analysis.verdict = Some(Verdict::Inconclusive.as_str().into());
+        }
+        match policy {
+            OnInconclusive::Rollback => {
+                self.roll_back(status, format!("{reason}; onInconclusive: rollback"), false).await
+            }
+            OnInconclusive::Promote => {
+                self.begin_step(&mut status, index + 1);
+                let message = format!("{reason}; onInconclusive: promote, carrying on");
+                self.transition(&mut status, Phase::Progressing, message.clone());
+                self.write_status(status).await?;
+                self.event(EventType::Warning, "AnalysisInconclusive", message).await;
+                Ok(Action::requeue(Duration::from_millis(50)))
+            }
+            OnInconclusive::Pause => {
+                let message = format!("{reason}; onInconclusive: pause, waiting for rampart promote or rampart abort");
+                self.transition(&mut status, Phase::Paused, message.clone());
+                self.write_status(status).await?;
+                self.event(EventType::Warning, "AnalysisInconclusive", message).await;
+                Ok(Action::await_change())
+            }
+        }
+    }
+
+    /// Sends all traffic back to the baseline now, then records the rollback. Nothing here waits on Prometheus or
+    /// Postgres.
+    async fn roll_back(&self, mut status: ModelRolloutStatus, reason: String, aborted: bool) -> Result<Action, Error> {
+        self.route_all_to_baseline(&status).await?;
+        status.canary_weight = Some(0);
+        status.step_started_at = Some(self.now.to_string());
+        let automatic = self.rollout.spec.rollback.as_ref().and_then(|r| r.on_failure).unwrap_or(true);
+        if !aborted && !automatic {
+            let message =
+                format!("{reason}; canary at weight 0, rollback.onFailure is false: rampart abort or rampart retry");
+            self.transition(&mut status, Phase::Paused, message.clone());
+            self.write_status(status).await?;
+            self.event(EventType::Warning, "Halted", message).await;
+            return Ok(Action::await_change());
+        }
+        self.transition(&mut status, Phase::RollingBack, reason.clone());
+        self.write_status(status).await?;
+        self.event(EventType::Warning, "RollingBack", reason).await;
+        Ok(Action::requeue(self.scale_down_delay()?))
+    }
+
+    async fn route_all_to_baseline(&self, status: &ModelRolloutStatus) -> Result<(), Error> {
+        let spec = &self.rollout.spec;
+        if spec.serving.deployment.is_some() {
+            if let Some(gateway) = spec.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
+                traffic::set_gateway_weight(&self.ctx.client, &self.namespace, gateway, 0)
+                    .await
+                    .map_err(|err| Error::InvalidSpec { rollout: self.id(), message: err.to_string() })?;
+            }
+        } else if let Some(kserve) = &spec.serving.kserve {
+            traffic::set_kserve(
+                &self.ctx.client,
+                &self.namespace,
+                &kserve.inference_service,
+                0,
+                status.stable_uri.as_deref(),
+            )
+            .await
+            .map_err(|err| Error::InvalidSpec { rollout: self.id(), message: err.to_string() })?;
+        }
+        Ok(())
+    }
+
+    async fn finish_rollback(&self, mut status: ModelRolloutStatus) -> Result<Action, Error> {
+        self.route_all_to_baseline(&status).await?;
+        let delay = self.scale_down_delay()?;
+        let elapsed = self.elapsed(&status);
+        if elapsed < delay {
+            return Ok(Action::requeue(delay - elapsed));
+        }
+        if let Some(deployment) = &self.rollout.spec.serving.deployment {
+            serving::delete_canary(&self.ctx.client, &self.namespace, deployment)
+                .await
+                .map_err(|err| Error::InvalidSpec { rollout: self.id(), message: err.to_string() })?;
+        }
+        let reason = status.message.clone().unwrap_or_else(|| "rolled back".into());
+        self.transition(&mut status, Phase::RolledBack, reason.clone());
+        self.write_status(status).await?;
+        self.event(EventType::Warning, "RolledBack", format!("all traffic is back on the baseline: {reason}")).await;
+        Ok(Action::await_change())
+    }
+
+    async fn enter_promoting(&self, mut status: ModelRolloutStatus, message: String) -> Result<Action, Error> {
+        self.transition(&mut status, Phase::Promoting, message.clone());
+        self.write_status(status).await?;
+        self.event(EventType::Normal, "Promoting", message).await;
+        Ok(Action::requeue(Duration::from_millis(50)))
+    }
+
+    async fn promote(&self, mut status: ModelRolloutStatus) -> Result<Action, Error> {
+        let spec = &self.rollout.spec;
+        if let Some(deployment) = &spec.serving.deployment {
+            let kube_err =
+                |err: serving::ServingError| Error::InvalidSpec { rollout: self.id(), message: err.to_string() };
+            serving::promote_baseline(&self.ctx.client, self.rollout, deployment).await.map_err(kube_err)?;
+            let base =
+                serving::baseline(&self.ctx.client, &self.namespace, &deployment.name).await.map_err(kube_err)?;
+            if !serving::is_rolled_out(&base) {
+                let waiting = format!(
+                    "promoting: waiting for Deployment {} to roll out the candidate before traffic returns to it",
+                    deployment.name
+                );
+                if status.message.as_deref() != Some(waiting.as_str()) {
+                    status.message = Some(waiting);
+                    self.write_status(status).await?;
+                }
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            }
+            self.route_all_to_baseline(&status).await?;
+            serving::delete_canary(&self.ctx.client, &self.namespace, deployment).await.map_err(kube_err)?;
+        } else if let Some(kserve) = &spec.serving.kserve {
+            traffic::set_kserve(
+                &self.ctx.client,
+                &self.namespace,
+                &kserve.inference_service,
+                100,
+                Some(&spec.candidate.artifact.uri),
+            )
+            .await
+            .map_err(|err| Error::InvalidSpec { rollout: self.id(), message: err.to_string() })?;
+        }
+        status.canary_weight = Some(0);
+        status.baseline_version = Some(spec.candidate.version.clone());
+        let message = format!("{} {} is now the baseline", spec.model, spec.candidate.version);
+        self.transition(&mut status, Phase::Succeeded, message.clone());
+        self.write_status(status).await?;
+        self.event(EventType::Normal, "Promoted", message).await;
+        Ok(Action::await_change())
+    }
+
+    async fn retry(&self, mut status: ModelRolloutStatus, value: String) -> Result<Action, Error> {
+        status.handled_retry = Some(value);
+        status.current_step = Some(0);
+        status.canary_weight = Some(0);
+        status.analysis = None;
+        self.transition(
+            &mut status,
+            Phase::Pending,
+            "retry requested (rampart retry): starting again from step 0".into(),
+        );
+        self.write_status(status).await?;
+        self.event(EventType::Normal, "Retrying", "starting again from step 0".into()).await;
+        Ok(Action::requeue(Duration::from_millis(50)))
+    }
+
+    // ----- helpers -----------------------------------------------------------------------------------------------
+
+    fn parse_duration(&self, text: &str) -> Result<Duration, Error> {
+        rampart_api::duration::parse_duration(text)
+            .map_err(|err| Error::InvalidSpec { rollout: self.id(), message: err.to_string() })
+    }
+
+    fn scale_down_delay(&self) -> Result<Duration, Error> {
+        match self.rollout.spec.rollback.as_ref().and_then(|r| r.scale_down_delay.as_deref()) {
+            Some(text) => self.parse_duration(text),
+            None => Ok(Duration::ZERO),
+        }
+    }
+
+    /// Time since the current step started (zero when unknown or in the future).
+    fn elapsed(&self, status: &ModelRolloutStatus) -> Duration {
+        parse_time(status.step_started_at.as_deref())
+            .map(|started| self.now.duration_since(started))
+            .filter(|d| d.is_positive())
+            .map(|d| d.unsigned_abs())
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+fn parse_time(text: Option<&str>) -> Option<Timestamp> {
+    text.and_then(|t| t.parse().ok())
+}
+
+fn set_condition(
+    status: &mut ModelRolloutStatus,
+    type_: &str,
+    value: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+    generation: Option<i64>,
+) {
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    let changed = conditions.iter().find(|c| c.type_ == type_).is_none_or(|c| c.status != value);
+    let previous_time = conditions.iter().find(|c| c.type_ == type_).and_then(|c| c.last_transition_time.clone());
+    conditions.retain(|c| c.type_ != type_);
+    conditions.push(Condition {
+        type_: type_.into(),
+        status: value.into(),
+        reason: Some(reason.into()),
+        message: Some(truncate(message, 1024)),
+        last_transition_time: if changed { Some(now.to_string()) } else { previous_time },
+        observed_generation: generation,
+    });
+}
+
+/// The rollback reason: the metrics that failed with their numbers, or the traffic-split mismatch.
+fn describe_failure(verdict: &rampart_analysis::StepVerdict) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(srm) = &verdict.srm
+        && srm.verdict == Verdict::Fail
+    {
+        parts.push(srm.reason.clone());
+    }
+    for metric in verdict.metrics.iter().filter(|m| m.verdict == Verdict::Fail) {
+        parts.push(format!("{}: {}", metric.name, metric.reason));
+    }
+    if parts.is_empty() { verdict.reason.clone() } else { parts.join("; ") }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+fn format_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if secs >= 3600 && secs % 60 == 0 {
+        format!("{}h{}m", secs / 3600, (secs % 3600) / 60)
+    } else if secs >= 60 && secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{:.1}s", duration.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_character_boundaries() {
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("ééééé", 7), "éé...");
+    }
+
+    #[test]
+    fn conditions_keep_their_transition_time_while_the_status_holds() {
+        let mut status = ModelRolloutStatus::default();
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let t1: Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
+        set_condition(&mut status, "Ready", "False", "Progressing", "a", t0, Some(1));
+        set_condition(&mut status, "Ready", "False", "Paused", "b", t1, Some(1));
+        let c = &status.conditions.as_ref().unwrap()[0];
+        assert_eq!(c.last_transition_time.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(c.reason.as_deref(), Some("Paused"));
+        set_condition(&mut status, "Ready", "True", "Promoted", "c", t1, Some(1));
+        let c = &status.conditions.as_ref().unwrap()[0];
+        assert_eq!(c.last_transition_time.as_deref(), Some("2026-01-01T00:05:00Z"));
+    }
+}

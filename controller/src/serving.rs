@@ -1,0 +1,311 @@
+//! The Deployment serving backend: create `<name>-canary` from the baseline's pod template with the candidate's
+//! model URI, delete it when the rollout ends, and on promotion move the baseline itself to the candidate.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use rampart_api::ModelRollout;
+use rampart_api::v1alpha1::DeploymentServing;
+use serde_json::json;
+
+/// Label on canary pods and Deployments: `canary`.
+pub const ROLE_LABEL: &str = "rampart.dev/role";
+/// Label carrying the model version a Deployment serves.
+pub const VERSION_LABEL: &str = "rampart.dev/model-version";
+/// Label naming the rollout that created a canary.
+pub const ROLLOUT_LABEL: &str = "rampart.dev/rollout";
+
+/// Why the Deployment backend could not act.
+#[derive(Debug, thiserror::Error)]
+pub enum ServingError {
+    /// Reading or writing a Deployment failed.
+    #[error("{action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The baseline Deployment cannot carry a model URI as configured.
+    #[error("{0}")]
+    Unusable(String),
+}
+
+/// The canary Deployment's name.
+pub fn canary_name(serving: &DeploymentServing) -> String {
+    format!("{}-canary", serving.name)
+}
+
+/// Reads the baseline Deployment.
+pub async fn baseline(client: &kube::Client, namespace: &str, name: &str) -> Result<Deployment, ServingError> {
+    Api::<Deployment>::namespaced(client.clone(), namespace).get(name).await.map_err(|source| ServingError::Kube {
+        action: format!("reading baseline Deployment {namespace}/{name}"),
+        source,
+    })
+}
+
+/// The model URI the baseline's pod template carries now, if it can be found.
+pub fn current_uri(deployment: &Deployment, serving: &DeploymentServing) -> Option<String> {
+    let template = deployment.spec.as_ref()?.template.spec.as_ref()?;
+    let container = pick_container(&template.containers, serving.container.as_deref())?;
+    if let Some(env) = &serving.model_env {
+        return container.env.as_ref()?.iter().find(|e| &e.name == env)?.value.clone();
+    }
+    let flag = serving.model_arg.as_deref()?;
+    let args = container.args.as_ref()?;
+    for (i, arg) in args.iter().enumerate() {
+        if let Some(value) = arg.strip_prefix(&format!("{flag}=")) {
+            return Some(value.to_string());
+        }
+        if arg == flag {
+            return args.get(i + 1).cloned();
+        }
+    }
+    None
+}
+
+fn pick_container<'a>(containers: &'a [Container], name: Option<&str>) -> Option<&'a Container> {
+    match name {
+        Some(name) => containers.iter().find(|c| c.name == name),
+        None => containers.first(),
+    }
+}
+
+/// Returns `template` with the model URI set in the chosen container (env var or `--flag=value` argument).
+pub fn with_model_uri(
+    mut template: PodTemplateSpec,
+    serving: &DeploymentServing,
+    uri: &str,
+) -> Result<PodTemplateSpec, ServingError> {
+    let spec = template
+        .spec
+        .as_mut()
+        .ok_or_else(|| ServingError::Unusable(format!("Deployment {} has no pod spec", serving.name)))?;
+    let container = match serving.container.as_deref() {
+        Some(name) => spec.containers.iter_mut().find(|c| c.name == name),
+        None => spec.containers.first_mut(),
+    }
+    .ok_or_else(|| {
+        ServingError::Unusable(format!(
+            "Deployment {} has no container {}",
+            serving.name,
+            serving.container.as_deref().unwrap_or("(any)")
+        ))
+    })?;
+    if let Some(env_name) = &serving.model_env {
+        let env = container.env.get_or_insert_with(Vec::new);
+        match env.iter_mut().find(|e| &e.name == env_name) {
+            Some(var) => {
+                var.value = Some(uri.to_string());
+                var.value_from = None;
+            }
+            None => env.push(EnvVar { name: env_name.clone(), value: Some(uri.to_string()), value_from: None }),
+        }
+    } else if let Some(flag) = &serving.model_arg {
+        let args = container.args.get_or_insert_with(Vec::new);
+        let mut replaced = false;
+        let mut i = 0;
+        while i < args.len() {
+            if args[i].starts_with(&format!("{flag}=")) {
+                args[i] = format!("{flag}={uri}");
+                replaced = true;
+            } else if args[i] == *flag && i + 1 < args.len() {
+                args[i + 1] = uri.to_string();
+                replaced = true;
+                i += 1;
+            }
+            i += 1;
+        }
+        if !replaced {
+            args.push(format!("{flag}={uri}"));
+        }
+    }
+    Ok(template)
+}
+
+/// Creates or updates the canary Deployment (server-side apply): the baseline's pod template with the candidate's
+/// URI, labelled `rampart.dev/role: canary` and owned by the rollout so it goes when the rollout is deleted.
+pub async fn ensure_canary(
+    client: &kube::Client,
+    rollout: &ModelRollout,
+    serving: &DeploymentServing,
+) -> Result<(), ServingError> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let base = baseline(client, &namespace, &serving.name).await?;
+    let base_spec = base
+        .spec
+        .clone()
+        .ok_or_else(|| ServingError::Unusable(format!("Deployment {namespace}/{} has no spec", serving.name)))?;
+    let version = &rollout.spec.candidate.version;
+    let mut template = with_model_uri(base_spec.template.clone(), serving, &rollout.spec.candidate.artifact.uri)?;
+    let labels = template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default);
+    labels.insert(ROLE_LABEL.into(), "canary".into());
+    labels.insert(VERSION_LABEL.into(), version.clone());
+    let mut selector = base_spec.selector.match_labels.clone().unwrap_or_default();
+    selector.insert(ROLE_LABEL.into(), "canary".into());
+    let owner = owner_reference(rollout);
+    let name = canary_name(serving);
+    let canary = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "labels": {ROLE_LABEL: "canary", VERSION_LABEL: version, ROLLOUT_LABEL: rollout.name_any()},
+            "ownerReferences": [owner],
+        },
+        "spec": {
+            "replicas": base_spec.replicas.unwrap_or(1),
+            "selector": {"matchLabels": selector},
+            "template": template,
+        },
+    });
+    Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .patch(&name, &PatchParams::apply(rampart_api::FIELD_MANAGER).force(), &Patch::Apply(&canary))
+        .await
+        .map_err(|source| ServingError::Kube {
+            action: format!("creating canary Deployment {namespace}/{name}"),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Deletes the canary Deployment; a canary that is already gone is fine.
+pub async fn delete_canary(
+    client: &kube::Client,
+    namespace: &str,
+    serving: &DeploymentServing,
+) -> Result<(), ServingError> {
+    let name = canary_name(serving);
+    match Api::<Deployment>::namespaced(client.clone(), namespace).delete(&name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => {
+            Err(ServingError::Kube { action: format!("deleting canary Deployment {namespace}/{name}"), source })
+        }
+    }
+}
+
+/// Moves the baseline Deployment to the candidate: its pod template gets the candidate's URI and its
+/// `rampart.dev/model-version` label the candidate's version.
+pub async fn promote_baseline(
+    client: &kube::Client,
+    rollout: &ModelRollout,
+    serving: &DeploymentServing,
+) -> Result<(), ServingError> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let base = baseline(client, &namespace, &serving.name).await?;
+    let spec = base
+        .spec
+        .ok_or_else(|| ServingError::Unusable(format!("Deployment {namespace}/{} has no spec", serving.name)))?;
+    let template = with_model_uri(spec.template, serving, &rollout.spec.candidate.artifact.uri)?;
+    let container = pick_container(
+        template.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default(),
+        serving.container.as_deref(),
+    )
+    .cloned()
+    .ok_or_else(|| ServingError::Unusable(format!("Deployment {namespace}/{} has no container", serving.name)))?;
+    // Apply only what Rampart owns: the model URI field of one container, and the version label.
+    let mut owned = json!({"name": container.name});
+    if let Some(env_name) = &serving.model_env {
+        let value = container
+            .env
+            .as_ref()
+            .and_then(|env| env.iter().find(|e| &e.name == env_name))
+            .and_then(|e| e.value.clone());
+        owned["env"] = json!([{"name": env_name, "value": value}]);
+    } else {
+        owned["args"] = json!(container.args);
+    }
+    let patch = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": serving.name, "labels": {VERSION_LABEL: rollout.spec.candidate.version}},
+        "spec": {"template": {"spec": {"containers": [owned]}}},
+    });
+    Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .patch(&serving.name, &PatchParams::apply(rampart_api::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(|source| ServingError::Kube {
+            action: format!("moving baseline Deployment {namespace}/{} to the candidate", serving.name),
+            source,
+        })?;
+    Ok(())
+}
+
+/// True when the Deployment has rolled out its current template: observed, updated, ready and available.
+pub fn is_rolled_out(deployment: &Deployment) -> bool {
+    let want = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let Some(status) = &deployment.status else { return false };
+    status.observed_generation.unwrap_or(0) >= generation
+        && status.updated_replicas.unwrap_or(0) >= want
+        && status.ready_replicas.unwrap_or(0) >= want
+        && status.available_replicas.unwrap_or(0) >= want
+}
+
+/// An owner reference pointing at the rollout (so deleting the rollout deletes its canary).
+pub fn owner_reference(rollout: &ModelRollout) -> OwnerReference {
+    OwnerReference {
+        api_version: ModelRollout::api_version(&()).into_owned(),
+        kind: ModelRollout::kind(&()).into_owned(),
+        name: rollout.name_any(),
+        uid: rollout.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodSpec;
+
+    fn template(container: Container) -> PodTemplateSpec {
+        PodTemplateSpec { metadata: None, spec: Some(PodSpec { containers: vec![container], ..Default::default() }) }
+    }
+
+    fn serving(env: Option<&str>, arg: Option<&str>) -> DeploymentServing {
+        DeploymentServing {
+            name: "fraud".into(),
+            container: None,
+            model_env: env.map(Into::into),
+            model_arg: arg.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn sets_the_model_env_var_replacing_the_old_value() {
+        let c = Container {
+            name: "server".into(),
+            env: Some(vec![EnvVar { name: "MODEL_URI".into(), value: Some("s3://old".into()), value_from: None }]),
+            ..Default::default()
+        };
+        let s = serving(Some("MODEL_URI"), None);
+        let out = with_model_uri(template(c), &s, "s3://new").unwrap();
+        let env = out.spec.unwrap().containers[0].env.clone().unwrap();
+        assert_eq!(env.len(), 1);
+        assert_eq!(env[0].value.as_deref(), Some("s3://new"));
+    }
+
+    #[test]
+    fn sets_the_model_flag_in_either_form() {
+        let s = serving(None, Some("--model"));
+        for (args, expected) in [
+            (vec!["--port=8080", "--model=s3://old"], vec!["--port=8080", "--model=s3://new"]),
+            (vec!["--model", "s3://old", "--port=1"], vec!["--model", "s3://new", "--port=1"]),
+            (vec!["--port=1"], vec!["--port=1", "--model=s3://new"]),
+        ] {
+            let c = Container {
+                name: "server".into(),
+                args: Some(args.iter().map(|a| a.to_string()).collect()),
+                ..Default::default()
+            };
+            let out = with_model_uri(template(c.clone()), &s, "s3://new").unwrap();
+            assert_eq!(out.spec.unwrap().containers[0].args.clone().unwrap(), expected);
+            let mut d = Deployment::default();
+            d.spec = Some(k8s_openapi::api::apps::v1::DeploymentSpec { template: template(c), ..Default::default() });
+            assert_eq!(current_uri(&d, &s).as_deref(), Some("s3://old").filter(|_| args.len() > 1));
+        }
+    }
+}
