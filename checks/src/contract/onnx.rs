@@ -5,7 +5,11 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use prost::Message;
 
-use super::onnx_proto::{GraphProto, ModelProto, ValueInfoProto, dtype_name};
+use super::onnx_proto::{GraphProto, ModelProto, TensorProto, ValueInfoProto, dtype_name};
+
+/// Constant tensors up to this many bytes keep their values (shape constants are tiny); larger ones
+/// (weights) are dropped after decoding, so a loaded model holds no weights at all.
+const KEPT_TENSOR_BYTES: usize = 1024;
 use super::types::{Dim, ModelContract, ModelFormat, TensorSpec};
 
 /// A decoded ONNX model: its contract plus the graph the shape checks walk.
@@ -13,7 +17,7 @@ use super::types::{Dim, ModelContract, ModelFormat, TensorSpec};
 pub struct OnnxModel {
     /// Inputs and outputs.
     pub contract: ModelContract,
-    /// The graph (weights stay as slices of the file buffer).
+    /// The graph, without the values of large weights (see `release_weights`).
     pub graph: GraphProto,
 }
 
@@ -26,7 +30,7 @@ pub fn decode_onnx(bytes: Bytes) -> Result<OnnxModel, String> {
     }
     let model =
         ModelProto::decode(bytes).map_err(|err| format!("not a valid ONNX protobuf (truncated or garbled?): {err}"))?;
-    let Some(graph) = model.graph else {
+    let Some(mut graph) = model.graph else {
         return Err("no graph in the file; is this an ONNX model?".to_string());
     };
     if model.ir_version <= 0 {
@@ -35,6 +39,7 @@ pub fn decode_onnx(bytes: Bytes) -> Result<OnnxModel, String> {
     if graph.output.is_empty() {
         return Err("the graph declares no outputs; is this an ONNX model?".to_string());
     }
+    release_weights(&mut graph);
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs =
         graph.input.iter().filter(|input| !initializers.contains(input.name.as_str())).map(tensor_spec).collect();
@@ -71,4 +76,31 @@ fn tensor_spec(value: &ValueInfoProto) -> TensorSpec {
             .collect()
     });
     TensorSpec { name: value.name.clone(), dtype: dtype_name(tensor_type.elem_type), shape }
+}
+
+/// Drops the values of large constant tensors and copies the small ones out of the file buffer.
+///
+/// `raw_data` fields are slices of the one buffer the file was read into; once no slice refers to
+/// it, the buffer is freed. Peak memory is therefore the file once, and a loaded model keeps only
+/// its structure and small constants, so comparing two large models never holds both files' weights.
+fn release_weights(graph: &mut GraphProto) {
+    let attribute_tensors = graph.node.iter_mut().flat_map(|n| n.attribute.iter_mut()).filter_map(|a| a.t.as_mut());
+    for tensor in graph.initializer.iter_mut().chain(attribute_tensors) {
+        release_tensor(tensor);
+    }
+}
+
+fn release_tensor(tensor: &mut TensorProto) {
+    if tensor.raw_data.len() <= KEPT_TENSOR_BYTES {
+        tensor.raw_data = Bytes::copy_from_slice(&tensor.raw_data);
+    } else {
+        tensor.raw_data = Bytes::new();
+    }
+    let typed_bytes = (tensor.float_data.len() + tensor.int32_data.len()).saturating_mul(4)
+        + tensor.int64_data.len().saturating_mul(8);
+    if typed_bytes > KEPT_TENSOR_BYTES {
+        tensor.float_data = Vec::new();
+        tensor.int32_data = Vec::new();
+        tensor.int64_data = Vec::new();
+    }
 }
