@@ -15,16 +15,22 @@
 
 mod control_plane;
 mod crds;
+pub mod load_driver;
+pub mod model_server;
 mod postgres;
 mod process;
+pub mod prometheus;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use control_plane::{ControlPlane, client_from_kubeconfig};
 pub use crds::install_crds;
+pub use load_driver::{BackendCounts, LoadDriver, LoadOptions, RouteSource, TrafficSplit};
+pub use model_server::{Behaviour, Latency, ModelServer, ModelServerConfig, ServedCounts};
 pub use postgres::Postgres;
 pub use process::free_port;
+pub use prometheus::{Prometheus, PrometheusOptions, Sample};
 
 /// Everything that can go wrong while starting or talking to the test servers, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +142,18 @@ pub fn shared_postgres() -> Result<&'static Postgres, Error> {
     static SHARED: OnceLock<Result<Postgres, String>> = OnceLock::new();
     SHARED
         .get_or_init(|| Postgres::start().map_err(|err| err.to_string()))
+        .as_ref()
+        .map_err(|err| Error::SharedFailed(err.clone()))
+}
+
+/// The Prometheus server shared by all tests of one test binary, started on first use (1 s scrape interval). Tests
+/// add their model servers with [`Prometheus::add_target`] and keep their series apart with a `namespace` label
+/// ([`ModelServerConfig::namespace`]) in their queries. Tests that stop Prometheus (outages) start their own with
+/// [`Prometheus::start`].
+pub fn shared_prometheus() -> Result<&'static Prometheus, Error> {
+    static SHARED: OnceLock<Result<Prometheus, String>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| Prometheus::start().map_err(|err| err.to_string()))
         .as_ref()
         .map_err(|err| Error::SharedFailed(err.clone()))
 }

@@ -1,0 +1,620 @@
+//! A load driver that plays the Gateway: it reads the traffic split from the API server (Gateway API HTTPRoute
+//! backendRef weights, or a KServe InferenceService's `canaryTrafficPercent`) every few hundred milliseconds and sends
+//! labelled prediction requests to the model servers behind each backend in that proportion, at a fixed rate, counting
+//! what went where. [`LoadDriver::drop_backend`] plays a broken gateway that starves one backend whatever the weights
+//! say (for sample-ratio-mismatch tests). Requests go only to loopback addresses.
+//!
+//! ```no_run
+//! # async fn example(client: kube::Client, baseline: std::net::SocketAddr, canary: std::net::SocketAddr)
+//! # -> Result<(), rampart_testenv::Error> {
+//! use rampart_testenv::{LoadDriver, RouteSource};
+//! let backends = [("fraud-baseline".to_string(), baseline), ("fraud-canary".to_string(), canary)].into();
+//! let driver = LoadDriver::start(client, "my-test", RouteSource::http_route("fraud"), backends, 100.0).await?;
+//! // ... the controller shifts weights ...
+//! let counts = driver.counts();
+//! println!("canary got {} requests", counts["fraud-canary"].sent);
+//! driver.stop().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::Error;
+use crate::model_server::{PredictRequest, PredictResponse};
+
+/// Where the traffic split comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteSource {
+    /// A Gateway API `HTTPRoute` (`gateway.networking.k8s.io/v1`): `spec.rules[*].backendRefs[*].{name, weight}`.
+    /// Weights are relative within a rule; a missing weight is 1; a rule whose weights are all 0 (or that has no
+    /// backends) sends nothing. With several rules, each rule gets an equal share of the requests.
+    HttpRoute {
+        /// The route's name.
+        name: String,
+    },
+    /// A KServe `InferenceService` (`serving.kserve.io/v1beta1`): `spec.predictor.canaryTrafficPercent` percent of
+    /// the requests go to `canary`, the rest to `baseline`. A missing `canaryTrafficPercent` sends everything to
+    /// `baseline`.
+    InferenceService {
+        /// The InferenceService's name.
+        name: String,
+        /// The backend (key of the backends map) serving the previous revision.
+        baseline: String,
+        /// The backend serving the canary revision.
+        canary: String,
+    },
+}
+
+impl RouteSource {
+    /// Follows the HTTPRoute `name`.
+    pub fn http_route(name: impl Into<String>) -> Self {
+        Self::HttpRoute { name: name.into() }
+    }
+
+    /// Follows the InferenceService `name`, splitting between the backends `baseline` and `canary`.
+    pub fn inference_service(name: impl Into<String>, baseline: impl Into<String>, canary: impl Into<String>) -> Self {
+        Self::InferenceService { name: name.into(), baseline: baseline.into(), canary: canary.into() }
+    }
+
+    fn describe(&self, namespace: &str) -> String {
+        match self {
+            Self::HttpRoute { name } => format!("HTTPRoute {namespace}/{name}"),
+            Self::InferenceService { name, .. } => format!("InferenceService {namespace}/{name}"),
+        }
+    }
+}
+
+/// Tuning of a [`LoadDriver`]; the defaults suit tests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadOptions {
+    /// How often the traffic split is re-read from the API server (default 250 ms).
+    pub poll_interval: Duration,
+    /// Most requests in flight at once (default 64); beyond it the driver waits, so the rate drops.
+    pub max_in_flight: usize,
+    /// Timeout of one request (default 5 s); a timed-out request counts as failed.
+    pub request_timeout: Duration,
+    /// Labels are drawn uniformly from `0..classes` (default 10; must match the model servers').
+    pub classes: u32,
+    /// Seed of the backend and label choices; `None` seeds from the OS.
+    pub seed: Option<u64>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(250),
+            max_in_flight: 64,
+            request_timeout: Duration::from_secs(5),
+            classes: 10,
+            seed: None,
+        }
+    }
+}
+
+/// What the driver did for one backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendCounts {
+    /// Requests sent to the backend's model server.
+    pub sent: u64,
+    /// Of those, answered with a 2xx status.
+    pub succeeded: u64,
+    /// Of those, answered with another status, or not at all (connection refused, timeout).
+    pub failed: u64,
+    /// Successful answers whose prediction was correct.
+    pub correct: u64,
+    /// Requests the weights gave this backend that were not sent: the backend is dropped
+    /// ([`LoadDriver::drop_backend`]) or has no address in the backends map.
+    pub dropped: u64,
+}
+
+/// The traffic split last read from the API server: per rule, each backend's weight.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrafficSplit {
+    /// One entry per rule that has backends; each lists `(backend name, weight)`.
+    pub rules: Vec<Vec<(String, u64)>>,
+}
+
+impl TrafficSplit {
+    /// The expected share of all requests for each backend, in `[0, 1]`; the shares add up to 1 minus the share that
+    /// goes nowhere (rules whose weights are all 0).
+    pub fn shares(&self) -> BTreeMap<String, f64> {
+        let mut shares = BTreeMap::new();
+        let rules = self.rules.len() as f64;
+        for rule in &self.rules {
+            let total: u64 = rule.iter().map(|(_, weight)| weight).sum();
+            for (name, weight) in rule {
+                let share = if total == 0 { 0.0 } else { *weight as f64 / total as f64 / rules };
+                *shares.entry(name.clone()).or_insert(0.0) += share;
+            }
+        }
+        shares
+    }
+
+    /// Picks the backend for one request, or `None` when the chosen rule sends nothing.
+    fn choose(&self, rng: &mut StdRng) -> Option<&str> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        let rule = &self.rules[rng.gen_range(0..self.rules.len())];
+        let total: u64 = rule.iter().map(|(_, weight)| weight).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut point = rng.gen_range(0..total);
+        for (name, weight) in rule {
+            if point < *weight {
+                return Some(name);
+            }
+            point -= weight;
+        }
+        None
+    }
+}
+
+/// State shared by the handle and the driver's tasks.
+struct DriverState {
+    backends: BTreeMap<String, SocketAddr>,
+    split: Mutex<TrafficSplit>,
+    counts: Mutex<BTreeMap<String, BackendCounts>>,
+    unrouted: AtomicU64,
+    dropped_backends: Mutex<BTreeSet<String>>,
+    requests_per_second: Mutex<f64>,
+    split_reads: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl DriverState {
+    fn count(&self, backend: &str, update: impl FnOnce(&mut BackendCounts)) {
+        update(lock(&self.counts).entry(backend.to_string()).or_default());
+    }
+}
+
+/// A running load driver on the current tokio runtime. Stops on [`LoadDriver::stop`] or when dropped.
+pub struct LoadDriver {
+    state: Arc<DriverState>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl LoadDriver {
+    /// Starts driving `requests_per_second` requests at the backends (`Service name -> model server address`, on
+    /// loopback) as `route` in `namespace` splits them, with the default [`LoadOptions`]. Reads the split once before
+    /// returning, so a route that does not exist (or a wrong name) fails here; one deleted later gets no traffic.
+    pub async fn start(
+        client: kube::Client,
+        namespace: &str,
+        route: RouteSource,
+        backends: BTreeMap<String, SocketAddr>,
+        requests_per_second: f64,
+    ) -> Result<Self, Error> {
+        Self::start_with(client, namespace, route, backends, requests_per_second, LoadOptions::default()).await
+    }
+
+    /// [`LoadDriver::start`] with options.
+    pub async fn start_with(
+        client: kube::Client,
+        namespace: &str,
+        route: RouteSource,
+        backends: BTreeMap<String, SocketAddr>,
+        requests_per_second: f64,
+        options: LoadOptions,
+    ) -> Result<Self, Error> {
+        check_rate(requests_per_second)?;
+        if let Some((name, addr)) = backends.iter().find(|(_, addr)| !addr.ip().is_loopback()) {
+            return Err(Error::Missing {
+                what: format!("a loopback address for backend {name}"),
+                hint: format!("the load driver only sends to 127.0.0.1 (or ::1), not {addr}"),
+            });
+        }
+        if options.classes == 0 || options.max_in_flight == 0 {
+            return Err(Error::Missing {
+                what: "usable load driver options".into(),
+                hint: "classes and max_in_flight must be at least 1".into(),
+            });
+        }
+        let reader = SplitReader::new(client, namespace, route);
+        let split = reader.read().await?.ok_or_else(|| Error::Kube {
+            context: format!("starting the load driver for {}", reader.what),
+            message: "not found; create it before starting the driver (a route deleted later just gets no traffic)"
+                .into(),
+        })?;
+        let state = Arc::new(DriverState {
+            counts: Mutex::new(backends.keys().map(|name| (name.clone(), BackendCounts::default())).collect()),
+            backends,
+            split: Mutex::new(split),
+            unrouted: AtomicU64::new(0),
+            dropped_backends: Mutex::new(BTreeSet::new()),
+            requests_per_second: Mutex::new(requests_per_second),
+            split_reads: AtomicU64::new(1),
+            last_error: Mutex::new(None),
+        });
+        let (shutdown, stopped) = watch::channel(false);
+        let poller = tokio::spawn(poll_split(reader, state.clone(), options.poll_interval, stopped.clone()));
+        let sender = tokio::spawn(send_requests(state.clone(), options, stopped));
+        Ok(Self { state, shutdown, tasks: vec![poller, sender] })
+    }
+
+    /// What was sent to each backend so far (every backend of the map appears, and any other name the route gave
+    /// weight to).
+    pub fn counts(&self) -> BTreeMap<String, BackendCounts> {
+        lock(&self.state.counts).clone()
+    }
+
+    /// Requests sent to `backend` so far.
+    pub fn sent_to(&self, backend: &str) -> u64 {
+        lock(&self.state.counts).get(backend).map(|counts| counts.sent).unwrap_or(0)
+    }
+
+    /// Requests that went nowhere because the chosen rule's weights were all 0 (or the route is gone).
+    pub fn unrouted(&self) -> u64 {
+        self.state.unrouted.load(Ordering::Relaxed)
+    }
+
+    /// Returns the counts so far and starts counting from zero (handy around a weight change).
+    pub fn reset_counts(&self) -> BTreeMap<String, BackendCounts> {
+        self.state.unrouted.store(0, Ordering::Relaxed);
+        let mut counts = lock(&self.state.counts);
+        let fresh = counts.keys().map(|name| (name.clone(), BackendCounts::default())).collect();
+        std::mem::replace(&mut *counts, fresh)
+    }
+
+    /// The traffic split last read from the API server.
+    pub fn split(&self) -> TrafficSplit {
+        lock(&self.state.split).clone()
+    }
+
+    /// How many times the split has been read successfully (starts at 1).
+    pub fn split_reads(&self) -> u64 {
+        self.state.split_reads.load(Ordering::Relaxed)
+    }
+
+    /// The last error reading the split, if the latest read failed (the driver keeps the split it had).
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.state.last_error).clone()
+    }
+
+    /// Waits until the driver has read a split in which `backend`'s share of the requests is within 0.001 of `share`,
+    /// or fails after `timeout` with the split it has.
+    pub async fn wait_for_share(&self, backend: &str, share: f64, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let split = self.split();
+            if (split.shares().get(backend).copied().unwrap_or(0.0) - share).abs() < 1e-3 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::NotReady {
+                    name: format!("a {share} share for backend {backend} in the load driver"),
+                    log_tail: format!("the driver's split is {split:?}; last error: {:?}", self.last_error()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Plays a broken gateway: from now on nothing is sent to `backend`, whatever its weight (its share is counted as
+    /// `dropped`).
+    pub fn drop_backend(&self, backend: &str) {
+        lock(&self.state.dropped_backends).insert(backend.to_string());
+    }
+
+    /// Undoes [`LoadDriver::drop_backend`].
+    pub fn restore_backend(&self, backend: &str) {
+        lock(&self.state.dropped_backends).remove(backend);
+    }
+
+    /// Changes the request rate (requests per second, > 0).
+    pub fn set_rate(&self, requests_per_second: f64) -> Result<(), Error> {
+        check_rate(requests_per_second)?;
+        *lock(&self.state.requests_per_second) = requests_per_second;
+        Ok(())
+    }
+
+    /// Stops sending, waits up to the request timeout for requests in flight, and returns the final counts.
+    pub async fn stop(mut self) -> BTreeMap<String, BackendCounts> {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        self.counts()
+    }
+}
+
+impl Drop for LoadDriver {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn check_rate(requests_per_second: f64) -> Result<(), Error> {
+    if requests_per_second.is_finite() && requests_per_second > 0.0 && requests_per_second <= 100_000.0 {
+        Ok(())
+    } else {
+        Err(Error::Missing {
+            what: "a usable request rate".into(),
+            hint: format!("requests per second must be in (0, 100000], not {requests_per_second}"),
+        })
+    }
+}
+
+/// Reads the traffic split of one route from the API server.
+struct SplitReader {
+    api: Api<DynamicObject>,
+    route: RouteSource,
+    what: String,
+}
+
+impl SplitReader {
+    fn new(client: kube::Client, namespace: &str, route: RouteSource) -> Self {
+        let (gvk, plural) = match &route {
+            RouteSource::HttpRoute { .. } => {
+                (GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"), "httproutes")
+            }
+            RouteSource::InferenceService { .. } => {
+                (GroupVersionKind::gvk("serving.kserve.io", "v1beta1", "InferenceService"), "inferenceservices")
+            }
+        };
+        let resource = ApiResource::from_gvk_with_plural(&gvk, plural);
+        let what = route.describe(namespace);
+        Self { api: Api::namespaced_with(client, namespace, &resource), route, what }
+    }
+
+    /// The current split; `Ok(None)` when the object does not exist.
+    async fn read(&self) -> Result<Option<TrafficSplit>, Error> {
+        let name = match &self.route {
+            RouteSource::HttpRoute { name } | RouteSource::InferenceService { name, .. } => name,
+        };
+        let object = self
+            .api
+            .get_opt(name)
+            .await
+            .map_err(|err| Error::Kube { context: format!("reading {}", self.what), message: err.to_string() })?;
+        let Some(object) = object else { return Ok(None) };
+        let split = match &self.route {
+            RouteSource::HttpRoute { .. } => http_route_split(&object.data),
+            RouteSource::InferenceService { baseline, canary, .. } => {
+                inference_service_split(&object.data, baseline, canary)
+            }
+        };
+        split.map(Some).map_err(|message| Error::Kube { context: format!("reading {}", self.what), message })
+    }
+}
+
+/// `spec.rules[*].backendRefs[*].{name, weight}`; weight defaults to 1.
+fn http_route_split(route: &serde_json::Value) -> Result<TrafficSplit, String> {
+    let mut rules = Vec::new();
+    let Some(spec_rules) = route["spec"]["rules"].as_array() else { return Ok(TrafficSplit::default()) };
+    for (index, rule) in spec_rules.iter().enumerate() {
+        let mut backends = Vec::new();
+        for backend in rule["backendRefs"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let name = backend["name"]
+                .as_str()
+                .ok_or_else(|| format!("spec.rules[{index}] has a backendRef without a name: {backend}"))?;
+            let weight = match &backend["weight"] {
+                serde_json::Value::Null => 1,
+                weight => weight
+                    .as_u64()
+                    .ok_or_else(|| format!("backendRef {name} in spec.rules[{index}] has weight {weight}"))?,
+            };
+            backends.push((name.to_string(), weight));
+        }
+        // A rule without backends still takes its share of the requests, and answers them with an error.
+        rules.push(backends);
+    }
+    Ok(TrafficSplit { rules })
+}
+
+/// `spec.predictor.canaryTrafficPercent` to canary, the rest to baseline.
+fn inference_service_split(service: &serde_json::Value, baseline: &str, canary: &str) -> Result<TrafficSplit, String> {
+    let percent = match &service["spec"]["predictor"]["canaryTrafficPercent"] {
+        serde_json::Value::Null => 0,
+        value => value
+            .as_u64()
+            .filter(|percent| *percent <= 100)
+            .ok_or_else(|| format!("spec.predictor.canaryTrafficPercent is {value}, not 0..=100"))?,
+    };
+    Ok(TrafficSplit { rules: vec![vec![(baseline.to_string(), 100 - percent), (canary.to_string(), percent)]] })
+}
+
+/// Re-reads the split every `interval` until shutdown. A route that disappeared sends nothing; other errors keep the
+/// last split and are recorded.
+async fn poll_split(
+    reader: SplitReader,
+    state: Arc<DriverState>,
+    interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+        match reader.read().await {
+            Ok(split) => {
+                *lock(&state.split) = split.unwrap_or_default();
+                *lock(&state.last_error) = None;
+                state.split_reads.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => *lock(&state.last_error) = Some(err.to_string()),
+        }
+    }
+}
+
+/// Sends requests at the configured rate until shutdown, then waits for the ones in flight.
+async fn send_requests(state: Arc<DriverState>, options: LoadOptions, mut stopped: watch::Receiver<bool>) {
+    let client = match reqwest::Client::builder().no_proxy().timeout(options.request_timeout).build() {
+        Ok(client) => client,
+        Err(err) => {
+            *lock(&state.last_error) = Some(format!("building the HTTP client: {err}"));
+            return;
+        }
+    };
+    let mut rng = match options.seed {
+        Some(seed) => StdRng::seed_from_u64(seed),
+        None => StdRng::from_entropy(),
+    };
+    let permits = Arc::new(Semaphore::new(options.max_in_flight));
+    let mut in_flight = JoinSet::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(5));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rate = *lock(&state.requests_per_second);
+    let mut since = Instant::now();
+    let mut issued: u64 = 0;
+    'run: loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopped.wait_for(|stop| *stop) => break 'run,
+        }
+        while in_flight.try_join_next().is_some() {}
+        let wanted = *lock(&state.requests_per_second);
+        if wanted != rate {
+            rate = wanted;
+            since = Instant::now();
+            issued = 0;
+        }
+        let due = (since.elapsed().as_secs_f64() * rate) as u64;
+        // More than a second behind (the servers are slow and max_in_flight is reached): forget the backlog rather
+        // than burst.
+        let backlog_limit = rate.ceil() as u64;
+        if due > issued + backlog_limit {
+            issued = due - backlog_limit;
+        }
+        while issued < due {
+            issued += 1;
+            let split = lock(&state.split).clone();
+            let Some(backend) = split.choose(&mut rng).map(str::to_string) else {
+                state.unrouted.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let address = state.backends.get(&backend).copied();
+            let dropped = lock(&state.dropped_backends).contains(&backend);
+            let Some(address) = address.filter(|_| !dropped) else {
+                state.count(&backend, |counts| counts.dropped += 1);
+                continue;
+            };
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => permit,
+                _ = stopped.wait_for(|stop| *stop) => break 'run,
+            };
+            let Ok(permit) = permit else { break 'run };
+            state.count(&backend, |counts| counts.sent += 1);
+            let label = rng.gen_range(0..options.classes);
+            let request = client
+                .post(format!("http://{address}/predict"))
+                .json(&PredictRequest { label: Some(label), features: Vec::new() });
+            let state = state.clone();
+            in_flight.spawn(async move {
+                let outcome = send_one(request).await;
+                state.count(&backend, |counts| match outcome {
+                    Some(correct) => {
+                        counts.succeeded += 1;
+                        counts.correct += u64::from(correct);
+                    }
+                    None => counts.failed += 1,
+                });
+                drop(permit);
+            });
+        }
+    }
+    let drain = async { while in_flight.join_next().await.is_some() {} };
+    if tokio::time::timeout(options.request_timeout, drain).await.is_err() {
+        in_flight.abort_all();
+    }
+}
+
+/// Sends one request: `Some(correct)` for a 2xx answer, `None` for anything else.
+async fn send_one(request: reqwest::RequestBuilder) -> Option<bool> {
+    let response = request.send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let answer: Option<PredictResponse> = response.json().await.ok();
+    Some(answer.and_then(|answer| answer.correct).unwrap_or(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(rules: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({ "spec": { "rules": rules } })
+    }
+
+    #[test]
+    fn http_route_weights_are_relative_and_default_to_one() {
+        let split = http_route_split(&route(serde_json::json!([
+            { "backendRefs": [ { "name": "base", "weight": 3 }, { "name": "canary" } ] }
+        ])))
+        .unwrap();
+        let shares = split.shares();
+        assert!((shares["base"] - 0.75).abs() < 1e-9, "{shares:?}");
+        assert!((shares["canary"] - 0.25).abs() < 1e-9, "{shares:?}");
+    }
+
+    #[test]
+    fn all_zero_weights_send_nothing() {
+        let split = http_route_split(&route(serde_json::json!([
+            { "backendRefs": [ { "name": "base", "weight": 0 }, { "name": "canary", "weight": 0 } ] }
+        ])))
+        .unwrap();
+        let mut rng = StdRng::seed_from_u64(1);
+        assert!((0..100).all(|_| split.choose(&mut rng).is_none()));
+        assert_eq!(split.shares()["base"], 0.0);
+    }
+
+    #[test]
+    fn a_negative_or_fractional_weight_is_reported() {
+        let err = http_route_split(&route(serde_json::json!([
+            { "backendRefs": [ { "name": "base", "weight": -1 } ] }
+        ])))
+        .unwrap_err();
+        assert!(err.contains("base") && err.contains("-1"), "{err}");
+    }
+
+    #[test]
+    fn several_rules_share_the_requests_equally() {
+        let split = http_route_split(&route(serde_json::json!([
+            { "backendRefs": [ { "name": "a", "weight": 1 } ] },
+            { "backendRefs": [ { "name": "a", "weight": 1 }, { "name": "b", "weight": 1 } ] }
+        ])))
+        .unwrap();
+        let shares = split.shares();
+        assert!((shares["a"] - 0.75).abs() < 1e-9 && (shares["b"] - 0.25).abs() < 1e-9, "{shares:?}");
+    }
+
+    #[test]
+    fn weighted_choice_follows_the_weights() {
+        let split = TrafficSplit { rules: vec![vec![("base".into(), 80), ("canary".into(), 20)]] };
+        let mut rng = StdRng::seed_from_u64(7);
+        let canary = (0..10_000).filter(|_| split.choose(&mut rng) == Some("canary")).count();
+        assert!((1_800..2_200).contains(&canary), "{canary} of 10000 to the canary at weight 20%");
+    }
+
+    #[test]
+    fn inference_service_percent_goes_to_the_canary_and_missing_means_zero() {
+        let service = serde_json::json!({ "spec": { "predictor": { "canaryTrafficPercent": 30 } } });
+        let shares = inference_service_split(&service, "b", "c").unwrap().shares();
+        assert!((shares["c"] - 0.3).abs() < 1e-9 && (shares["b"] - 0.7).abs() < 1e-9, "{shares:?}");
+        let unset = serde_json::json!({ "spec": { "predictor": {} } });
+        assert_eq!(inference_service_split(&unset, "b", "c").unwrap().shares()["c"], 0.0);
+        let wrong = serde_json::json!({ "spec": { "predictor": { "canaryTrafficPercent": 130 } } });
+        assert!(inference_service_split(&wrong, "b", "c").is_err());
+    }
+}
