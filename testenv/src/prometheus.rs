@@ -36,7 +36,8 @@ pub struct PrometheusOptions {
     pub scrape_interval: Duration,
     /// How long an instant query looks back for the latest sample (Prometheus' default is 5 minutes).
     pub lookback_delta: Duration,
-    /// The Prometheus binary: `$RAMPART_PROMETHEUS`, else `/usr/bin/prometheus`, else `prometheus` on `PATH`.
+    /// The Prometheus binary; `None` looks for `$RAMPART_PROMETHEUS`, then `/usr/bin/prometheus`, then `prometheus` on
+    /// `PATH`.
     pub binary: Option<PathBuf>,
 }
 
@@ -385,17 +386,24 @@ fn spawn_server(
     Supervised::spawn("prometheus", binary, &args, &log, "TERM", None)
 }
 
-/// The binary: the option, `$RAMPART_PROMETHEUS`, `/usr/bin/prometheus`, then `prometheus` on `PATH`.
+/// The binary: the option alone when given; else `$RAMPART_PROMETHEUS`, `/usr/bin/prometheus`, then `prometheus` on
+/// `PATH`.
 fn find_binary(options: &PrometheusOptions) -> Result<PathBuf, Error> {
     let mut candidates: Vec<PathBuf> = Vec::new();
-    candidates.extend(options.binary.clone());
-    candidates.extend(std::env::var_os("RAMPART_PROMETHEUS").map(PathBuf::from));
-    candidates.push(PathBuf::from(DEFAULT_BINARY));
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("prometheus")));
+    if let Some(binary) = &options.binary {
+        candidates.push(binary.clone());
+    } else {
+        candidates.extend(std::env::var_os("RAMPART_PROMETHEUS").map(PathBuf::from));
+        candidates.push(PathBuf::from(DEFAULT_BINARY));
+        if let Some(path) = std::env::var_os("PATH") {
+            candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("prometheus")));
+        }
     }
     candidates.into_iter().find(|path| path.is_file()).ok_or_else(|| Error::Missing {
-        what: "the Prometheus server (prometheus)".into(),
+        what: format!(
+            "the Prometheus server ({})",
+            options.binary.as_deref().unwrap_or(Path::new("prometheus")).display()
+        ),
         hint: "install it (Debian: apt-get install prometheus) or set RAMPART_PROMETHEUS to the binary".into(),
     })
 }

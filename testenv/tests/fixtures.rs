@@ -164,10 +164,8 @@ async fn a_stopped_prometheus_refuses_queries_and_comes_back_with_its_data() {
 
 #[test]
 fn a_missing_prometheus_binary_says_how_to_install_it() {
-    let Err(err) = Prometheus::start_with(PrometheusOptions::default().binary("/nonexistent/prometheus")) else {
-        // The option only comes first; a Prometheus found elsewhere (the normal case) is used instead.
-        return;
-    };
+    let err = Prometheus::start_with(PrometheusOptions::default().binary("/nonexistent/prometheus")).err().unwrap();
+    assert!(matches!(err, rampart_testenv::Error::Missing { .. }), "{err}");
     assert!(err.to_string().contains("apt-get install prometheus"), "{err}");
 }
 
@@ -338,4 +336,35 @@ async fn load_driver_refuses_non_loopback_backends_and_a_route_that_does_not_exi
     let err =
         LoadDriver::start(client, &namespace, RouteSource::http_route("absent"), local, 100.0).await.err().unwrap();
     assert!(err.to_string().contains(&format!("HTTPRoute {namespace}/absent")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_driver_binary_sends_traffic_and_reports_counts() {
+    let env = rampart_testenv::shared().unwrap();
+    let client = env.client().await.unwrap();
+    let namespace = env.namespace(&client, "load-binary").await.unwrap();
+    create_route(&http_route_api(client, &namespace), "model", 1, 0).await;
+    let (baseline, canary, backends) = two_model_servers(&namespace).await;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rampart-load-driver"));
+    command
+        .arg("--kubeconfig")
+        .arg(env.kubeconfig_path())
+        .args(["--namespace", &namespace, "--httproute", "model", "--rps", "100", "--report-every", "1"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (name, addr) in &backends {
+        command.arg("--backend").arg(format!("{name}={addr}"));
+    }
+    let child = command.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let status = std::process::Command::new("kill").arg("-TERM").arg(child.id().unwrap().to_string()).status().unwrap();
+    assert!(status.success());
+    let output = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("model-baseline: share 100%"), "{stdout}");
+    assert!(stdout.contains("model-canary: share 0% sent 0"), "{stdout}");
+    assert!(stdout.contains("final:"), "{stdout}");
+    assert!(baseline.served().requests > 50, "{stdout}");
+    assert_eq!(canary.served().requests, 0);
 }
