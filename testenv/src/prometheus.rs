@@ -82,6 +82,10 @@ pub struct Prometheus {
     binary: PathBuf,
     options: PrometheusOptions,
     server: Supervised,
+    /// Removes the directory when we drop or the test binary dies (the shared server is never dropped; the server's
+    /// own watchdog cannot do it, since the data must survive `stop`/`restart`). Declared after `server`, so the
+    /// server stops first.
+    _directory_guard: Supervised,
     starts: u32,
     /// The targets we gave it, by address, with their extra labels.
     targets: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
@@ -109,10 +113,26 @@ impl Prometheus {
         }
         let config_path = dir.path().join("prometheus.yml");
         write_file(&config_path, &config_text(&options, &dir.path().join("targets")))?;
+        let directory_guard = Supervised::spawn(
+            "prometheus directory guard",
+            Path::new("sleep"),
+            &["infinity".to_string()],
+            &dir.path().join("guard.log"),
+            "TERM",
+            Some(dir.path()),
+        )?;
         let port = free_port()?;
         let server = spawn_server(&binary, dir.path(), port, &options, 0)?;
-        let mut prometheus =
-            Self { port, binary, options, server, starts: 1, targets: Mutex::new(BTreeMap::new()), dir };
+        let mut prometheus = Self {
+            port,
+            binary,
+            options,
+            server,
+            _directory_guard: directory_guard,
+            starts: 1,
+            targets: Mutex::new(BTreeMap::new()),
+            dir,
+        };
         prometheus.wait_ready(Duration::from_secs(60))?;
         Ok(prometheus)
     }

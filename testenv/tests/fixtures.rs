@@ -71,7 +71,7 @@ async fn model_server_sleeps_the_configured_latency_and_records_it_in_the_histog
         text.lines().find_map(|line| line.strip_prefix(&prefix)).unwrap().parse::<u64>().unwrap()
     };
     assert_eq!(bucket("0.035"), 0, "{text}");
-    assert_eq!(bucket("0.05"), 5, "{text}");
+    assert_eq!(bucket("0.15"), 5, "{text}");
     assert!(text.contains(r#"model_request_duration_seconds_count{version="v1"} 5"#), "{text}");
 }
 
