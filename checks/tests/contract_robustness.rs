@@ -97,12 +97,14 @@ fn random_bytes_never_panic() {
 }
 
 #[test]
-fn empty_and_directory_paths_are_unreadable_models() {
+fn empty_files_directories_and_devices_are_unreadable_models() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.onnx");
     std::fs::write(&empty, b"").unwrap();
     assert!(load_model(&empty).unwrap_err().to_string().contains("empty"));
     assert!(load_model(dir.path()).is_err());
+    let device = load_model(Path::new("/dev/zero")).unwrap_err();
+    assert!(device.to_string().contains("not a regular file"), "{device}");
 }
 
 fn tensor_input(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {

@@ -78,10 +78,14 @@ pub fn load_model(path: &Path) -> Result<LoadedModel, ContractError> {
     let io_error = |source| ContractError::Io { path: path.to_path_buf(), source };
     let not_a_model = |reason: String| ContractError::NotAModel { path: path.to_path_buf(), reason };
     let mut file = File::open(path).map_err(io_error)?;
-    let file_len = file.metadata().map_err(io_error)?.len();
-    if file.metadata().map_err(io_error)?.is_dir() {
+    let metadata = file.metadata().map_err(io_error)?;
+    if metadata.is_dir() {
         return Err(not_a_model("it is a directory; give the model file".to_string()));
     }
+    if !metadata.is_file() {
+        return Err(not_a_model("it is not a regular file".to_string()));
+    }
+    let file_len = metadata.len();
     let mut prefix = [0u8; 9];
     let prefix_len = read_prefix(&mut file, &mut prefix).map_err(io_error)?;
     let by_name = path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("safetensors"));
