@@ -264,6 +264,66 @@ fn fixed_n(drop: f64) -> f64 {
     (z * z * variance / (drop * drop)).ceil()
 }
 
+/// Share of A/A rollouts in which the sample-ratio-mismatch check, re-run at every look on requests routed to
+/// the canary with probability `CANARY_WEIGHT`, raises a false alarm at its default level: Rampart's
+/// always-valid check, and the plain chi-square p-value re-run at every look.
+fn srm_false_alarm_rate(rollouts: u64, seed: u64) -> (f64, f64) {
+    let per_look = CANARY_PER_LOOK + baseline_per_look();
+    let routing = Binomial::new(per_look, CANARY_WEIGHT).unwrap();
+    let srm_alpha = rampart_analysis::config::DEFAULT_SRM_ALPHA;
+    let (mut alarms, mut fixed_alarms) = (0u64, 0u64);
+    for rollout in 0..rollouts {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ rollout.wrapping_mul(0xA076_1D64_78BD_642F));
+        let (mut canary, mut total) = (0.0, 0.0);
+        let mut smallest_p = 1.0;
+        let (mut alarm, mut fixed_alarm) = (false, false);
+        for _ in 0..LOOKS {
+            canary += routing.sample(&mut rng) as f64;
+            total += per_look as f64;
+            let requests = ArmPair { canary, baseline: total - canary };
+            let rho = rampart_analysis::srm::srm_mixing_precision(
+                rampart_analysis::config::DEFAULT_EXPECTED_SAMPLES,
+                CANARY_WEIGHT,
+                srm_alpha,
+            );
+            let check = rampart_analysis::srm::check_sample_ratio(requests, CANARY_WEIGHT, srm_alpha, rho, smallest_p);
+            smallest_p = check.always_valid_p;
+            if let Some(test) = check.test
+                && test.p_value < srm_alpha
+                && !fixed_alarm
+            {
+                fixed_alarm = true;
+                fixed_alarms += 1;
+            }
+            if check.verdict == Verdict::Fail && !alarm {
+                alarm = true;
+                alarms += 1;
+            }
+        }
+    }
+    (alarms as f64 / rollouts as f64, fixed_alarms as f64 / rollouts as f64)
+}
+
+/// Power of the fixed-horizon test at `n` canary samples against `drop`, by simulation (checks `fixed_n`).
+fn fixed_test_power(rollouts: u64, seed: u64, n: f64, drop: f64) -> f64 {
+    let canary_n = n as u64;
+    let baseline_n = (n * (1.0 - CANARY_WEIGHT) / CANARY_WEIGHT).round() as u64;
+    let canary_draw = Binomial::new(canary_n, BASE_ACCURACY - drop).unwrap();
+    let baseline_draw = Binomial::new(baseline_n, BASE_ACCURACY).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rejections = 0u64;
+    for _ in 0..rollouts {
+        let (cs, bs) = (canary_draw.sample(&mut rng) as f64, baseline_draw.sample(&mut rng) as f64);
+        if let Some(z) = two_proportion_z_test(cs, canary_n as f64, bs, baseline_n as f64)
+            && z.p_value < ALPHA
+            && z.statistic < 0.0
+        {
+            rejections += 1;
+        }
+    }
+    rejections as f64 / rollouts as f64
+}
+
 fn standard_error(rate: f64, n: u64) -> f64 {
     (rate * (1.0 - rate) / n as f64).sqrt()
 }
@@ -307,6 +367,7 @@ fn main() {
     let (latency_aa_fail, latency_aa_pass) = run_latency(rollouts, seed.wrapping_add(11), 1.0);
 
     let rampart_rate = aa.rampart[0].rate(rollouts);
+    let srm = srm_false_alarm_rate(rollouts, seed.wrapping_add(30));
     let mut aa_pass = serde_json::Map::new();
     for (i, t) in tolerances.iter().enumerate() {
         aa_pass.insert(
@@ -341,6 +402,8 @@ fn main() {
         },
         "detection": Value::Object(detection),
         "fixed_n": fixed,
+        "fixed_n_simulated_power": fixed_test_power(rollouts, seed.wrapping_add(20), fixed, SMALLEST_DROP),
+        "srm_false_alarm_rate": {"rampart": srm.0, "repeated_chi_square": srm.1},
         "fixed_n_test": format!("two-sided two-proportion z at alpha {ALPHA}, power {POWER}, drop {SMALLEST_DROP} from {BASE_ACCURACY}"),
         "aa_pass": Value::Object(aa_pass),
         "aa_pass_latency": {"rate": latency_aa_pass.rate(rollouts), "mean_canary_samples": latency_aa_pass.mean_samples()},

@@ -233,6 +233,14 @@ impl AnalysisConfig {
         Ok(())
     }
 
+    /// The effective sample size the sequences are tuned for (converted from a mixing variance when that is given).
+    pub fn expected_samples(&self) -> f64 {
+        match self.tuning {
+            Tuning::ExpectedSamples(n) => n,
+            Tuning::MixingVariance(_) => DEFAULT_EXPECTED_SAMPLES,
+        }
+    }
+
     /// The mixing precision ρ of the confidence sequences, from the tuning.
     pub fn mixing_precision(&self) -> Result<MixingPrecision, AnalysisError> {
         match self.tuning {

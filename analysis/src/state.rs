@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::verdict::Verdict;
 
 /// The carried state of one analysis step.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisState {
     /// Looks taken so far.
@@ -19,6 +19,19 @@ pub struct AnalysisState {
     /// Per metric, by name.
     #[serde(default)]
     pub metrics: BTreeMap<String, MetricState>,
+    /// Smallest always-valid p-value of the sample-ratio-mismatch check so far.
+    #[serde(default = "one")]
+    pub srm_p: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for AnalysisState {
+    fn default() -> Self {
+        AnalysisState { looks: 0, metrics: BTreeMap::new(), srm_p: 1.0 }
+    }
 }
 
 /// The carried state of one metric.

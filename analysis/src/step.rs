@@ -11,7 +11,7 @@ use crate::format::p;
 use crate::holm::holm_bonferroni;
 use crate::input::StepInput;
 use crate::metric::{Assessment, Settings, assess};
-use crate::srm::check_sample_ratio;
+use crate::srm::{check_sample_ratio, srm_mixing_precision};
 use crate::state::{AnalysisState, MetricState};
 use crate::verdict::{MetricVerdict, StepVerdict, Verdict};
 
@@ -49,7 +49,13 @@ pub fn evaluate_step(
     let look = previous.looks + 1;
 
     let srm = match (config.srm.enabled, input.requests) {
-        (true, Some(requests)) => Some(check_sample_ratio(requests, input.configured_canary_weight, config.srm.alpha)),
+        (true, Some(requests)) => Some(check_sample_ratio(
+            requests,
+            input.configured_canary_weight,
+            config.srm.alpha,
+            srm_mixing_precision(config.expected_samples(), input.configured_canary_weight, config.srm.alpha),
+            previous.srm_p,
+        )),
         _ => None,
     };
 
@@ -105,6 +111,7 @@ pub fn evaluate_step(
     let (verdict, reason) = combine(srm.as_ref(), &metrics, look);
     let state = AnalysisState {
         looks: look,
+        srm_p: srm.as_ref().map_or(previous.srm_p, |s| s.always_valid_p),
         metrics: config
             .metrics
             .iter()

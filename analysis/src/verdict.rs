@@ -69,9 +69,12 @@ pub struct SrmVerdict {
     pub canary_requests: f64,
     /// Requests counted per arm.
     pub baseline_requests: f64,
-    /// The chi-square test (1 degree of freedom), when it ran.
+    /// The chi-square test (1 degree of freedom) with its fixed-horizon p-value, when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<TestResult>,
+    /// The anytime-valid p-value of "traffic follows the weight", smallest over the step's looks; the step fails
+    /// when it is below the SRM alpha.
+    pub always_valid_p: f64,
     /// One line for people.
     pub reason: String,
 }
