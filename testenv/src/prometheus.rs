@@ -157,10 +157,11 @@ impl Prometheus {
         self.dir.path()
     }
 
-    /// Starts scraping `address` (`host:port`, path `/metrics`) with these extra target labels. Prometheus notices
-    /// within about a second (file_sd watches the directory); the first scrape follows within one scrape interval.
-    /// The exporter's own labels win over target labels of the same name (`honor_labels`). Adding an address again
-    /// replaces its labels.
+    /// Starts scraping `address` (`host:port`, path `/metrics`) with these extra target labels. The exporter's own
+    /// labels win over target labels of the same name (`honor_labels`). Adding an address again replaces its labels.
+    ///
+    /// Prometheus passes discovered targets on at most every 5 seconds, so the first scrape comes 1 to 10 s later;
+    /// [`Prometheus::wait_for_target`] waits for it.
     pub fn add_target(&self, address: &str, labels: &[(&str, &str)]) -> Result<(), Error> {
         let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let group = serde_json::json!([{ "targets": [address], "labels": labels }]);
@@ -173,8 +174,8 @@ impl Prometheus {
         Ok(())
     }
 
-    /// Stops scraping `address`; its series go stale (instant queries stop returning them) after the next scrape
-    /// interval or so. Removing an unknown address does nothing.
+    /// Stops scraping `address`; its series go stale (instant queries stop returning them) within about 10 s (see
+    /// [`Prometheus::add_target`]). Removing an unknown address does nothing.
     pub fn remove_target(&self, address: &str) -> Result<(), Error> {
         let path = self.target_file(address);
         match std::fs::remove_file(&path) {
@@ -259,6 +260,13 @@ impl Prometheus {
                 output: "the query matched several series; aggregate it, e.g. sum(...)".into(),
             }),
         }
+    }
+
+    /// Waits until `address` (added with [`Prometheus::add_target`]) has been scraped successfully (`up` is 1), so
+    /// that queries from now on see its metrics.
+    pub async fn wait_for_target(&self, address: &str, timeout: Duration) -> Result<(), Error> {
+        let up = format!(r#"up{{instance="{address}"}}"#);
+        self.wait_until(&up, |samples| samples.iter().any(|sample| sample.value == 1.0), timeout).await.map(|_| ())
     }
 
     /// Queries every 200 ms until the query returns at least one series, and returns them; fails after `timeout`

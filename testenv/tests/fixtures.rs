@@ -106,11 +106,12 @@ async fn prometheus_scrapes_a_model_server_and_sees_correct_predictions() {
         .await
         .unwrap();
     prometheus.add_target(&server.addr().to_string(), &[]).unwrap();
+    prometheus.wait_for_target(&server.addr().to_string(), Duration::from_secs(30)).await.unwrap();
     predict(&server, 30).await;
 
     let query = format!(r#"model_predictions_correct_total{{version="v1",namespace="{namespace}"}}"#);
     let samples = prometheus
-        .wait_until(&query, |samples| samples.iter().any(|s| s.value > 0.0), Duration::from_secs(30))
+        .wait_until(&query, |samples| samples.iter().any(|s| s.value == 30.0), Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(samples.len(), 1, "{samples:?}");
