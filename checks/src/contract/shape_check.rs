@@ -485,6 +485,8 @@ fn infer_node(node: &NodeProto, inputs: &[Option<Value>]) -> Result<Vec<Value>, 
             };
             Ok(vec![Value { dtype: x.dtype, shape, ints: None }])
         }
+        "Slice" => infer_slice(inputs),
+        "Split" => infer_split(node, inputs),
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
         | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" | "ArgMax" | "ArgMin" => infer_reduce(node, inputs),
         _ => Ok(Vec::new()),
@@ -1100,6 +1102,124 @@ fn infer_constant(node: &NodeProto) -> Value {
     Value::default()
 }
 
+/// Length of `start:end:step` over an axis of `size`, with ONNX's clamping rules.
+fn slice_len(size: i64, start: i64, end: i64, step: i64) -> Option<i64> {
+    if step == 0 {
+        return None;
+    }
+    let wrap = |value: i64| if value < 0 { value.saturating_add(size) } else { value };
+    let (start, end) = (wrap(start), wrap(end));
+    let (start, end) = if step > 0 {
+        (start.clamp(0, size), end.clamp(0, size))
+    } else {
+        (start.clamp(0, size.saturating_sub(1)), end.clamp(-1, size.saturating_sub(1)))
+    };
+    let span = if step > 0 { end.checked_sub(start)? } else { start.checked_sub(end)? };
+    let stride = step.checked_abs()?;
+    Some(if span <= 0 { 0 } else { span.checked_add(stride - 1)? / stride })
+}
+
+fn known_ints(value: Option<&Value>) -> Option<Vec<i64>> {
+    value?.ints.as_ref()?.iter().map(D::known).collect()
+}
+
+fn infer_slice(inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
+    let x = input_at(inputs, 0).cloned().unwrap_or_default();
+    let (Some(shape), Some(starts), Some(ends)) =
+        (&x.shape, known_ints(input_at(inputs, 1)), known_ints(input_at(inputs, 2)))
+    else {
+        let rank = x.shape.as_ref().map(Vec::len);
+        return Ok(vec![Value { dtype: x.dtype, shape: rank.map(|r| vec![D::Unknown; r]), ints: None }]);
+    };
+    let count = starts.len();
+    let axes = match input_at(inputs, 3) {
+        None => Some((0..i64::try_from(count).unwrap_or(0)).collect::<Vec<i64>>()),
+        Some(value) => known_ints(Some(value)),
+    };
+    let steps = match input_at(inputs, 4) {
+        None => Some(vec![1; count]),
+        Some(value) => known_ints(Some(value)),
+    };
+    let (Some(axes), Some(steps)) = (axes, steps) else {
+        return Ok(vec![Value { dtype: x.dtype, shape: Some(vec![D::Unknown; shape.len()]), ints: None }]);
+    };
+    if ends.len() != count || axes.len() != count || steps.len() != count {
+        return Err(format!(
+            "starts, ends, axes and steps have different lengths ({count}, {}, {}, {})",
+            ends.len(),
+            axes.len(),
+            steps.len()
+        ));
+    }
+    let mut out = shape.clone();
+    let mut ranges = Vec::with_capacity(count);
+    for index in 0..count {
+        let axis = axis_index(axes[index], shape.len())?;
+        if steps[index] == 0 {
+            return Err("a slice step is 0".to_string());
+        }
+        out[axis] = match &shape[axis] {
+            D::Known(size) => slice_len(*size, starts[index], ends[index], steps[index]).map_or(D::Unknown, D::Known),
+            _ => D::Unknown,
+        };
+        ranges.push((axis, starts[index], ends[index], steps[index]));
+    }
+    // Slicing a tracked 1-D shape value (e.g. `Shape -> Slice [0:1]`).
+    let ints = match (&x.ints, shape.as_slice(), ranges.as_slice()) {
+        (Some(values), [_], [(0, start, end, 1)]) => {
+            let len = i64::try_from(values.len()).unwrap_or(i64::MAX);
+            let from = if *start < 0 { start.saturating_add(len) } else { *start }.clamp(0, len);
+            let to = if *end < 0 { end.saturating_add(len) } else { *end }.clamp(0, len);
+            let (from, to) = (usize::try_from(from).unwrap_or(0), usize::try_from(to).unwrap_or(0));
+            Some(if from < to { values[from..to].to_vec() } else { Vec::new() })
+        }
+        _ => None,
+    };
+    Ok(vec![Value { dtype: x.dtype, shape: Some(out), ints }])
+}
+
+fn infer_split(node: &NodeProto, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
+    let x = input_at(inputs, 0).cloned().unwrap_or_default();
+    let outputs = node.output.len();
+    let Some(shape) = &x.shape else { return Ok(vec![Value { dtype: x.dtype, shape: None, ints: None }; outputs]) };
+    let axis = axis_index(int_attr(node, "axis", 0), shape.len())?;
+    let sizes: Option<Vec<i64>> = match ints_attr(node, "split").filter(|s| !s.is_empty()) {
+        Some(split) => Some(split.to_vec()),
+        None => match input_at(inputs, 1) {
+            Some(value) => known_ints(Some(value)),
+            None => None,
+        },
+    };
+    let dim = shape[axis].known();
+    let sizes: Vec<D> = match (sizes, dim) {
+        (Some(sizes), _) if sizes.len() != outputs => {
+            return Err(format!("split has {} sizes for {outputs} outputs", sizes.len()));
+        }
+        (Some(sizes), Some(dim)) => {
+            let total = sizes.iter().try_fold(0i64, |acc, s| acc.checked_add(*s));
+            if total != Some(dim) || sizes.iter().any(|s| *s < 0) {
+                return Err(format!("split sizes {sizes:?} do not add up to axis {axis} of {}", dims_text(shape)));
+            }
+            sizes.into_iter().map(D::Known).collect()
+        }
+        (Some(sizes), None) => sizes.into_iter().map(D::Known).collect(),
+        (None, Some(dim)) if outputs > 0 => {
+            let parts = i64::try_from(outputs).unwrap_or(i64::MAX);
+            let chunk = dim.checked_add(parts - 1).map_or(0, |v| v / parts);
+            (0..parts).map(|i| D::Known(dim.saturating_sub(chunk.saturating_mul(i)).clamp(0, chunk))).collect()
+        }
+        _ => vec![D::Unknown; outputs],
+    };
+    Ok(sizes
+        .into_iter()
+        .map(|size| {
+            let mut part = shape.clone();
+            part[axis] = size;
+            Value::with_shape(x.dtype, part)
+        })
+        .collect())
+}
+
 fn infer_reduce(node: &NodeProto, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
     let x = input_at(inputs, 0).cloned().unwrap_or_default();
     let is_arg = node.op_type.starts_with("Arg");
@@ -1153,6 +1273,16 @@ mod tests {
         let batch = vec![D::Sym("batch".into()), D::Known(16)];
         assert_eq!(broadcast(&[&batch, &known(&[4, 16])]).unwrap(), known(&[4, 16]));
         assert_eq!(broadcast(&[&batch, &batch]).unwrap(), batch);
+    }
+
+    #[test]
+    fn slice_lengths_follow_onnx_clamping() {
+        assert_eq!(slice_len(10, 0, 1, 1), Some(1));
+        assert_eq!(slice_len(10, -3, i64::MAX, 1), Some(3));
+        assert_eq!(slice_len(10, i64::MAX, 0, -1), Some(9));
+        assert_eq!(slice_len(10, 0, 10, 3), Some(4));
+        assert_eq!(slice_len(10, 5, 2, 1), Some(0));
+        assert_eq!(slice_len(10, i64::MIN, i64::MAX, i64::MIN), None);
     }
 
     #[test]
