@@ -104,6 +104,15 @@ fn fixing_the_batch_dim_breaks_the_contract() {
             "output \"logits\": shape [batch,10] -> [1,10] (dim 0 was symbolic \"batch\", now fixed 1)",
         ]
     );
+    // The shape checks use the declared batch and say so, without counting it as a mismatch.
+    let at_eight = &report.residual_checks[1];
+    assert!(at_eight.passed);
+    assert_eq!(
+        at_eight.notes,
+        [
+            "input \"pixels\": its batch dimension is fixed to 1, so the model cannot take batch size 8; it was checked with its declared shape"
+        ]
+    );
 }
 
 #[test]

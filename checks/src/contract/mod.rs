@@ -194,6 +194,9 @@ impl ContractReport {
         if !self.residual_checks.is_empty() {
             line("shape checks:".to_string());
             for check in &self.residual_checks {
+                for note in &check.notes {
+                    line(format!("  batch {}: note: {note}", check.batch_size));
+                }
                 if check.passed {
                     line(format!("  batch {}: all nodes fit", check.batch_size));
                 } else {

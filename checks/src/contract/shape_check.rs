@@ -68,6 +68,9 @@ pub struct BatchShapeCheck {
     pub findings: Vec<ShapeFinding>,
     /// The graph outputs' shapes as inferred at this batch size (`None` where inference could not tell).
     pub outputs: Vec<NamedShape>,
+    /// Things worth knowing that are not failures, e.g. an input whose batch dimension is fixed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A dimension or small integer during inference.
@@ -119,6 +122,7 @@ pub fn check_shapes_at_batch(graph: &GraphProto, batch_size: u64) -> BatchShapeC
     let batch = i64::try_from(batch_size).unwrap_or(i64::MAX);
     let mut env: HashMap<&str, Value> = HashMap::new();
     let mut findings = Vec::new();
+    let mut notes = Vec::new();
     for tensor in &graph.initializer {
         env.insert(tensor.name.as_str(), constant_value(tensor));
     }
@@ -127,16 +131,8 @@ pub fn check_shapes_at_batch(graph: &GraphProto, batch_size: u64) -> BatchShapeC
             continue;
         }
         let value = input_value(input, batch);
-        if let (Some(shape), Some(message)) = (&value.shape, fixed_batch_message(input, batch)) {
-            findings.push(ShapeFinding {
-                node: input.name.clone(),
-                op_type: "graph input".to_string(),
-                inputs: vec![NamedShape {
-                    name: input.name.clone(),
-                    shape: Some(shape.iter().map(D::to_dim).collect()),
-                }],
-                message,
-            });
+        if let Some(message) = fixed_batch_message(input, batch) {
+            notes.push(format!("input \"{}\": {message}; it was checked with its declared shape", input.name));
         }
         env.insert(input.name.as_str(), value);
     }
@@ -203,7 +199,7 @@ pub fn check_shapes_at_batch(graph: &GraphProto, batch_size: u64) -> BatchShapeC
             NamedShape { name: output.name.clone(), shape: inferred.map(|dims| dims.iter().map(D::to_dim).collect()) }
         })
         .collect();
-    BatchShapeCheck { batch_size, passed: findings.is_empty(), findings, outputs }
+    BatchShapeCheck { batch_size, passed: findings.is_empty(), findings, outputs, notes }
 }
 
 /// Says how a computed output shape contradicts a fixed size the graph declares for it.
@@ -284,12 +280,13 @@ fn input_value(input: &ValueInfoProto, batch: i64) -> Value {
 }
 
 /// A graph input of rank >= 2 whose leading dimension is fixed to another size cannot take this batch.
+/// That is a note, not a finding: a fixed batch is part of the declared contract, and a change from
+/// symbolic to fixed is caught by the contract comparison.
 fn fixed_batch_message(input: &ValueInfoProto, batch: i64) -> Option<String> {
     let dims = &input.r#type.as_ref()?.tensor_type.as_ref()?.shape.as_ref()?.dim;
     let first = dims.first()?.dim_value?;
-    (dims.len() >= 2 && first >= 0 && first != batch).then(|| {
-        format!("the input's batch dimension is fixed to {first}, so the model cannot take batch size {batch}")
-    })
+    (dims.len() >= 2 && first >= 0 && first != batch)
+        .then(|| format!("its batch dimension is fixed to {first}, so the model cannot take batch size {batch}"))
 }
 
 /// Shape (and small integer contents) of a constant tensor.
