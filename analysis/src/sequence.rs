@@ -167,3 +167,41 @@ pub fn p_value_below(estimate: &DifferenceEstimate, rho: MixingPrecision, null_d
 pub fn p_value_above(estimate: &DifferenceEstimate, rho: MixingPrecision, null_difference: f64) -> f64 {
     p_value_below(&estimate.swapped(), rho, -null_difference)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn estimate() -> DifferenceEstimate {
+        DifferenceEstimate::from_arms(0.86, 0.12, 800.0, 0.9, 0.09, 7200.0)
+    }
+
+    #[test]
+    fn score_bounds_with_a_constant_variance_equal_the_closed_form() {
+        let e = estimate();
+        let rho = MixingPrecision::tuned_for(500.0, 0.05);
+        let (lo, hi) = score_bounds(&e, rho, 0.05, &|_| e.variance, (-1.0, 1.0));
+        let h = half_width(&e, rho, 0.05);
+        assert!((lo - (e.difference - h)).abs() < 1e-10, "{lo} vs {}", e.difference - h);
+        assert!((hi - (e.difference + h)).abs() < 1e-10, "{hi} vs {}", e.difference + h);
+    }
+
+    #[test]
+    fn p_value_at_the_interval_end_equals_alpha() {
+        let e = estimate();
+        let rho = MixingPrecision::tuned_for(500.0, 0.05);
+        let upper = e.difference + half_width(&e, rho, 0.05);
+        let p = p_value_above(&e, rho, upper - 2.0 * half_width(&e, rho, 0.05));
+        assert!((p - 0.05).abs() < 1e-9, "p {p}");
+        assert!((p_value_below(&e, rho, upper) - 0.05).abs() < 1e-9);
+    }
+
+    #[test]
+    fn boundary_is_tightest_near_the_tuned_sample_size() {
+        let rho = MixingPrecision::tuned_for(500.0, 0.05);
+        let at = |t: f64| boundary_multiplier(t, rho, 0.05);
+        assert!(at(500.0) < at(400.0) && at(500.0) < at(600.0));
+        // Wider than a fixed-horizon 95% interval, by the price of looking at any time.
+        assert!(at(500.0) > 1.96 * 1.5);
+    }
+}

@@ -41,3 +41,13 @@ fn unsupported_versions_and_malformed_documents_are_clear_errors() {
     let err = analyze_json("{\"analysis\": 3}").unwrap_err();
     assert!(matches!(err, AnalysisError::Document(_)));
 }
+
+#[test]
+fn the_example_in_docs_statistics_md_is_a_valid_document() {
+    let doc = include_str!("../../docs/statistics.md");
+    let start = doc.find("```json\n").unwrap() + "```json\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let report: AnalysisReport = serde_json::from_str(&analyze_json(&doc[start..end]).unwrap()).unwrap();
+    assert_eq!(report.verdicts.len(), 1);
+    assert_eq!(report.verdicts[0].verdict.metrics.len(), 3);
+}

@@ -445,3 +445,29 @@ fn verdict_json_uses_stable_camel_case_names() {
     }
     assert!(m["canary"]["estimate"].is_number() && m["canary"]["samples"].is_number());
 }
+
+#[test]
+fn srm_always_valid_p_only_falls_across_looks_and_is_carried_in_the_state() {
+    let config = AnalysisConfig::with_metrics(vec![accuracy(0.0)]);
+    let mut state: Option<AnalysisState> = None;
+    let mut last = 1.0_f64;
+    let mut smallest_fixed = 1.0_f64;
+    // The canary's share drifts around 9.5%: never enough to fail, but the p-value may only fall.
+    for (k, canary) in [95.0, 200.0, 280.0, 390.0, 470.0].into_iter().enumerate() {
+        let total = 1000.0 * (k as f64 + 1.0);
+        let mut step = input(vec![observation(
+            "accuracy",
+            ratio(canary * 0.9, canary),
+            ratio((total - canary) * 0.9, total - canary),
+        )]);
+        step.requests = Some(ArmPair { canary, baseline: total - canary });
+        let outcome = evaluate_step(&config, &step, state.as_ref()).unwrap();
+        let srm = outcome.verdict.srm.clone().unwrap();
+        assert!(srm.always_valid_p <= last, "SRM p rose from {last} to {}", srm.always_valid_p);
+        smallest_fixed = smallest_fixed.min(srm.test.unwrap().p_value);
+        assert!(srm.always_valid_p >= smallest_fixed, "the always-valid p fell below every fixed-horizon p so far");
+        assert_eq!(outcome.state.srm_p, srm.always_valid_p);
+        last = srm.always_valid_p;
+        state = Some(outcome.state);
+    }
+}
