@@ -201,7 +201,8 @@ fn wrong_typed_fields_are_named() {
     let dir = model_dir();
     let model = dir.path().join("model");
     let bundle = sign(&model, 1);
-    let cases: [(&str, fn(&mut Value)); 5] = [
+    type Edit = fn(&mut Value);
+    let cases: [(&str, Edit); 5] = [
         ("dsseEnvelope.payload", |v| v["dsseEnvelope"]["payload"] = Value::from(42)),
         ("dsseEnvelope.signatures", |v| v["dsseEnvelope"]["signatures"] = Value::from("sig")),
         ("dsseEnvelope.signatures", |v| v["dsseEnvelope"]["signatures"] = Value::Array(vec![])),
