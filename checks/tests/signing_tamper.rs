@@ -336,6 +336,13 @@ fn cli_exit_codes_are_0_verified_1_not_verified_2_usage_or_io() {
     let (code, text) = run(verify_args(&[&public2, &public1]));
     assert_eq!(code, 0, "{text}");
     assert!(text.contains(&public1.display().to_string()), "names the key that signed: {text}");
+    let mut json_args = verify_args(&[&public1]);
+    json_args.insert(1, "--json".into());
+    let (code, text) = run(json_args);
+    assert_eq!(code, 0, "{text}");
+    let report: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["key_id"], trusted(1).key_id());
 
     let (code, text) = run(verify_args(&[&public2]));
     assert_eq!(code, 1, "{text}");
@@ -345,6 +352,14 @@ fn cli_exit_codes_are_0_verified_1_not_verified_2_usage_or_io() {
     let (code, text) = run(verify_args(&[&public1]));
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("file config.json changed"), "{text}");
+
+    let mut json_args = verify_args(&[&public1]);
+    json_args.insert(1, "--json".into());
+    let (code, text) = run(json_args);
+    assert_eq!(code, 1, "{text}");
+    let report: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(report["verified"], false);
+    assert_eq!(report["label"], "model_mismatch");
 
     let missing = dir.path().join("missing.pem");
     let (code, text) = run(verify_args(&[&missing]));

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use rampart_checks::signing::{MAX_BUNDLE_BYTES, SignatureError, TrustedKey, VerifyOptions, verify_model};
+use rampart_checks::signing::{MAX_BUNDLE_BYTES, SignatureError, TrustedKey, Verified, VerifyOptions, verify_model};
 
 /// Arguments of `rampart-check verify`.
 #[derive(clap::Args)]
@@ -24,6 +24,10 @@ pub struct Args {
     /// Do not leave out git metadata unless the bundle lists it.
     #[arg(long)]
     include_git_paths: bool,
+    /// Print one JSON object on stdout (`verified`, `key_id`, `key_label`, `model_digest`, `files`, or `reason` and
+    /// `label` when not verified), for the controller's check Job.
+    #[arg(long)]
+    json: bool,
     /// The model: one file or a directory.
     #[arg(value_name = "MODEL_PATH")]
     model_path: PathBuf,
@@ -31,23 +35,43 @@ pub struct Args {
 
 /// Exit 0 verified, 1 not verified (the reason is printed), 2 usage or I/O error.
 pub fn run(args: Args) -> ExitCode {
-    match verify(&args) {
-        Ok(message) => {
-            println!("{message}");
-            ExitCode::SUCCESS
-        }
-        Err(err) if err.is_verification_failure() => {
-            eprintln!("rampart-check verify: NOT VERIFIED: {err}");
-            ExitCode::from(1)
-        }
-        Err(err) => {
-            eprintln!("rampart-check verify: {err}");
-            ExitCode::from(2)
-        }
+    let result = verify(&args);
+    let code = match &result {
+        Ok(_) => 0,
+        Err(err) if err.is_verification_failure() => 1,
+        Err(_) => 2,
+    };
+    match (&result, args.json) {
+        (Ok(verified), true) => println!(
+            "{}",
+            serde_json::json!({
+                "verified": true,
+                "key_id": verified.key_id,
+                "key_label": verified.key_label,
+                "model_digest": verified.model_digest,
+                "model_name": verified.model_name,
+                "files": verified.files,
+            })
+        ),
+        (Err(err), true) => println!(
+            "{}",
+            serde_json::json!({"verified": false, "reason": err.to_string(), "label": err.metric_label()})
+        ),
+        (Ok(verified), false) => println!(
+            "verified {} ({} file(s)): signed by key {} ({})\nmodel digest: {}",
+            args.model_path.display(),
+            verified.files,
+            verified.key_id,
+            verified.key_label,
+            verified.model_digest
+        ),
+        (Err(err), false) if code == 1 => eprintln!("rampart-check verify: NOT VERIFIED: {err}"),
+        (Err(err), false) => eprintln!("rampart-check verify: {err}"),
     }
+    ExitCode::from(code)
 }
 
-fn verify(args: &Args) -> Result<String, SignatureError> {
+fn verify(args: &Args) -> Result<Verified, SignatureError> {
     let trusted = args.keys.iter().map(|path| TrustedKey::from_pem_file(path)).collect::<Result<Vec<_>, _>>()?;
     let bundle = read_bundle(&args.bundle)?;
     let mut extra_ignore_paths = args.ignore_paths.clone();
@@ -59,15 +83,7 @@ fn verify(args: &Args) -> Result<String, SignatureError> {
         extra_ignore_paths,
         include_git_paths: args.include_git_paths,
     };
-    let verified = verify_model(&args.model_path, &bundle, &trusted, &options)?;
-    Ok(format!(
-        "verified {} ({} file(s)): signed by key {} ({})\nmodel digest: {}",
-        args.model_path.display(),
-        verified.files,
-        verified.key_id,
-        verified.key_label,
-        verified.model_digest
-    ))
+    verify_model(&args.model_path, &bundle, &trusted, &options)
 }
 
 /// Reads at most [`MAX_BUNDLE_BYTES`] (+1 to notice a larger file) so a huge file cannot exhaust memory.
