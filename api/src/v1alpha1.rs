@@ -523,6 +523,31 @@ pub struct Metric {
     pub tolerance: Option<Tolerance>,
     /// PromQL returning cumulative counters for one version: `{{version}}` and `{{namespace}}` are substituted.
     pub queries: MetricQueries,
+    /// Latency metrics: how "slow" is defined. The verdict is on the share of requests slower than a threshold
+    /// taken from the baseline, and `tolerance` is then in share points (0.02 = two points more slow requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySettings>,
+}
+
+/// How a latency metric defines a slow request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencySettings {
+    /// Baseline quantile the threshold starts from. Default: 0.95 (the baseline's p95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self > 0.0 && self < 1.0",
+        "message": "latency.quantile must be between 0 and 1, e.g. 0.95 for p95",
+    }]))]
+    pub quantile: Option<f64>,
+    /// Slack on that quantile: threshold = baseline quantile x (1 + slack). Default: 0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub threshold_slack: Option<f64>,
+    /// A fixed threshold in seconds instead of one derived from the baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub threshold_seconds: Option<f64>,
 }
 
 /// Kind of metric.
@@ -648,6 +673,15 @@ pub struct ModelRolloutStatus {
     /// When the current step started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_started_at: Option<String>,
+    /// The model version label of the baseline the canary is compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_version: Option<String>,
+    /// The model URI the baseline served before this rollout (restored on a KServe rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_uri: Option<String>,
+    /// The last `rampart.dev/retry` annotation value acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_retry: Option<String>,
     /// The last transitions, newest last (bounded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryEntry>>,
@@ -756,6 +790,15 @@ pub struct AnalysisStatus {
     /// Sample-ratio-mismatch result, when checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srm: Option<MetricStatus>,
+    /// Looks in a row whose metrics could not be read (Prometheus down or a query failing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_errors: Option<i32>,
+    /// The last error reading the metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The statistics engine's carried state (running minima of the always-valid p-values), as JSON. Internal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_state: Option<String>,
 }
 
 /// One metric's verdict and the numbers behind it. Numbers are strings formatted for people, so that no precision
