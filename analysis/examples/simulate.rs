@@ -32,7 +32,11 @@ const LATENCY_SIGMA: f64 = 0.5;
 const LATENCY_SHIFT: f64 = 1.2;
 
 fn baseline_per_look() -> u64 {
-    (CANARY_PER_LOOK as f64 * (1.0 - CANARY_WEIGHT) / CANARY_WEIGHT).round() as u64
+    baseline_per_look_at(CANARY_WEIGHT)
+}
+
+fn baseline_per_look_at(weight: f64) -> u64 {
+    (CANARY_PER_LOOK as f64 * (1.0 - weight) / weight).round() as u64
 }
 
 /// Prometheus-style exponential buckets: 30 finite bounds from 5 ms by factor 1.3 (to about 10 s).
@@ -61,13 +65,14 @@ fn latency_config() -> AnalysisConfig {
 /// One Rampart analysis running along a simulated rollout, stopping at its first Pass or Fail.
 struct Tracker {
     config: AnalysisConfig,
+    weight: f64,
     state: Option<AnalysisState>,
     decided: Option<(Verdict, f64)>,
 }
 
 impl Tracker {
-    fn new(config: AnalysisConfig) -> Self {
-        Tracker { config, state: None, decided: None }
+    fn new(config: AnalysisConfig, weight: f64) -> Self {
+        Tracker { config, weight, state: None, decided: None }
     }
 
     fn look(&mut self, observation: MetricObservation, requests: ArmPair<f64>, canary_samples: f64) {
@@ -75,7 +80,7 @@ impl Tracker {
             return;
         }
         let input = StepInput {
-            configured_canary_weight: CANARY_WEIGHT,
+            configured_canary_weight: self.weight,
             requests: Some(requests),
             metrics: vec![observation],
             final_look: false,
@@ -117,24 +122,29 @@ struct RatioRun {
 
 /// Runs `rollouts` accuracy rollouts with the canary's accuracy `BASE_ACCURACY − drop`, for each tolerance.
 fn run_ratio(rollouts: u64, seed: u64, drop: f64, tolerances: &[f64]) -> RatioRun {
+    run_ratio_at(rollouts, seed, BASE_ACCURACY, CANARY_WEIGHT, drop, tolerances)
+}
+
+/// Runs accuracy rollouts with baseline accuracy `base`, canary weight `weight` and the canary `drop` lower.
+fn run_ratio_at(rollouts: u64, seed: u64, base: f64, weight: f64, drop: f64, tolerances: &[f64]) -> RatioRun {
     let mut run = RatioRun {
         rampart: vec![Tally::default(); tolerances.len()],
         rampart_pass: vec![Tally::default(); tolerances.len()],
         kayenta: Tally::default(),
         repeated_z: Tally::default(),
     };
-    let canary_draw = Binomial::new(CANARY_PER_LOOK, BASE_ACCURACY - drop).unwrap();
-    let baseline_draw = Binomial::new(baseline_per_look(), BASE_ACCURACY).unwrap();
+    let canary_draw = Binomial::new(CANARY_PER_LOOK, base - drop).unwrap();
+    let baseline_draw = Binomial::new(baseline_per_look_at(weight), base).unwrap();
     for rollout in 0..rollouts {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ rollout.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let mut trackers: Vec<Tracker> = tolerances.iter().map(|t| Tracker::new(accuracy_config(*t))).collect();
+        let mut trackers: Vec<Tracker> = tolerances.iter().map(|t| Tracker::new(accuracy_config(*t), weight)).collect();
         let (mut cs, mut cn, mut bs, mut bn) = (0.0, 0.0, 0.0, 0.0);
         let (mut kayenta_failed, mut z_failed) = (false, false);
         for _ in 0..LOOKS {
             cs += canary_draw.sample(&mut rng) as f64;
             bs += baseline_draw.sample(&mut rng) as f64;
             cn += CANARY_PER_LOOK as f64;
-            bn += baseline_per_look() as f64;
+            bn += baseline_per_look_at(weight) as f64;
             for tracker in &mut trackers {
                 let observation = MetricObservation {
                     name: "accuracy".into(),
@@ -226,7 +236,7 @@ fn run_latency(rollouts: u64, seed: u64, scale: f64) -> (Tally, Tally) {
     let (mut fail, mut pass) = (Tally::default(), Tally::default());
     for rollout in 0..rollouts {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ rollout.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        let mut tracker = Tracker::new(latency_config());
+        let mut tracker = Tracker::new(latency_config(), CANARY_WEIGHT);
         let mut canary = vec![0.0; bounds.len() + 1];
         let mut baseline = vec![0.0; bounds.len() + 1];
         let (mut cn, mut bn) = (0.0, 0.0);
@@ -367,6 +377,18 @@ fn main() {
     let (latency_aa_fail, latency_aa_pass) = run_latency(rollouts, seed.wrapping_add(11), 1.0);
 
     let rampart_rate = aa.rampart[0].rate(rollouts);
+    // Harder A/A cases for the normal approximation: rare failures and a 5% canary.
+    let mut aa_rare = Vec::new();
+    for (k, base) in [0.99, 0.999].into_iter().enumerate() {
+        let run = run_ratio_at(rollouts, seed.wrapping_add(40 + k as u64), base, 0.05, 0.0, &[0.0]);
+        aa_rare.push(json!({
+            "base_accuracy": base,
+            "canary_weight": 0.05,
+            "rampart": run.rampart[0].rate(rollouts),
+            "kayenta_style": run.kayenta.rate(rollouts),
+            "repeated_z": run.repeated_z.rate(rollouts),
+        }));
+    }
     let srm = srm_false_alarm_rate(rollouts, seed.wrapping_add(30));
     let mut aa_pass = serde_json::Map::new();
     for (i, t) in tolerances.iter().enumerate() {
@@ -406,6 +428,7 @@ fn main() {
         "srm_false_alarm_rate": {"rampart": srm.0, "repeated_chi_square": srm.1},
         "fixed_n_test": format!("two-sided two-proportion z at alpha {ALPHA}, power {POWER}, drop {SMALLEST_DROP} from {BASE_ACCURACY}"),
         "aa_pass": Value::Object(aa_pass),
+        "aa_false_rollback_rate_rare_events": aa_rare,
         "aa_pass_latency": {"rate": latency_aa_pass.rate(rollouts), "mean_canary_samples": latency_aa_pass.mean_samples()},
     });
     if as_json {
