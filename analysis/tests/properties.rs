@@ -159,3 +159,64 @@ fn mirrored(forward: &MetricVerdict, backward: &MetricVerdict) -> Result<(), Tes
     );
     Ok(())
 }
+
+fn any_number() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(0.0),
+        Just(-1.0),
+        -1e12f64..1e12,
+        0.0f64..1e6,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_numbers_from_prometheus_never_panic(
+        numbers in prop::collection::vec(any_number(), 12),
+        les in prop::collection::vec(any_number(), 0..6),
+        weight in any_number(),
+    ) {
+        let config = AnalysisConfig::with_metrics(vec![
+            MetricConfig { name: "r".into(), kind: ratio(), tolerance: Tolerance::Relative(0.1), min_samples: None },
+            MetricConfig { name: "m".into(), kind: mean(), tolerance: Tolerance::Absolute(0.0), min_samples: None },
+            MetricConfig {
+                name: "l".into(),
+                kind: MetricKind::Latency { quantile: 0.9, threshold_slack: 0.0, threshold_seconds: None },
+                tolerance: Tolerance::Absolute(0.0),
+                min_samples: None,
+            },
+        ]);
+        let buckets = |scale: f64| ArmCounts::Histogram {
+            buckets: les
+                .iter()
+                .enumerate()
+                .map(|(i, le)| rampart_analysis::Bucket { le: *le, count: scale * i as f64 })
+                .chain(std::iter::once(rampart_analysis::Bucket { le: f64::INFINITY, count: scale * 10.0 }))
+                .collect(),
+        };
+        let n = &numbers;
+        let input = StepInput {
+            configured_canary_weight: weight,
+            requests: Some(rampart_analysis::ArmPair { canary: n[10], baseline: n[11] }),
+            metrics: vec![
+                MetricObservation { name: "r".into(), canary: ratio_counts(n[0], n[1]), baseline: ratio_counts(n[2], n[3]) },
+                MetricObservation {
+                    name: "m".into(),
+                    canary: ArmCounts::Mean { sum: n[4], sum_sq: n[5], count: n[6] },
+                    baseline: ArmCounts::Mean { sum: n[7], sum_sq: n[8], count: n[9] },
+                },
+                MetricObservation { name: "l".into(), canary: buckets(n[0].abs().min(1e6)), baseline: buckets(n[1].abs().min(1e6)) },
+            ],
+            final_look: false,
+        };
+        // Errors are allowed (a weight outside [0, 1]); panics are not, and a verdict must serialize.
+        if let Ok(outcome) = evaluate_step(&config, &input, None) {
+            prop_assert!(serde_json::to_string(&outcome.verdict).is_ok());
+        }
+    }
+}
