@@ -1,6 +1,7 @@
 //! What the user configures for an analysis: alpha, the metrics with their direction and tolerance, the mixing
 //! parameter of the confidence sequences, minimum samples and the sample-ratio-mismatch check.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AnalysisError;
@@ -16,7 +17,7 @@ pub const DEFAULT_EXPECTED_SAMPLES: f64 = 500.0;
 pub const DEFAULT_SRM_ALPHA: f64 = 0.001;
 
 /// The whole analysis configuration of one rollout (the `analysis` block of a ModelRollout).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AnalysisConfig {
     /// Error rate of the decisions: the chance of rolling back a canary that is within tolerance on every metric
@@ -45,7 +46,7 @@ fn default_min_samples() -> f64 {
 
 /// How the mixing distribution of the confidence sequence is chosen. Both forms are fixed before any data is seen,
 /// which the validity of the sequence requires.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum Tuning {
     /// Make the boundary tightest at this *effective* sample size `n_c·n_b/(n_c+n_b)` (about the canary's count
@@ -63,7 +64,7 @@ impl Default for Tuning {
 }
 
 /// The sample-ratio-mismatch (SRM) check.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SrmConfig {
     /// Whether the check runs at all.
@@ -88,7 +89,7 @@ impl Default for SrmConfig {
 }
 
 /// One metric compared between canary and baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricConfig {
     /// The metric's name as users see it (`accuracy`, `error-rate`, `latency`).
@@ -106,7 +107,7 @@ pub struct MetricConfig {
 }
 
 /// The kinds of metric Rampart compares.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum MetricKind {
     /// Successes out of trials (accuracy from labelled outcomes, error rate).
@@ -142,7 +143,7 @@ fn default_slack() -> f64 {
 }
 
 /// Which way is better for a metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Direction {
     /// Larger values are better (accuracy).
@@ -162,7 +163,7 @@ impl Direction {
 }
 
 /// The non-inferiority margin of a metric.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum Tolerance {
     /// In the metric's own units (0.01 = one accuracy point).

@@ -2,6 +2,7 @@
 //! cumulative counts of every interval in, the sequence of verdicts out. The CLI reads and writes the files;
 //! this module only maps one value to the other.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::config::AnalysisConfig;
@@ -15,7 +16,7 @@ use crate::verdict::{StepVerdict, Verdict};
 pub const DOCUMENT_VERSION: &str = "rampart.dev/analysis/v1";
 
 /// Input of an offline analysis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AnalysisDocument {
     /// Must be `rampart.dev/analysis/v1` when present.
@@ -28,7 +29,7 @@ pub struct AnalysisDocument {
 }
 
 /// One look of an offline analysis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Interval {
     /// A free label, e.g. an RFC 3339 timestamp; copied to the output.
@@ -40,7 +41,7 @@ pub struct Interval {
 }
 
 /// Output of an offline analysis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisReport {
     /// `rampart.dev/analysis/v1`.
@@ -55,7 +56,7 @@ pub struct AnalysisReport {
 }
 
 /// Where the analysis decided.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     /// Pass or Fail.
@@ -70,7 +71,7 @@ pub struct Decision {
 }
 
 /// The verdict of one look with its label.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IntervalVerdict {
     /// The interval's label, if it had one.
@@ -113,6 +114,16 @@ pub fn analyze_document(document: &AnalysisDocument) -> Result<AnalysisReport, A
         verdicts,
         state: state.unwrap_or_default(),
     })
+}
+
+/// The JSON Schema of the offline input document ([`AnalysisDocument`]).
+pub fn document_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(AnalysisDocument)).unwrap_or_default()
+}
+
+/// The JSON Schema of the offline output ([`AnalysisReport`]).
+pub fn report_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(AnalysisReport)).unwrap_or_default()
 }
 
 /// [`analyze_document`] on JSON text, returning pretty JSON text.

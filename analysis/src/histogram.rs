@@ -2,6 +2,7 @@
 //! computes them, the share of requests slower than a threshold, and the Mann-Whitney / Hodges-Lehmann comparison
 //! on binned data (every observation in one bucket is a tie).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::input::Bucket;
@@ -110,7 +111,7 @@ impl Histogram {
 
 /// Mann-Whitney U on two binned samples, with the tie correction for observations sharing a bucket, and the
 /// Hodges-Lehmann shift estimate. Fixed-horizon: shown for parity with Kayenta, not used for verdicts.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MannWhitney {
     /// U of the first sample (pairs where it is larger, ties counted half).

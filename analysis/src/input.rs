@@ -1,10 +1,11 @@
 //! What the controller passes in at every analysis interval: cumulative counts per version since the analysis
 //! step began, as Prometheus reports them (floats, possibly fractional from `increase()`).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// One look: the configured split and the cumulative counts of every metric for both arms.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StepInput {
     /// The share of traffic configured for the canary, in [0, 1] (a 10% weight is 0.1).
@@ -20,7 +21,7 @@ pub struct StepInput {
 }
 
 /// A value for each arm.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ArmPair<T> {
     /// The canary's value.
     pub canary: T,
@@ -29,7 +30,7 @@ pub struct ArmPair<T> {
 }
 
 /// The cumulative counts of one metric for both arms.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MetricObservation {
     /// The configured metric's name.
     pub name: String,
@@ -40,7 +41,7 @@ pub struct MetricObservation {
 }
 
 /// Cumulative counts of one arm, in the shape of the metric's kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ArmCounts {
     /// Ratio metrics: successes (correct predictions, or errors for an error rate) out of trials.
@@ -68,13 +69,21 @@ pub enum ArmCounts {
 }
 
 /// One cumulative histogram bucket: the number of observations less than or equal to `le`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Bucket {
     /// The upper bound in seconds; `+Inf` for the last bucket. In JSON a number or the string `"+Inf"`.
     #[serde(serialize_with = "serialize_le", deserialize_with = "deserialize_le")]
+    #[schemars(schema_with = "le_schema")]
     pub le: f64,
     /// Cumulative count.
     pub count: f64,
+}
+
+fn le_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Upper bound in seconds, or \"+Inf\" for the last bucket.",
+        "oneOf": [{"type": "number"}, {"type": "string", "enum": ["+Inf"]}]
+    })
 }
 
 fn serialize_le<S: Serializer>(le: &f64, serializer: S) -> Result<S::Ok, S::Error> {

@@ -3,6 +3,7 @@
 //! Pipeline: validate configuration -> sample-ratio-mismatch check -> assess each metric -> Holm–Bonferroni over
 //! the fail p-values -> combine into the step verdict -> hand back the state for the next look.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::config::AnalysisConfig;
@@ -16,7 +17,7 @@ use crate::state::{AnalysisState, MetricState};
 use crate::verdict::{MetricVerdict, StepVerdict, Verdict};
 
 /// The verdict of a look and the state to pass to the next one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StepOutcome {
     /// What to show and act on.

@@ -5,6 +5,7 @@
 //! verdicts use the confidence sequences in [`crate::sequence`], and these serve SRM, reporting and the simulation's
 //! peer methods.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ChiSquared, ContinuousCDF, Normal, StudentsT};
 
@@ -45,7 +46,7 @@ pub fn chi_square_quantile(p: f64, df: f64) -> f64 {
 }
 
 /// Result of a classical test: the statistic and its p-value.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TestResult {
     /// The test statistic (chi-square, z or t).

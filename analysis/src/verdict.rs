@@ -1,13 +1,14 @@
 //! The verdicts Rampart reports per metric and per step, with the numbers behind them. This JSON shape goes into
 //! the ModelRollout status, events, the registry and the CLI, so field names are stable and readable.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::histogram::MannWhitney;
 use crate::textbook::TestResult;
 
 /// The outcome of a metric or a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Verdict {
     /// The canary is, with the configured confidence, no worse than the tolerance.
     Pass,
@@ -38,7 +39,7 @@ impl std::fmt::Display for Verdict {
 }
 
 /// The verdict of one analysis look over all metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StepVerdict {
     /// Fail if traffic is misrouted or any metric fails (after Holm–Bonferroni); else Inconclusive if any metric
@@ -56,7 +57,7 @@ pub struct StepVerdict {
 }
 
 /// The sample-ratio-mismatch check of one look.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SrmVerdict {
     /// Fail on a mismatch, Pass otherwise, Continue when too few requests to test.
@@ -80,7 +81,7 @@ pub struct SrmVerdict {
 }
 
 /// The verdict of one metric at one look.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricVerdict {
     /// The metric's configured name.
@@ -124,7 +125,7 @@ pub struct MetricVerdict {
 }
 
 /// One arm's estimate.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArmEstimate {
     /// The share, mean, or share of slow requests.
@@ -134,7 +135,7 @@ pub struct ArmEstimate {
 }
 
 /// Latency-specific numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LatencyDetail {
     /// Requests slower than this many seconds count as slow.

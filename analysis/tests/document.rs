@@ -51,3 +51,21 @@ fn the_example_in_docs_statistics_md_is_a_valid_document() {
     assert_eq!(report.verdicts.len(), 1);
     assert_eq!(report.verdicts[0].verdict.metrics.len(), 3);
 }
+
+#[test]
+fn committed_json_schemas_match_the_types() {
+    let committed: serde_json::Value =
+        serde_json::from_str(include_str!("../schema/analysis-document.schema.json")).unwrap();
+    assert_eq!(
+        committed,
+        rampart_analysis::document::document_schema(),
+        "regenerate: cargo run -p rampart-analysis --example schema -- document > analysis/schema/analysis-document.schema.json"
+    );
+    let committed: serde_json::Value =
+        serde_json::from_str(include_str!("../schema/analysis-report.schema.json")).unwrap();
+    assert_eq!(
+        committed,
+        rampart_analysis::document::report_schema(),
+        "regenerate: cargo run -p rampart-analysis --example schema -- report > analysis/schema/analysis-report.schema.json"
+    );
+}
