@@ -23,6 +23,10 @@ pub struct ControllerConfig {
     pub default_analysis_interval: Duration,
     /// Only watch this namespace (all namespaces when None).
     pub namespace: Option<String>,
+    /// Time after a weight change before an analysis step starts counting: the gateway needs a moment to apply the
+    /// new weights and Prometheus a scrape or two to see them. About twice the scrape interval; capped at half the
+    /// step's duration.
+    pub metrics_settle: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -37,6 +41,7 @@ impl Default for ControllerConfig {
             renew_interval: Duration::from_secs(5),
             default_analysis_interval: Duration::from_secs(60),
             namespace: None,
+            metrics_settle: Duration::from_secs(30),
         }
     }
 }

@@ -43,6 +43,9 @@ struct Args {
     /// Only watch this namespace (default: all namespaces).
     #[arg(long, env = "RAMPART_NAMESPACE")]
     namespace: Option<String>,
+    /// Seconds after a weight change before an analysis step starts counting (about twice the scrape interval).
+    #[arg(long, env = "RAMPART_METRICS_SETTLE_SECONDS", default_value_t = 30.0)]
+    metrics_settle_seconds: f64,
     /// Address of the /metrics, /healthz and /readyz server.
     #[arg(long, env = "RAMPART_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     metrics_address: SocketAddr,
@@ -133,6 +136,7 @@ fn build_config(args: &Args) -> Result<ControllerConfig, String> {
         lease_duration: seconds(args.lease_duration_seconds, "lease-duration-seconds")?,
         renew_interval: seconds(args.renew_interval_seconds, "renew-interval-seconds")?,
         namespace: args.namespace.clone(),
+        metrics_settle: seconds(args.metrics_settle_seconds, "metrics-settle-seconds")?,
         ..ControllerConfig::default()
     };
     if let Some(identity) = &args.identity {

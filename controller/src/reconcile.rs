@@ -149,12 +149,15 @@ impl<'a> Reconciler<'a> {
         Ok(())
     }
 
+    /// Publishes an Event. Its action names the step, so each transition is its own Event (the recorder folds
+    /// Events with the same action and reason into one series).
     async fn event(&self, kind: EventType, reason: &str, note: String) {
+        let step = self.rollout.status.as_ref().and_then(|s| s.current_step).unwrap_or(0);
         let event = Event {
             type_: kind,
             reason: reason.into(),
             note: Some(truncate(&note, 1000)),
-            action: reason.into(),
+            action: format!("{reason}AtStep{step}"),
             secondary: None,
         };
         if let Err(err) = self.ctx.recorder.publish(&event, &self.rollout.object_ref(&())).await {
@@ -364,14 +367,17 @@ impl<'a> Reconciler<'a> {
         let final_look = elapsed >= duration;
         let previous = status.analysis.clone().unwrap_or_default();
         let looks_done = u32::try_from(previous.looks.unwrap_or(0).max(0)).unwrap_or(0);
-        let next_due = (interval * (looks_done + 1)).min(duration);
+        // Counting starts once the new weight has settled; looks follow every interval after that.
+        let settle = self.ctx.config.metrics_settle.min(duration / 2);
+        let next_due = (settle + interval * (looks_done + 1)).min(duration);
         if !final_look && elapsed < next_due {
             return Ok(Action::requeue(next_due - elapsed));
         }
 
         let config =
             analysis_config(spec_analysis).map_err(|message| Error::InvalidSpec { rollout: self.id(), message })?;
-        let started = parse_time(status.step_started_at.as_deref()).unwrap_or(self.now);
+        let step_started = parse_time(status.step_started_at.as_deref()).unwrap_or(self.now);
+        let started = step_started.checked_add(settle).unwrap_or(step_started);
         let observation = self.observe(&status, started).await;
         let mut analysis =
             AnalysisStatus { looks: Some(i32::try_from(looks_done + 1).unwrap_or(i32::MAX)), ..previous };

@@ -33,7 +33,9 @@ async fn a_good_candidate_walks_5_25_50_100_and_is_promoted() {
     ]);
     rig.create_rollout(rollout("good", steps, json!([accuracy_metric(0.05)]), json!({}))).await;
 
-    let done = rig.wait_for_phase("good", &[Phase::Succeeded, Phase::RolledBack, Phase::Failed], Duration::from_secs(150)).await;
+    let done = rig
+        .wait_for_phase("good", &[Phase::Succeeded, Phase::RolledBack, Phase::Failed], Duration::from_secs(150))
+        .await;
     let elapsed = started.elapsed();
     let status = done.status.clone().unwrap();
     assert_eq!(status.phase, Some(Phase::Succeeded), "{status:?}");
@@ -84,12 +86,16 @@ async fn a_canary_five_accuracy_points_worse_is_rolled_back_and_the_route_return
     let condition = status.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!(condition.status, "False");
     let condition_message = condition.message.unwrap();
-    assert!(condition_message.contains("accuracy") && condition_message.contains("0.8"), "numbers: {condition_message}");
+    assert!(
+        condition_message.contains("accuracy") && condition_message.contains("0.8"),
+        "numbers: {condition_message}"
+    );
     let metrics = status.analysis.unwrap().metrics.unwrap();
     assert_eq!(metrics[0].verdict, "Fail");
     let deployments: Api<Deployment> = Api::namespaced(rig.client.clone(), &rig.namespace);
     assert!(deployments.get_opt("model-canary").await.unwrap().is_none(), "the canary is removed after rollback");
-    let env = deployments.get("model").await.unwrap().spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+    let env =
+        deployments.get("model").await.unwrap().spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
     assert_eq!(env[0].value.as_deref(), Some("s3://models/fraud/v1"), "the baseline is untouched");
     rig.stop_controller().await;
 }
@@ -163,7 +169,8 @@ async fn manual_promote_abort_and_retry_do_what_the_docs_say() {
     assert!(!history.iter().any(|h| h.message.as_deref().is_some_and(|m| m.ends_with("50%"))), "50% was skipped");
     assert_eq!(rig.route_canary_weight().await, Some(0));
     let reasons = rig.event_reasons("manual").await;
-    for expected in ["Started", "WeightSet", "Paused", "RollingBack", "RolledBack", "Retrying", "Promoting", "Promoted"] {
+    for expected in ["Started", "WeightSet", "Paused", "RollingBack", "RolledBack", "Retrying", "Promoting", "Promoted"]
+    {
         assert!(reasons.iter().any(|r| r == expected), "missing event {expected}: {reasons:?}");
     }
     rig.stop_controller().await;

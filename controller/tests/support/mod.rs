@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use rampart_api::{ModelRollout, Phase};
@@ -72,7 +72,10 @@ impl Rig {
             },
         }))
         .unwrap();
-        Api::<Deployment>::namespaced(client.clone(), &namespace).create(&PostParams::default(), &deployment).await.unwrap();
+        Api::<Deployment>::namespaced(client.clone(), &namespace)
+            .create(&PostParams::default(), &deployment)
+            .await
+            .unwrap();
         let route: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "gateway.networking.k8s.io/v1",
             "kind": "HTTPRoute",
@@ -100,7 +103,9 @@ impl Rig {
         let backends: BTreeMap<String, std::net::SocketAddr> =
             [("model".to_string(), baseline.addr()), ("model-canary".to_string(), canary.addr())].into();
         let driver =
-            LoadDriver::start(client.clone(), &namespace, RouteSource::http_route("model"), backends, LOAD_RPS).await.unwrap();
+            LoadDriver::start(client.clone(), &namespace, RouteSource::http_route("model"), backends, LOAD_RPS)
+                .await
+                .unwrap();
         let kubelet = tokio::spawn(play_deployment_controller(client.clone(), namespace.clone()));
         Rig {
             client,
@@ -128,14 +133,19 @@ impl Rig {
             renew_interval: Duration::from_secs(1),
             default_analysis_interval: Duration::from_secs(1),
             namespace: Some(self.namespace.clone()),
+            metrics_settle: Duration::from_millis(2500),
         }
     }
 
     /// Starts the controller in this process.
     pub fn start_controller(&mut self) {
         let (tx, rx) = watch::channel(false);
-        let handle =
-            tokio::spawn(rampart_controller::run(self.client.clone(), self.controller_config("in-process"), Metrics::default(), rx));
+        let handle = tokio::spawn(rampart_controller::run(
+            self.client.clone(),
+            self.controller_config("in-process"),
+            Metrics::default(),
+            rx,
+        ));
         self.controller = Some((handle, tx));
     }
 
@@ -157,6 +167,7 @@ impl Rig {
             .args(["--lease-namespace", &self.namespace, "--namespace", &self.namespace])
             .args(["--identity", identity, "--lease-duration-seconds", "4", "--renew-interval-seconds", "1"])
             .args(["--metrics-address", &format!("127.0.0.1:{port}"), "--log-format", "text"])
+            .args(["--metrics-settle-seconds", "2.5"])
             .env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .spawn()
@@ -224,11 +235,12 @@ impl Rig {
     pub async fn route_canary_weight(&self) -> Option<i64> {
         let route = routes(&self.client, &self.namespace).get("model").await.unwrap();
         route.data.pointer("/spec/rules/0/backendRefs")?.as_array()?.iter().find_map(|backend| {
-            (backend.get("name")?.as_str()? == "model-canary").then(|| backend.get("weight").and_then(Value::as_i64).unwrap_or(1))
+            (backend.get("name")?.as_str()? == "model-canary")
+                .then(|| backend.get("weight").and_then(Value::as_i64).unwrap_or(1))
         })
     }
 
-    /// Events recorded for the rollout, by reason, in order.
+    /// Events recorded for the rollout, by reason, in order; an Event repeated as a series counts as many times.
     pub async fn event_reasons(&self, name: &str) -> Vec<String> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
         let mut list: Vec<Event> = events
@@ -237,10 +249,15 @@ impl Rig {
             .unwrap()
             .items
             .into_iter()
-            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
             .collect();
         list.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
-        list.into_iter().flat_map(|e| std::iter::repeat_n(e.reason.unwrap_or_default(), e.count.unwrap_or(1).max(1) as usize)).collect()
+        list.into_iter()
+            .flat_map(|e| {
+                let count = e.series.as_ref().map(|s| s.count).unwrap_or(1).max(1);
+                std::iter::repeat_n(e.reason.unwrap_or_default(), usize::try_from(count).unwrap_or(1))
+            })
+            .collect()
     }
 }
 
