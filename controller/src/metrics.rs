@@ -50,6 +50,7 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub reconcile_errors: Family<StageLabels, Counter>,
     pub is_leader: Gauge,
+    pub rollback_latency: Histogram,
 }
 
 const PHASES: [Phase; 10] = [
@@ -75,6 +76,8 @@ impl Default for Metrics {
             Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter());
         let reconcile_errors = Family::<StageLabels, Counter>::default();
         let is_leader = Gauge::default();
+        let rollback_latency =
+            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5].into_iter());
         registry.register("rollout_phase", "1 for the phase each rollout is in, 0 for the others", phase.clone());
         registry.register("rollout_canary_weight", "Percentage of traffic sent to the canary", canary_weight.clone());
         registry.register(
@@ -85,6 +88,11 @@ impl Default for Metrics {
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
         registry.register("reconcile_errors", "Failed reconciles by stage", reconcile_errors.clone());
         registry.register("leader", "1 when this replica holds the leader lease", is_leader.clone());
+        registry.register(
+            "rollback_latency_seconds",
+            "Time from a failing verdict to the canary's traffic weight being 0",
+            rollback_latency.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             phase,
@@ -93,6 +101,7 @@ impl Default for Metrics {
             reconcile_duration,
             reconcile_errors,
             is_leader,
+            rollback_latency,
         }
     }
 }

@@ -106,7 +106,7 @@ impl<'a> Reconciler<'a> {
         }
         if annotations.contains_key(ANNOTATION_ABORT) && phase != Phase::RollingBack {
             return self
-                .roll_back(status, "aborted by the rampart.dev/abort annotation (rampart abort)".into(), true)
+                .roll_back(status, "aborted by the rampart.dev/abort annotation (rampart abort)".into(), true, None)
                 .await;
         }
         match phase {
@@ -433,8 +433,9 @@ impl<'a> Reconciler<'a> {
 
         match verdict.verdict {
             Verdict::Fail => {
+                let failed_at = Instant::now();
                 let reason = format!("step {index}: analysis failed: {}", describe_failure(&verdict));
-                self.roll_back(status, reason, false).await
+                self.roll_back(status, reason, false, Some(failed_at)).await
             }
             Verdict::Pass => {
                 self.begin_step(&mut status, index + 1);
@@ -549,7 +550,7 @@ impl<'a> Reconciler<'a> {
         }
         match policy {
             OnInconclusive::Rollback => {
-                self.roll_back(status, format!("{reason}; onInconclusive: rollback"), false).await
+                self.roll_back(status, format!("{reason}; onInconclusive: rollback"), false, None).await
             }
             OnInconclusive::Promote => {
                 self.begin_step(&mut status, index + 1);
@@ -571,8 +572,19 @@ impl<'a> Reconciler<'a> {
 
     /// Sends all traffic back to the baseline now, then records the rollback. Nothing here waits on Prometheus or
     /// Postgres.
-    async fn roll_back(&self, mut status: ModelRolloutStatus, reason: String, aborted: bool) -> Result<Action, Error> {
+    async fn roll_back(
+        &self,
+        mut status: ModelRolloutStatus,
+        reason: String,
+        aborted: bool,
+        failed_at: Option<Instant>,
+    ) -> Result<Action, Error> {
         self.route_all_to_baseline(&status).await?;
+        if let Some(failed_at) = failed_at {
+            let latency = failed_at.elapsed();
+            self.ctx.metrics.rollback_latency.observe(latency.as_secs_f64());
+            tracing::info!(rollout = %self.id(), latency_ms = latency.as_secs_f64() * 1000.0, "canary weight is 0 after a failing verdict");
+        }
         status.canary_weight = Some(0);
         status.step_started_at = Some(self.now.to_string());
         let automatic = self.rollout.spec.rollback.as_ref().and_then(|r| r.on_failure).unwrap_or(true);
