@@ -220,7 +220,7 @@ pub struct RegisterArgs {
     pub model: String,
     /// The version to register, e.g. v8.
     #[arg(value_name = "VERSION")]
-    pub version: String,
+    pub model_version: String,
     /// The model on local disk (file or directory), verified against the bundle.
     #[arg(long, value_name = "MODEL_PATH")]
     pub path: PathBuf,
@@ -293,4 +293,14 @@ pub struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_grammar_has_no_conflicting_arguments() {
+        super::Cli::command().debug_assert();
+    }
 }

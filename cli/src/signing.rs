@@ -90,7 +90,7 @@ pub async fn register(args: &RegisterArgs, global: &GlobalArgs) -> Result<ExitCo
     let database = Database::connect_for_writing(global).await?;
     let new = NewVersion {
         model: args.model.clone(),
-        version: args.version.clone(),
+        version: args.model_version.clone(),
         uri: args.uri.clone(),
         digest: verified.model_digest.clone(),
         size_bytes: model_size(&args.path),
@@ -105,8 +105,10 @@ pub async fn register(args: &RegisterArgs, global: &GlobalArgs) -> Result<ExitCo
         signer_key_id: verified.key_id.clone(),
         signature_bundle: Some(bundle),
     };
-    let record =
-        registry.mark_verified(&args.model, &args.version, &verification).await.map_err(|err| database.error(err))?;
+    let record = registry
+        .mark_verified(&args.model, &args.model_version, &verification)
+        .await
+        .map_err(|err| database.error(err))?;
     println!(
         "registered {} {} ({}), verified: signed by key {} ({})",
         record.model, record.version, record.digest, verified.key_id, verified.key_label
