@@ -25,12 +25,15 @@ impl Database {
                 Some("pass --database-url postgres://USER@HOST:5432/DB or set RAMPART_DATABASE_URL".into()),
             ));
         };
-        let options = PgConnectOptions::from_str(url).map_err(|err| {
-            CliError::input(
-                format!("--database-url is not a valid Postgres URL: {err}"),
-                Some("use the form postgres://USER:PASSWORD@HOST:5432/DATABASE".into()),
-            )
-        })?;
+        let hint = || Some("use the form postgres://USER:PASSWORD@HOST:5432/DATABASE".to_string());
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(CliError::input(
+                "--database-url is not a valid Postgres URL: it must start with postgres:// or postgresql://",
+                hint(),
+            ));
+        }
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|err| CliError::input(format!("--database-url is not a valid Postgres URL: {err}"), hint()))?;
         let location =
             format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or(""));
         let pool = PgPoolOptions::new()
