@@ -132,7 +132,7 @@ async fn status_watch_redraws_each_change_and_exits_1_when_rolled_back() {
     create_rollout(&api, "fraud-v8").await;
     set_status(&api, "fraud-v8", progressing_status()).await;
 
-    let mut child = tokio::process::Command::new(support::binary())
+    let child = tokio::process::Command::new(support::binary())
         .args(["status", "fraud-v8", "--watch", "--interval", "0.2", "--kubeconfig", path_str(kubeconfig()), "-n", &ns])
         .env_remove("KUBECONFIG")
         .stdout(std::process::Stdio::piped())
