@@ -328,3 +328,25 @@ async fn promote_of_an_unknown_rollout_exits_2() {
     outcome.expect_code(2);
     assert!(outcome.stderr.contains(&format!("ModelRollout {ns}/ghost not found")), "{}", outcome.stderr);
 }
+
+#[tokio::test]
+async fn on_a_terminal_status_draws_a_block_bar_and_watch_redraws_in_place() {
+    if !Path::new("/usr/bin/script").is_file() {
+        eprintln!("NOTICE: util-linux `script` is missing; cannot give the CLI a terminal, skipping");
+        return;
+    }
+    let (api, ns) = setup("cli-tty").await;
+    create_rollout(&api, "fraud-v8").await;
+    set_status(&api, "fraud-v8", json!({"phase": "Succeeded", "canaryWeight": 50})).await;
+    // `script` runs the command with a pseudo-terminal as its stdout.
+    let line = format!(
+        "{} status fraud-v8 --watch --kubeconfig {} -n {ns}",
+        support::binary().display(),
+        kubeconfig().display()
+    );
+    let output = std::process::Command::new("/usr/bin/script").args(["-qec", &line, "/dev/null"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("[██████████░░░░░░░░░░]  50%"), "{stdout}");
+    assert!(stdout.contains("\u{1b}[2J\u{1b}[H"), "watch clears the screen on a terminal: {stdout:?}");
+}
