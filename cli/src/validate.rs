@@ -13,8 +13,15 @@ use crate::database::Database;
 use crate::error::CliError;
 use crate::junit;
 
-/// Validates against a baseline file.
-pub fn run_local(args: &ValidateArgs) -> Result<ExitCode, CliError> {
+/// Validates against the baseline file, or the registry's production contract with `--baseline-from-registry`.
+pub async fn run(args: &ValidateArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
+    match &args.baseline_from_registry {
+        Some(model) => run_with_registry(args, global, model).await,
+        None => run_local(args),
+    }
+}
+
+fn run_local(args: &ValidateArgs) -> Result<ExitCode, CliError> {
     let candidate = load(&args.candidate, "candidate")?;
     let baseline = match &args.baseline {
         Some(path) => Some(load(path, "baseline")?),
@@ -24,8 +31,7 @@ pub fn run_local(args: &ValidateArgs) -> Result<ExitCode, CliError> {
 }
 
 /// Validates against the contract recorded for the model's `production` version.
-pub async fn run_with_registry(args: &ValidateArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
-    let Some(model) = &args.baseline_from_registry else { return run_local(args) };
+async fn run_with_registry(args: &ValidateArgs, global: &GlobalArgs, model: &str) -> Result<ExitCode, CliError> {
     // Read the candidate first: a malformed file is reported without needing the database.
     let candidate = load(&args.candidate, "candidate")?;
     let options = options(args)?;
