@@ -144,3 +144,17 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollback_latency_is_exposed_with_sum_and_count() {
+        let metrics = Metrics::default();
+        metrics.rollback_latency.observe(0.25);
+        let text = metrics.encode();
+        assert!(text.contains("rampart_rollback_latency_seconds_count 1"), "{text}");
+        assert!(text.contains("rampart_rollback_latency_seconds_sum 0.25"), "{text}");
+    }
+}

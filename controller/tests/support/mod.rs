@@ -34,6 +34,8 @@ pub struct Rig {
     pub canary: ModelServer,
     pub driver: LoadDriver,
     controller: Option<(tokio::task::JoinHandle<()>, watch::Sender<bool>)>,
+    /// The in-process controller's metrics (rollback latency, verdicts).
+    pub metrics: Metrics,
     processes: Vec<std::process::Child>,
     kubelet: tokio::task::JoinHandle<()>,
     _heavy: MutexGuard<'static, ()>,
@@ -115,6 +117,7 @@ impl Rig {
             canary,
             driver,
             controller: None,
+            metrics: Metrics::default(),
             processes: Vec::new(),
             kubelet,
             _heavy: heavy,
@@ -143,7 +146,7 @@ impl Rig {
         let handle = tokio::spawn(rampart_controller::run(
             self.client.clone(),
             self.controller_config("in-process"),
-            Metrics::default(),
+            self.metrics.clone(),
             rx,
         ));
         self.controller = Some((handle, tx));
