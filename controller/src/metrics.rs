@@ -72,12 +72,10 @@ impl Default for Metrics {
         let phase = Family::<PhaseLabels, Gauge>::default();
         let canary_weight = Family::<RolloutLabels, Gauge>::default();
         let verdict = Family::<VerdictLabels, Gauge>::default();
-        let reconcile_duration =
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter());
+        let reconcile_duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
         let reconcile_errors = Family::<StageLabels, Counter>::default();
         let is_leader = Gauge::default();
-        let rollback_latency =
-            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5].into_iter());
+        let rollback_latency = Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
         registry.register("rollout_phase", "1 for the phase each rollout is in, 0 for the others", phase.clone());
         registry.register("rollout_canary_weight", "Percentage of traffic sent to the canary", canary_weight.clone());
         registry.register(

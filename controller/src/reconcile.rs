@@ -784,9 +784,9 @@ fn truncate(text: &str, max: usize) -> String {
 
 fn format_duration(duration: Duration) -> String {
     let secs = duration.as_secs();
-    if secs >= 3600 && secs % 60 == 0 {
+    if secs >= 3600 && secs.is_multiple_of(60) {
         format!("{}h{}m", secs / 3600, (secs % 3600) / 60)
-    } else if secs >= 60 && secs % 60 == 0 {
+    } else if secs >= 60 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{:.1}s", duration.as_secs_f64())

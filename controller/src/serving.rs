@@ -303,8 +303,10 @@ mod tests {
             };
             let out = with_model_uri(template(c.clone()), &s, "s3://new").unwrap();
             assert_eq!(out.spec.unwrap().containers[0].args.clone().unwrap(), expected);
-            let mut d = Deployment::default();
-            d.spec = Some(k8s_openapi::api::apps::v1::DeploymentSpec { template: template(c), ..Default::default() });
+            let d = Deployment {
+                spec: Some(k8s_openapi::api::apps::v1::DeploymentSpec { template: template(c), ..Default::default() }),
+                ..Default::default()
+            };
             assert_eq!(current_uri(&d, &s).as_deref(), Some("s3://old").filter(|_| args.len() > 1));
         }
     }

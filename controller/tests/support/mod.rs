@@ -5,7 +5,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -23,7 +22,7 @@ use tokio::sync::watch;
 pub const LOAD_RPS: f64 = 400.0;
 
 /// Heavy rollout tests run one at a time: the machine has two cores.
-static HEAVY: Mutex<()> = Mutex::new(());
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One controller test's world.
 pub struct Rig {
@@ -38,14 +37,14 @@ pub struct Rig {
     pub metrics: Metrics,
     processes: Vec<std::process::Child>,
     kubelet: tokio::task::JoinHandle<()>,
-    _heavy: MutexGuard<'static, ()>,
+    _heavy: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Rig {
     /// Sets up the namespace, Deployment, HTTPRoute, servers, Prometheus targets and load. `canary` configures the
     /// canary model server (version `v2`); the baseline is `v1` with accuracy 0.9.
     pub async fn new(prefix: &str, canary: ModelServerConfig, prometheus_url: Option<String>) -> Rig {
-        let heavy = HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let heavy = HEAVY.lock().await;
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
             .with_test_writer()
