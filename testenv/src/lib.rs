@@ -29,6 +29,8 @@ pub use crds::install_crds;
 pub use load_driver::{BackendCounts, LoadDriver, LoadOptions, RouteSource, TrafficSplit};
 pub use model_server::{Behaviour, Latency, ModelServer, ModelServerConfig, ServedCounts};
 pub use postgres::Postgres;
+/// A process under the watchdog (stops when this process exits), for tools like `rampart-testenv up`.
+pub use process::Supervised;
 pub use process::free_port;
 pub use prometheus::{Prometheus, PrometheusOptions, Sample};
 
