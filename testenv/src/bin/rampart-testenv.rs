@@ -214,6 +214,7 @@ async fn run_up(
     start: Instant,
 ) -> Result<ExitCode, Error> {
     let client = env.client().await?;
+    ensure_model_rollout_crd(&client).await?;
     ensure_namespace(&client, SYSTEM_NAMESPACE).await?;
     let deployment_controller = tokio::spawn(play_deployment_controller(client.clone()));
 
@@ -286,6 +287,22 @@ async fn run_up(
 /// Quotes a value for a POSIX shell.
 fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// Fails when `crds/` held no ModelRollout CRD (an empty or missing `crds/modelrollout.yaml` installs nothing).
+async fn ensure_model_rollout_crd(client: &kube::Client) -> Result<(), Error> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let name = "modelrollouts.rampart.dev";
+    match Api::<CustomResourceDefinition>::all(client.clone()).get_opt(name).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Error::Missing {
+            what: format!("the CRD {name}"),
+            hint: "crds/modelrollout.yaml is empty or missing: regenerate it with \
+                   `cargo run -q -p rampart-api --bin crdgen > crds/modelrollout.yaml`"
+                .into(),
+        }),
+        Err(err) => Err(kube_err(format!("reading CRD {name}"))(err)),
+    }
 }
 
 async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), Error> {
