@@ -679,6 +679,9 @@ pub struct ModelRolloutStatus {
     /// The model URI the baseline served before this rollout (restored on a KServe rollback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_uri: Option<String>,
+    /// Registry records not yet written to Postgres (kept here during an outage, flushed in order). Internal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<Vec<String>>,
     /// The last `rampart.dev/retry` annotation value acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_retry: Option<String>,

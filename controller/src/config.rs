@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Settings for one controller process.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ControllerConfig {
     /// Prometheus used when a rollout names none (`spec.analysis.prometheusAddress`).
     pub prometheus_url: String,
@@ -27,6 +27,12 @@ pub struct ControllerConfig {
     /// new weights and Prometheus a scrape or two to see them. About twice the scrape interval; capped at half the
     /// step's duration.
     pub metrics_settle: Duration,
+    /// The registry's Postgres URL; without one nothing is recorded (and promotion does not wait for a record).
+    pub database_url: Option<String>,
+    /// Public keys whose signatures are accepted (from a mounted Secret, never from a rollout).
+    pub trusted_keys: Vec<rampart_checks::signing::TrustedKey>,
+    /// Whether `spec.checks.insecureSkipSignature` is honoured (test clusters only).
+    pub allow_insecure_skip_signature: bool,
 }
 
 impl Default for ControllerConfig {
@@ -42,6 +48,9 @@ impl Default for ControllerConfig {
             default_analysis_interval: Duration::from_secs(60),
             namespace: None,
             metrics_settle: Duration::from_secs(30),
+            database_url: None,
+            trusted_keys: Vec::new(),
+            allow_insecure_skip_signature: false,
         }
     }
 }

@@ -11,6 +11,8 @@ pub mod prometheus;
 pub mod reconcile;
 pub mod serving;
 pub mod traffic;
+pub mod trail;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -37,6 +39,9 @@ pub async fn run(client: kube::Client, config: ControllerConfig, metrics: Metric
         metrics: metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         leader: leader_rx.clone(),
+        registry: config.database_url.as_deref().map(|url| Arc::new(trail::RegistryConnection::new(url))),
+        trusted_keys: Arc::new(config.trusted_keys.clone()),
+        registry_backoff: Default::default(),
     });
 
     let mut leader = leader_rx.clone();

@@ -46,6 +46,15 @@ struct Args {
     /// Seconds after a weight change before an analysis step starts counting (about twice the scrape interval).
     #[arg(long, env = "RAMPART_METRICS_SETTLE_SECONDS", default_value_t = 30.0)]
     metrics_settle_seconds: f64,
+    /// Postgres URL of the registry (every rollout, step, verdict and rollback is recorded there).
+    #[arg(long, env = "RAMPART_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Directory of trusted public signing keys (*.pem), e.g. a mounted Secret.
+    #[arg(long, env = "RAMPART_TRUSTED_KEYS_DIR")]
+    trusted_keys_dir: Option<std::path::PathBuf>,
+    /// Honour spec.checks.insecureSkipSignature (unsigned models get traffic). For test clusters only.
+    #[arg(long, env = "RAMPART_ALLOW_INSECURE_SKIP_SIGNATURE")]
+    allow_insecure_skip_signature: bool,
     /// Address of the /metrics, /healthz and /readyz server.
     #[arg(long, env = "RAMPART_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     metrics_address: SocketAddr,
@@ -137,6 +146,12 @@ fn build_config(args: &Args) -> Result<ControllerConfig, String> {
         renew_interval: seconds(args.renew_interval_seconds, "renew-interval-seconds")?,
         namespace: args.namespace.clone(),
         metrics_settle: seconds(args.metrics_settle_seconds, "metrics-settle-seconds")?,
+        database_url: args.database_url.clone(),
+        trusted_keys: match &args.trusted_keys_dir {
+            Some(dir) => rampart_controller::verify::load_trusted_keys(dir)?,
+            None => Vec::new(),
+        },
+        allow_insecure_skip_signature: args.allow_insecure_skip_signature,
         ..ControllerConfig::default()
     };
     if let Some(identity) = &args.identity {

@@ -14,7 +14,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use rampart_analysis::{AnalysisState, ArmCounts, ArmPair, MetricObservation, StepInput, Verdict};
-use rampart_api::v1alpha1::{AnalysisStatus, AnalysisStep, Condition, HistoryEntry, MetricKind, OnInconclusive, Step};
+use rampart_api::v1alpha1::{
+    AnalysisStatus, AnalysisStep, CheckResult, Condition, HistoryEntry, MetricKind, OnInconclusive, Step,
+};
 use rampart_api::{ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RETRY, ModelRollout, ModelRolloutStatus, Phase};
 use tokio::sync::watch;
 
@@ -23,7 +25,8 @@ use crate::config::ControllerConfig;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::prometheus::{Prometheus, bucket_increase, render};
-use crate::{serving, traffic};
+use crate::trail::{RegistryConnection, TrailRecord};
+use crate::{serving, traffic, trail, verify};
 
 /// Most transitions kept in `status.history`.
 const HISTORY_LIMIT: usize = 30;
@@ -40,6 +43,13 @@ pub struct Context {
     pub recorder: Recorder,
     /// True while this replica holds the leader lease.
     pub leader: watch::Receiver<bool>,
+    /// The registry, when the controller has a database URL.
+    pub registry: Option<Arc<RegistryConnection>>,
+    /// Public keys whose signatures the controller accepts.
+    pub trusted_keys: Arc<Vec<rampart_checks::signing::TrustedKey>>,
+    /// When the registry last failed to take the outbox, per rollout uid: flushes pause for a while after a failure
+    /// so that an outage never slows a reconcile down.
+    pub registry_backoff: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 /// Reconciles one rollout, timing it and counting failures by stage.
@@ -92,6 +102,9 @@ impl<'a> Reconciler<'a> {
             return Err(Error::NotLeader);
         }
         let status = self.rollout.status.clone().unwrap_or_default();
+        if let Some(action) = self.flush_outbox(&status).await? {
+            return Ok(action);
+        }
         let phase = status.phase.unwrap_or(Phase::Pending);
         let annotations = self.rollout.annotations();
 
@@ -195,15 +208,169 @@ impl<'a> Reconciler<'a> {
         status.step_started_at = Some(self.now.to_string());
     }
 
+    // ----- the registry trail -------------------------------------------------------------------------------------
+
+    fn uid(&self) -> String {
+        self.rollout.uid().unwrap_or_default()
+    }
+
+    /// Queues a registry record in the status outbox (written with the transition it belongs to).
+    fn record(&self, status: &mut ModelRolloutStatus, record: TrailRecord) {
+        if self.ctx.registry.is_some() {
+            trail::push(status.outbox.get_or_insert_with(Vec::new), &record);
+        }
+    }
+
+    /// Applies queued registry records in order and drops them from the outbox. Bounded in time, and skipped for a
+    /// while after a failure, so a Postgres outage never delays a reconcile (a rollback least of all).
+    async fn flush_outbox(&self, status: &ModelRolloutStatus) -> Result<Option<Action>, Error> {
+        let Some(connection) = &self.ctx.registry else { return Ok(None) };
+        let outbox = status.outbox.clone().unwrap_or_default();
+        if outbox.is_empty() {
+            return Ok(None);
+        }
+        let uid = self.uid();
+        {
+            let backoff = self.ctx.registry_backoff.lock().unwrap_or_else(|p| p.into_inner());
+            if backoff.get(&uid).is_some_and(|failed| failed.elapsed() < Duration::from_secs(5)) {
+                return Ok(None);
+            }
+        }
+        let applied = tokio::time::timeout(Duration::from_millis(1500), async {
+            let registry = match connection.get().await {
+                Ok(registry) => registry,
+                Err(err) => return (0, Some(err)),
+            };
+            let mut applied = 0;
+            for text in &outbox {
+                let Ok(record) = serde_json::from_str::<TrailRecord>(text) else {
+                    applied += 1;
+                    continue;
+                };
+                match record.apply(&registry).await {
+                    Ok(()) => applied += 1,
+                    Err(err) if err.is_retryable() => return (applied, Some(err.to_string())),
+                    Err(err) => {
+                        tracing::warn!(rollout = %self.id(), error = %err, "the registry refused a record; dropping it");
+                        applied += 1;
+                    }
+                }
+            }
+            (applied, None)
+        })
+        .await
+        .unwrap_or((0, Some("the registry did not answer in time".to_string())));
+        let (applied, failure) = applied;
+        if let Some(err) = &failure {
+            tracing::warn!(rollout = %self.id(), error = %err, pending = outbox.len() - applied, "registry unavailable; the trail waits in the outbox");
+            self.ctx.registry_backoff.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, Instant::now());
+        }
+        if applied == 0 {
+            return Ok(None);
+        }
+        let mut status = status.clone();
+        let rest = outbox[applied..].to_vec();
+        status.outbox = if rest.is_empty() { None } else { Some(rest) };
+        self.write_status(status).await?;
+        Ok(Some(Action::requeue(Duration::from_millis(50))))
+    }
+
     // ----- stages ------------------------------------------------------------------------------------------------
 
     async fn start(&self, mut status: ModelRolloutStatus) -> Result<Action, Error> {
+        let spec = &self.rollout.spec;
+        let verified = verify::verify_candidate(
+            &self.ctx.client,
+            self.rollout,
+            &self.ctx.trusted_keys,
+            self.ctx.config.allow_insecure_skip_signature,
+        )
+        .await;
+        let bundle = verified.as_ref().ok().and_then(|s| s.as_ref()).map(|s| s.bundle.clone());
+        self.record(
+            &mut status,
+            TrailRecord::RegisterVersion {
+                version: rampart_registry::NewVersion {
+                    model: spec.model.clone(),
+                    version: spec.candidate.version.clone(),
+                    uri: spec.candidate.artifact.uri.clone(),
+                    digest: spec.candidate.artifact.digest.clone(),
+                    signature_bundle: bundle,
+                    ..Default::default()
+                },
+            },
+        );
+        let baseline_for_registry = spec.baseline.as_ref().and_then(|b| b.version.clone());
+        let start_record = TrailRecord::StartRollout {
+            rollout: rampart_registry::NewRollout {
+                model: spec.model.clone(),
+                uid: self.uid(),
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+                candidate_version: spec.candidate.version.clone(),
+                baseline_version: baseline_for_registry,
+            },
+        };
+        let checks = status.checks.get_or_insert_with(Default::default);
+        match verified {
+            Ok(Some(signer)) => {
+                checks.signature = Some(CheckResult {
+                    result: "Passed".into(),
+                    message: Some(format!("signed by trusted key {} ({})", signer.key_label, signer.key_id)),
+                    signer: Some(signer.key_id.clone()),
+                    job: None,
+                });
+                self.record(
+                    &mut status,
+                    TrailRecord::MarkVerified {
+                        model: spec.model.clone(),
+                        version: spec.candidate.version.clone(),
+                        verification: rampart_registry::Verification {
+                            digest: spec.candidate.artifact.digest.clone(),
+                            signer_key_id: signer.key_id,
+                            signature_bundle: Some(signer.bundle),
+                        },
+                    },
+                );
+            }
+            Ok(None) => {
+                checks.signature = Some(CheckResult {
+                    result: "Skipped".into(),
+                    message: Some("insecureSkipSignature: the candidate is not signature-checked".into()),
+                    signer: None,
+                    job: None,
+                });
+            }
+            Err(message) => {
+                checks.signature = Some(CheckResult {
+                    result: "Failed".into(),
+                    message: Some(message.clone()),
+                    signer: None,
+                    job: None,
+                });
+                let message = format!("signature check failed, no traffic was moved: {message}");
+                self.record(&mut status, start_record);
+                self.record(
+                    &mut status,
+                    TrailRecord::Finish { uid: self.uid(), aborted: false, reason: message.clone() },
+                );
+                self.transition(&mut status, Phase::Failed, message.clone());
+                self.write_status(status).await?;
+                self.event(EventType::Warning, "SignatureFailed", message).await;
+                return Ok(Action::await_change());
+            }
+        }
+        self.record(&mut status, start_record);
         match self.resolve_baseline().await {
             Ok((version, stable_uri)) => {
                 status.baseline_version = version;
                 status.stable_uri = stable_uri;
             }
             Err(message) => {
+                self.record(
+                    &mut status,
+                    TrailRecord::Finish { uid: self.uid(), aborted: false, reason: message.clone() },
+                );
                 self.transition(&mut status, Phase::Failed, message.clone());
                 self.write_status(status).await?;
                 self.event(EventType::Warning, "Failed", message).await;
@@ -275,6 +442,7 @@ impl<'a> Reconciler<'a> {
         if let Some(weight) = set_weight {
             self.apply_weight(*weight).await?;
             status.canary_weight = Some(*weight);
+            self.record_step(&mut status, index, format!("setWeight {weight}"));
             self.begin_step(&mut status, index + 1);
             let message = format!("step {index}: canary weight set to {weight}%");
             self.transition(&mut status, Phase::Progressing, message.clone());
@@ -295,6 +463,7 @@ impl<'a> Reconciler<'a> {
             let duration = self.parse_duration(duration)?;
             let elapsed = self.elapsed(&status);
             if elapsed >= duration {
+                self.record_step(&mut status, index, format!("pause {}", format_duration(duration)));
                 self.begin_step(&mut status, index + 1);
                 let message = format!("step {index}: pause of {} ended", format_duration(duration));
                 self.transition(&mut status, Phase::Progressing, message.clone());
@@ -429,7 +598,20 @@ impl<'a> Reconciler<'a> {
         analysis.metrics = Some(verdict.metrics.iter().map(metric_status).collect());
         analysis.srm = verdict.srm.as_ref().map(srm_status);
         analysis.engine_state = serde_json::to_string(&outcome.state).ok();
+        let statistics = serde_json::json!({"metrics": analysis.metrics, "srm": analysis.srm});
         status.analysis = Some(analysis);
+        self.record(
+            &mut status,
+            TrailRecord::Verdict {
+                uid: self.uid(),
+                verdict: rampart_registry::VerdictRecord {
+                    step_index: u32::try_from(index).unwrap_or(0),
+                    evaluation: looks_done,
+                    verdict: verdict.verdict.as_str().to_lowercase(),
+                    statistics,
+                },
+            },
+        );
 
         match verdict.verdict {
             Verdict::Fail => {
@@ -438,6 +620,7 @@ impl<'a> Reconciler<'a> {
                 self.roll_back(status, reason, false, Some(failed_at)).await
             }
             Verdict::Pass => {
+                self.record_step(&mut status, index, format!("analysis passed after {} looks", verdict.look));
                 self.begin_step(&mut status, index + 1);
                 let message = format!("step {index}: analysis passed: {}", verdict.reason);
                 self.transition(&mut status, Phase::Progressing, message.clone());
@@ -553,6 +736,7 @@ impl<'a> Reconciler<'a> {
                 self.roll_back(status, format!("{reason}; onInconclusive: rollback"), false, None).await
             }
             OnInconclusive::Promote => {
+                self.record_step(&mut status, index, "analysis inconclusive, promoted by policy".into());
                 self.begin_step(&mut status, index + 1);
                 let message = format!("{reason}; onInconclusive: promote, carrying on");
                 self.transition(&mut status, Phase::Progressing, message.clone());
@@ -587,6 +771,17 @@ impl<'a> Reconciler<'a> {
         }
         status.canary_weight = Some(0);
         status.step_started_at = Some(self.now.to_string());
+        if aborted {
+            self.record(&mut status, TrailRecord::Finish { uid: self.uid(), aborted: true, reason: reason.clone() });
+        } else {
+            let statistics = serde_json::to_value(&status.analysis).unwrap_or_default();
+            let statistics = serde_json::json!({
+                "metrics": statistics.get("metrics"),
+                "srm": statistics.get("srm"),
+                "lastError": statistics.get("lastError"),
+            });
+            self.record(&mut status, TrailRecord::Rollback { uid: self.uid(), reason: reason.clone(), statistics });
+        }
         let automatic = self.rollout.spec.rollback.as_ref().and_then(|r| r.on_failure).unwrap_or(true);
         if !aborted && !automatic {
             let message =
@@ -652,6 +847,14 @@ impl<'a> Reconciler<'a> {
 
     async fn promote(&self, mut status: ModelRolloutStatus) -> Result<Action, Error> {
         let spec = &self.rollout.spec;
+        if let Some(waiting) = self.record_promotion(&mut status).await {
+            let waiting = format!("promoting: waiting for the registry ({waiting}); promotion needs the record first");
+            if status.message.as_deref() != Some(waiting.as_str()) {
+                status.message = Some(waiting);
+                self.write_status(status).await?;
+            }
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
         if let Some(deployment) = &spec.serving.deployment {
             let kube_err =
                 |err: serving::ServingError| Error::InvalidSpec { rollout: self.id(), message: err.to_string() };
@@ -689,6 +892,42 @@ impl<'a> Reconciler<'a> {
         self.write_status(status).await?;
         self.event(EventType::Normal, "Promoted", message).await;
         Ok(Action::await_change())
+    }
+
+    fn record_step(&self, status: &mut ModelRolloutStatus, index: i32, description: String) {
+        let step = rampart_registry::StepRecord {
+            index: u32::try_from(index).unwrap_or(0),
+            canary_weight: u32::try_from(status.canary_weight.unwrap_or(0)).unwrap_or(0),
+            description,
+        };
+        self.record(status, TrailRecord::Step { uid: self.uid(), step });
+    }
+
+    /// Writes the promotion to the registry before anything moves: the outbox must be empty and the `production`
+    /// alias must move. Returns why it must wait, or None when promotion may go ahead. Unsigned (insecure) candidates
+    /// are recorded as promoted without moving the alias.
+    async fn record_promotion(&self, status: &mut ModelRolloutStatus) -> Option<String> {
+        let connection = self.ctx.registry.as_ref()?;
+        if status.outbox.as_ref().is_some_and(|o| !o.is_empty()) {
+            return Some(format!("{} trail records not yet written", status.outbox.as_ref().map_or(0, Vec::len)));
+        }
+        let registry = match connection.get().await {
+            Ok(registry) => registry,
+            Err(err) => return Some(err),
+        };
+        let verified = status.checks.as_ref().and_then(|c| c.signature.as_ref()).is_some_and(|s| s.result == "Passed");
+        let result = if verified {
+            registry.record_promotion(&self.uid(), &self.ctx.config.identity).await.map(drop)
+        } else {
+            TrailRecord::PromotedUnverified {
+                model: self.rollout.spec.model.clone(),
+                uid: self.uid(),
+                version: self.rollout.spec.candidate.version.clone(),
+            }
+            .apply(&registry)
+            .await
+        };
+        result.err().map(|err| err.to_string())
     }
 
     async fn retry(&self, mut status: ModelRolloutStatus, value: String) -> Result<Action, Error> {

@@ -155,7 +155,12 @@ pub fn shared_postgres() -> Result<&'static Postgres, Error> {
 pub fn shared_prometheus() -> Result<&'static Prometheus, Error> {
     static SHARED: OnceLock<Result<Prometheus, String>> = OnceLock::new();
     SHARED
-        .get_or_init(|| Prometheus::start().map_err(|err| err.to_string()))
+        .get_or_init(|| {
+            // A short scrape interval keeps the skew between two targets' samples small next to the short analysis
+            // windows of tests (a skewed pair of counters looks like a traffic-split mismatch).
+            Prometheus::start_with(PrometheusOptions::default().scrape_interval(std::time::Duration::from_millis(250)))
+                .map_err(|err| err.to_string())
+        })
         .as_ref()
         .map_err(|err| Error::SharedFailed(err.clone()))
 }

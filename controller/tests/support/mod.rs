@@ -35,6 +35,12 @@ pub struct Rig {
     controller: Option<(tokio::task::JoinHandle<()>, watch::Sender<bool>)>,
     /// The in-process controller's metrics (rollback latency, verdicts).
     pub metrics: Metrics,
+    /// The registry the controller records into, when the test gives one.
+    pub database_url: Option<String>,
+    /// Keys the controller trusts.
+    pub trusted_keys: Vec<rampart_checks::signing::TrustedKey>,
+    /// Whether the controller honours insecureSkipSignature (the rollouts of most tests are unsigned).
+    pub allow_insecure: bool,
     processes: Vec<std::process::Child>,
     kubelet: tokio::task::JoinHandle<()>,
     _heavy: tokio::sync::MutexGuard<'static, ()>,
@@ -117,6 +123,9 @@ impl Rig {
             driver,
             controller: None,
             metrics: Metrics::default(),
+            database_url: None,
+            trusted_keys: Vec::new(),
+            allow_insecure: true,
             processes: Vec::new(),
             kubelet,
             _heavy: heavy,
@@ -136,6 +145,9 @@ impl Rig {
             default_analysis_interval: Duration::from_secs(1),
             namespace: Some(self.namespace.clone()),
             metrics_settle: Duration::from_millis(2500),
+            database_url: self.database_url.clone(),
+            trusted_keys: self.trusted_keys.clone(),
+            allow_insecure_skip_signature: self.allow_insecure,
         }
     }
 
@@ -169,7 +181,7 @@ impl Rig {
             .args(["--lease-namespace", &self.namespace, "--namespace", &self.namespace])
             .args(["--identity", identity, "--lease-duration-seconds", "4", "--renew-interval-seconds", "1"])
             .args(["--metrics-address", &format!("127.0.0.1:{port}"), "--log-format", "text"])
-            .args(["--metrics-settle-seconds", "2.5"])
+            .args(["--metrics-settle-seconds", "2.5", "--allow-insecure-skip-signature"])
             .env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .spawn()

@@ -1,0 +1,117 @@
+//! Signature and digest verification before any traffic moves: the candidate's OpenSSF model-signing bundle must be
+//! signed by a key the controller trusts (never a key named by the rollout), and its subject digest must equal
+//! `spec.candidate.artifact.digest`. The per-file check against the artifact itself runs where the files are (the
+//! `rampart-check verify` Job); here the bundle is checked against the rollout.
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{Api, ResourceExt};
+use rampart_api::ModelRollout;
+use rampart_checks::signing::{TrustedKey, verify_bundle};
+
+/// Who signed a verified candidate.
+#[derive(Clone, Debug)]
+pub struct Signer {
+    /// Key id of the trusted key that signed.
+    pub key_id: String,
+    /// The trusted key's label (its file name).
+    pub key_label: String,
+    /// The bundle, for the registry.
+    pub bundle: String,
+}
+
+/// Loads every `*.pem` (and `*.pub`) public key in `dir` as a trusted signing key.
+pub fn load_trusted_keys(dir: &Path) -> Result<Vec<TrustedKey>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|err| format!("cannot read trusted keys in {}: {err}", dir.display()))?;
+    let mut keys = Vec::new();
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let is_key = path.extension().is_some_and(|ext| ext == "pem" || ext == "pub");
+        if !is_key || !path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        let label = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        keys.push(
+            TrustedKey::from_pem(&text, &label)
+                .map_err(|err| format!("{} is not a usable public key: {err}", path.display()))?,
+        );
+    }
+    Ok(keys)
+}
+
+/// Verifies the rollout's candidate. `Ok(None)`: signature checking was skipped (allowed insecure rollout). Errors are
+/// messages for the user, naming what to fix.
+pub async fn verify_candidate(
+    client: &kube::Client,
+    rollout: &ModelRollout,
+    trusted: &[TrustedKey],
+    allow_insecure: bool,
+) -> Result<Option<Signer>, String> {
+    let spec = &rollout.spec;
+    let namespace = rollout.namespace().unwrap_or_default();
+    let insecure = spec.checks.as_ref().and_then(|c| c.insecure_skip_signature).unwrap_or(false);
+    if insecure {
+        if allow_insecure {
+            return Ok(None);
+        }
+        return Err("spec.checks.insecureSkipSignature is set, but this controller does not allow unsigned models \
+                    (start it with --allow-insecure-skip-signature for test clusters), so the candidate gets no traffic"
+            .into());
+    }
+    let Some(source) = &spec.candidate.artifact.signature else {
+        return Err(
+            "the candidate has no signature (spec.candidate.artifact.signature): sign it with `rampart sign` and \
+                    reference the bundle"
+                .into(),
+        );
+    };
+    let bundle = if let Some(inline) = &source.bundle {
+        inline.clone()
+    } else if let Some(key_ref) = &source.secret_ref {
+        let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
+            .get(&key_ref.name)
+            .await
+            .map_err(|err| format!("cannot read the signature Secret {namespace}/{}: {err}", key_ref.name))?;
+        let bytes = secret
+            .data
+            .and_then(|data| data.get(&key_ref.key).cloned())
+            .ok_or_else(|| format!("Secret {namespace}/{} has no key {:?}", key_ref.name, key_ref.key))?;
+        String::from_utf8(bytes.0)
+            .map_err(|_| format!("Secret {namespace}/{} key {:?} is not text", key_ref.name, key_ref.key))?
+    } else if let Some(key_ref) = &source.config_map_ref {
+        let config_map = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+            .get(&key_ref.name)
+            .await
+            .map_err(|err| format!("cannot read the signature ConfigMap {namespace}/{}: {err}", key_ref.name))?;
+        config_map
+            .data
+            .and_then(|data| data.get(&key_ref.key).cloned())
+            .ok_or_else(|| format!("ConfigMap {namespace}/{} has no key {:?}", key_ref.name, key_ref.key))?
+    } else {
+        return Err("spec.candidate.artifact.signature names no bundle".into());
+    };
+    if trusted.is_empty() {
+        return Err(
+            "this controller has no trusted signing keys (--trusted-keys-dir), so no signature can verify".into()
+        );
+    }
+    let (statement, key) =
+        verify_bundle(bundle.as_bytes(), trusted).map_err(|err| format!("the signature does not verify: {err}"))?;
+    let signed = format!("sha256:{}", hex(&statement.model_digest));
+    if signed != spec.candidate.artifact.digest {
+        return Err(format!(
+            "digest mismatch: the signature covers {signed} but spec.candidate.artifact.digest is {}; the artifact \
+             changed after signing, or the rollout names the wrong digest",
+            spec.candidate.artifact.digest
+        ));
+    }
+    Ok(Some(Signer { key_id: key.key_id().to_string(), key_label: key.label.clone(), bundle }))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
