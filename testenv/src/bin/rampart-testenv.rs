@@ -68,6 +68,10 @@ struct UpArgs {
     /// Requests per second the load driver of each world sends.
     #[arg(long, default_value_t = 200.0)]
     rps: f64,
+    /// Stop when the process that started this one exits (checked every second), even if it was SIGKILLed: what
+    /// scripts want, so nothing outlives them.
+    #[arg(long)]
+    exit_with_parent: bool,
     /// A command to run once the environment is ready, with the exports of DIR/env in its environment, under the
     /// watchdog (it stops with the environment); its output goes to DIR/<program name>.log.
     #[arg(last = true)]
@@ -252,6 +256,7 @@ async fn run_up(
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(io("listening for SIGTERM"))?;
+    let parent = std::os::unix::process::parent_id();
     let mut check = tokio::time::interval(Duration::from_secs(1));
     let mut reported_errors: BTreeMap<String, String> = BTreeMap::new();
     let code = loop {
@@ -259,6 +264,10 @@ async fn run_up(
             _ = tokio::signal::ctrl_c() => break ExitCode::SUCCESS,
             _ = terminate.recv() => break ExitCode::SUCCESS,
             _ = check.tick() => {
+                if args.exit_with_parent && std::os::unix::process::parent_id() != parent {
+                    eprintln!("rampart-testenv: the process that started me exited; stopping");
+                    break ExitCode::from(1);
+                }
                 if let Some((name, supervised)) = &mut command
                     && let Err(err) = supervised.ensure_running()
                 {
