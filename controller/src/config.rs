@@ -33,6 +33,12 @@ pub struct ControllerConfig {
     pub trusted_keys: Vec<rampart_checks::signing::TrustedKey>,
     /// Whether `spec.checks.insecureSkipSignature` is honoured (test clusters only).
     pub allow_insecure_skip_signature: bool,
+    /// Image of `rampart-check`, run by the contract-check and smoke-evaluation containers.
+    pub check_image: String,
+    /// ServiceAccount the check Jobs run under (never the controller's own).
+    pub check_service_account: String,
+    /// Image prefixes a smoke-training image must start with; empty allows none.
+    pub smoke_image_allow_list: Vec<String>,
 }
 
 impl Default for ControllerConfig {
@@ -51,6 +57,9 @@ impl Default for ControllerConfig {
             database_url: None,
             trusted_keys: Vec::new(),
             allow_insecure_skip_signature: false,
+            check_image: format!("rampart/rampart-check:{}", env!("CARGO_PKG_VERSION")),
+            check_service_account: "rampart-checks".into(),
+            smoke_image_allow_list: Vec::new(),
         }
     }
 }

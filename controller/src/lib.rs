@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod config;
 pub mod error;
+pub mod jobs;
 pub mod leader;
 pub mod metrics;
 pub mod prometheus;

@@ -55,6 +55,15 @@ struct Args {
     /// Honour spec.checks.insecureSkipSignature (unsigned models get traffic). For test clusters only.
     #[arg(long, env = "RAMPART_ALLOW_INSECURE_SKIP_SIGNATURE")]
     allow_insecure_skip_signature: bool,
+    /// Image of rampart-check for the contract-check and smoke-evaluation Jobs.
+    #[arg(long, env = "RAMPART_CHECK_IMAGE")]
+    check_image: Option<String>,
+    /// ServiceAccount the check Jobs run under (not the controller's own).
+    #[arg(long, env = "RAMPART_CHECK_SERVICE_ACCOUNT", default_value = "rampart-checks")]
+    check_service_account: String,
+    /// Allowed smoke-training image prefixes, comma-separated (e.g. registry.example.com/ml/). None allowed by default.
+    #[arg(long, env = "RAMPART_SMOKE_IMAGE_ALLOW", value_delimiter = ',')]
+    smoke_image_allow: Vec<String>,
     /// Address of the /metrics, /healthz and /readyz server.
     #[arg(long, env = "RAMPART_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     metrics_address: SocketAddr,
@@ -152,8 +161,13 @@ fn build_config(args: &Args) -> Result<ControllerConfig, String> {
             None => Vec::new(),
         },
         allow_insecure_skip_signature: args.allow_insecure_skip_signature,
+        check_service_account: args.check_service_account.clone(),
+        smoke_image_allow_list: args.smoke_image_allow.iter().filter(|p| !p.is_empty()).cloned().collect(),
         ..ControllerConfig::default()
     };
+    if let Some(image) = &args.check_image {
+        config.check_image = image.clone();
+    }
     if let Some(identity) = &args.identity {
         config.identity = identity.clone();
     }

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use crate::analysis::{analysis_config, metric_status, srm_status};
 use crate::config::ControllerConfig;
 use crate::error::Error;
+use crate::jobs::{self, Check, JobState};
 use crate::metrics::Metrics;
 use crate::prometheus::{Prometheus, bucket_increase, render};
 use crate::trail::{RegistryConnection, TrailRecord};
@@ -123,7 +124,8 @@ impl<'a> Reconciler<'a> {
                 .await;
         }
         match phase {
-            Phase::Pending | Phase::Verifying | Phase::Checking => self.start(status).await,
+            Phase::Pending | Phase::Verifying => self.start(status).await,
+            Phase::Checking => self.run_checks(status).await,
             Phase::Progressing | Phase::Paused => {
                 if annotations.contains_key(ANNOTATION_PROMOTE) {
                     let message = "promoted by the rampart.dev/promote annotation (rampart promote): skipping the remaining steps";
@@ -279,6 +281,24 @@ impl<'a> Reconciler<'a> {
 
     async fn start(&self, mut status: ModelRolloutStatus) -> Result<Action, Error> {
         let spec = &self.rollout.spec;
+        if let Some(smoke) = spec.checks.as_ref().and_then(|c| c.smoke_training.as_ref())
+            && !jobs::image_allowed(&smoke.image, &self.ctx.config.smoke_image_allow_list)
+        {
+            let allowed = if self.ctx.config.smoke_image_allow_list.is_empty() {
+                "none configured".to_string()
+            } else {
+                self.ctx.config.smoke_image_allow_list.join(", ")
+            };
+            let message = format!(
+                "smoke-training image {} is not allowed by this controller (allowed prefixes: {allowed}); nothing was \
+                 created and no traffic was moved",
+                smoke.image
+            );
+            self.transition(&mut status, Phase::Failed, message.clone());
+            self.write_status(status).await?;
+            self.event(EventType::Warning, "ImageNotAllowed", message).await;
+            return Ok(Action::await_change());
+        }
         let verified = verify::verify_candidate(
             &self.ctx.client,
             self.rollout,
@@ -386,10 +406,106 @@ impl<'a> Reconciler<'a> {
             self.rollout.spec.candidate.version,
             status.baseline_version.as_deref().unwrap_or("(unknown)")
         );
-        self.transition(&mut status, Phase::Progressing, message.clone());
+        let checks = self.rollout.spec.checks.as_ref();
+        let needs_jobs = checks.is_some_and(|c| c.contract.is_some() || c.smoke_training.is_some());
+        let phase = if needs_jobs { Phase::Checking } else { Phase::Progressing };
+        self.transition(&mut status, phase, message.clone());
         self.write_status(status).await?;
         self.event(EventType::Normal, "Started", message).await;
         Ok(Action::requeue(Duration::from_millis(50)))
+    }
+
+    /// Runs the check Jobs one after the other (contract, then smoke training); any failure ends the rollout before
+    /// traffic moves.
+    async fn run_checks(&self, mut status: ModelRolloutStatus) -> Result<Action, Error> {
+        let spec_checks = self.rollout.spec.checks.clone().unwrap_or_default();
+        let wanted: Vec<Check> = [
+            spec_checks.contract.as_ref().map(|_| Check::Contract),
+            spec_checks.smoke_training.as_ref().map(|_| Check::SmokeTraining),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for check in wanted {
+            let name = jobs::job_name(&self.name, check);
+            let current = check_slot(&mut status, check).as_ref().map(|c| c.result.clone());
+            if current.as_deref() == Some("Passed") {
+                continue;
+            }
+            if current.as_deref() != Some("Running") {
+                let job = match check {
+                    Check::Contract => match status.stable_uri.as_deref() {
+                        Some(baseline) => jobs::contract_job(self.rollout, &self.ctx.config, baseline),
+                        None => Err("the baseline's model URI is unknown, so there is nothing to compare with".into()),
+                    },
+                    Check::SmokeTraining => match spec_checks.smoke_training.as_ref() {
+                        Some(smoke) => jobs::smoke_job(self.rollout, smoke, &self.ctx.config),
+                        None => Err("no smoke-training settings".into()),
+                    },
+                };
+                let job = match job {
+                    Ok(job) => job,
+                    Err(why) => return self.fail_check(status, check, why).await,
+                };
+                jobs::ensure_job(&self.ctx.client, &self.namespace, &job).await.map_err(|source| Error::Kube {
+                    rollout: self.id(),
+                    action: format!("create the {} check Job {name}", check.as_str()),
+                    source,
+                })?;
+                *check_slot(&mut status, check) = Some(CheckResult {
+                    result: "Running".into(),
+                    message: Some(format!("Job {name} is running")),
+                    signer: None,
+                    job: Some(name.clone()),
+                });
+                let message = format!("{} check running in Job {name}", check.as_str());
+                status.message = Some(message.clone());
+                self.write_status(status).await?;
+                self.event(EventType::Normal, "CheckStarted", message).await;
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            }
+            let state =
+                jobs::job_state(&self.ctx.client, &self.namespace, &name).await.map_err(|source| Error::Kube {
+                    rollout: self.id(),
+                    action: format!("read the {} check Job {name}", check.as_str()),
+                    source,
+                })?;
+            match state {
+                JobState::Running => return Ok(Action::requeue(Duration::from_secs(2))),
+                JobState::Passed(summary) => {
+                    *check_slot(&mut status, check) = Some(CheckResult {
+                        result: "Passed".into(),
+                        message: Some(summary.clone()),
+                        signer: None,
+                        job: Some(name),
+                    });
+                    self.write_status(status).await?;
+                    let note = format!("{} check passed: {summary}", check.as_str());
+                    self.event(EventType::Normal, "CheckPassed", note).await;
+                    return Ok(Action::requeue(Duration::from_millis(50)));
+                }
+                JobState::Failed(why) => return self.fail_check(status, check, why).await,
+            }
+        }
+        self.begin_step(&mut status, 0);
+        let message = "all checks passed; starting the steps".to_string();
+        self.transition(&mut status, Phase::Progressing, message.clone());
+        self.write_status(status).await?;
+        self.event(EventType::Normal, "ChecksPassed", message).await;
+        Ok(Action::requeue(Duration::from_millis(50)))
+    }
+
+    async fn fail_check(&self, mut status: ModelRolloutStatus, check: Check, why: String) -> Result<Action, Error> {
+        let slot = check_slot(&mut status, check);
+        let job = slot.as_ref().and_then(|c| c.job.clone());
+        *slot = Some(CheckResult { result: "Failed".into(), message: Some(truncate(&why, 1024)), signer: None, job });
+        let message = format!("{} check failed, no traffic was moved: {why}", check.as_str());
+        let reason = truncate(&message, 2048);
+        self.record(&mut status, TrailRecord::Finish { uid: self.uid(), aborted: false, reason });
+        self.transition(&mut status, Phase::Failed, message.clone());
+        self.write_status(status).await?;
+        self.event(EventType::Warning, "CheckFailed", message).await;
+        Ok(Action::await_change())
     }
 
     /// The baseline's version label and current model URI. Errors are messages for the user.
@@ -966,6 +1082,15 @@ impl<'a> Reconciler<'a> {
             .filter(|d| d.is_positive())
             .map(|d| d.unsigned_abs())
             .unwrap_or(Duration::ZERO)
+    }
+}
+
+/// The status slot of one check Job's result.
+fn check_slot(status: &mut ModelRolloutStatus, check: Check) -> &mut Option<CheckResult> {
+    let checks = status.checks.get_or_insert_with(Default::default);
+    match check {
+        Check::Contract => &mut checks.contract,
+        Check::SmokeTraining => &mut checks.smoke_training,
     }
 }
 

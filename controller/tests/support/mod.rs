@@ -41,6 +41,8 @@ pub struct Rig {
     pub trusted_keys: Vec<rampart_checks::signing::TrustedKey>,
     /// Whether the controller honours insecureSkipSignature (the rollouts of most tests are unsigned).
     pub allow_insecure: bool,
+    /// Smoke-training image prefixes the controller allows.
+    pub smoke_allow: Vec<String>,
     processes: Vec<std::process::Child>,
     kubelet: tokio::task::JoinHandle<()>,
     _heavy: tokio::sync::MutexGuard<'static, ()>,
@@ -126,6 +128,7 @@ impl Rig {
             database_url: None,
             trusted_keys: Vec::new(),
             allow_insecure: true,
+            smoke_allow: Vec::new(),
             processes: Vec::new(),
             kubelet,
             _heavy: heavy,
@@ -148,6 +151,8 @@ impl Rig {
             database_url: self.database_url.clone(),
             trusted_keys: self.trusted_keys.clone(),
             allow_insecure_skip_signature: self.allow_insecure,
+            smoke_image_allow_list: self.smoke_allow.clone(),
+            ..ControllerConfig::default()
         }
     }
 
