@@ -153,6 +153,10 @@ pub struct SignatureSource {
 pub struct KeyRef {
     /// Name of the object, in the rollout's namespace.
     #[schemars(length(min = 1, max = 253))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",
+        "message": "must be the name of an object in the rollout's own namespace (lowercase, no namespace/ prefix): cross-namespace references are not allowed",
+    }]))]
     pub name: String,
     /// Key within the object's data.
     #[schemars(length(min = 1, max = 253))]
@@ -204,6 +208,10 @@ pub struct Serving {
 pub struct DeploymentServing {
     /// Name of the baseline Deployment in the rollout's namespace.
     #[schemars(length(min = 1, max = 63))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",
+        "message": "must be the name of an object in the rollout's own namespace (lowercase, no namespace/ prefix): cross-namespace references are not allowed",
+    }]))]
     pub name: String,
     /// Container of the pod template that serves the model. Default: the first container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,6 +232,10 @@ pub struct DeploymentServing {
 pub struct KServeServing {
     /// Name of the InferenceService in the rollout's namespace.
     #[schemars(length(min = 1, max = 63))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",
+        "message": "must be the name of an object in the rollout's own namespace (lowercase, no namespace/ prefix): cross-namespace references are not allowed",
+    }]))]
     pub inference_service: String,
 }
 
@@ -251,12 +263,24 @@ pub struct Traffic {
 pub struct GatewayApiTraffic {
     /// Name of the HTTPRoute in the rollout's namespace.
     #[schemars(length(min = 1, max = 253))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",
+        "message": "must be the name of an object in the rollout's own namespace (lowercase, no namespace/ prefix): cross-namespace references are not allowed",
+    }]))]
     pub http_route: String,
     /// Service that fronts the baseline Deployment.
     #[schemars(length(min = 1, max = 63))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",
+        "message": "must be the name of an object in the rollout's own namespace (lowercase, no namespace/ prefix): cross-namespace references are not allowed",
+    }]))]
     pub baseline_backend: String,
     /// Service that fronts the canary Deployment.
     #[schemars(length(min = 1, max = 63))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",
+        "message": "must be the name of an object in the rollout's own namespace (lowercase, no namespace/ prefix): cross-namespace references are not allowed",
+    }]))]
     pub canary_backend: String,
     /// Port of both Services. Default: 80.
     #[serde(default, skip_serializing_if = "Option::is_none")]

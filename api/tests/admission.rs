@@ -165,6 +165,16 @@ async fn invalid_rollouts_are_rejected_with_actionable_messages() {
             "spec.analysis is required when a step has an analysis",
         ),
         (
+            "a route in another namespace",
+            |o| set(o, "/spec/traffic/gatewayAPI/httpRoute", json!("other-team/fraud")),
+            "cross-namespace references are not allowed",
+        ),
+        (
+            "a signature Secret in another namespace",
+            |o| set(o, "/spec/candidate/artifact/signature", json!({"secretRef": {"name": "kube-system/keys", "key": "b"}})),
+            "cross-namespace references are not allowed",
+        ),
+        (
             "KServe serving with a Gateway API route",
             |o| set(o, "/spec/serving", json!({"kserve": {"inferenceService": "fraud"}})),
             "spec.traffic must be omitted with spec.serving.kserve",
