@@ -171,7 +171,13 @@ async fn invalid_rollouts_are_rejected_with_actionable_messages() {
         ),
         (
             "a signature Secret in another namespace",
-            |o| set(o, "/spec/candidate/artifact/signature", json!({"secretRef": {"name": "kube-system/keys", "key": "b"}})),
+            |o| {
+                set(
+                    o,
+                    "/spec/candidate/artifact/signature",
+                    json!({"secretRef": {"name": "kube-system/keys", "key": "b"}}),
+                )
+            },
             "cross-namespace references are not allowed",
         ),
         (
