@@ -175,7 +175,8 @@ pub struct Baseline {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 128))]
     pub version: Option<String>,
-    /// A registry alias to compare with. Default: `production`.
+    /// A registry alias to compare with, e.g. `production`. Informational for now: the version compared with comes
+    /// from `version`, else the baseline Deployment's (or InferenceService's) `rampart.dev/model-version` label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub alias: Option<String>,
@@ -369,11 +370,11 @@ pub struct SmokeThresholds {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub max_loss_ratio: Option<f64>,
-    /// Steps averaged at the start and at the end. Default: 5.
+    /// Steps averaged at the start and at the end. Default: 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub window: Option<i32>,
-    /// Largest allowed gradient norm. Default: 1000.
+    /// Largest allowed gradient norm. Default: 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub max_grad_norm: Option<f64>,
@@ -681,7 +682,8 @@ pub struct ModelRolloutStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Kubernetes-style conditions: Verified, Checked, Progressing, Ready, Degraded.
+    /// Kubernetes-style conditions. `Ready` is True once the candidate is promoted; its reason says where the rollout
+    /// is otherwise (Progressing, Paused, RolledBack, Failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Option<Vec<Condition>>,
@@ -805,6 +807,9 @@ pub struct CheckResult {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisStatus {
+    /// Index of the analysis step these results belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
     /// Verdict of the step: Pass, Fail, Continue or Inconclusive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<String>,

@@ -84,7 +84,12 @@ pub fn metric_status(verdict: &MetricVerdict) -> MetricStatus {
             (Some(low), Some(high)) => Some(format!("[{}, {}]", number(low), number(high))),
             _ => None,
         },
-        p_value: Some(number(verdict.always_valid_p)),
+        // The p-value behind the verdict: the pass p for a Pass, the (Holm-adjusted) fail p otherwise.
+        p_value: Some(number(if verdict.verdict == rampart_analysis::Verdict::Pass {
+            verdict.pass_p
+        } else {
+            verdict.always_valid_p
+        })),
         samples: match (&verdict.canary, &verdict.baseline) {
             (Some(c), Some(b)) => Some(format!("{}/{}", number(c.samples), number(b.samples))),
             _ => None,

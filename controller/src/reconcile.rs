@@ -380,13 +380,18 @@ impl<'a> Reconciler<'a> {
                 return Ok(Action::await_change());
             }
         }
-        self.record(&mut status, start_record);
         match self.resolve_baseline().await {
             Ok((version, stable_uri)) => {
+                let mut start_record = start_record;
+                if let TrailRecord::StartRollout { rollout } = &mut start_record {
+                    rollout.baseline_version = version.clone();
+                }
+                self.record(&mut status, start_record);
                 status.baseline_version = version;
                 status.stable_uri = stable_uri;
             }
             Err(message) => {
+                self.record(&mut status, start_record);
                 self.record(
                     &mut status,
                     TrailRecord::Finish { uid: self.uid(), aborted: false, reason: message.clone() },
@@ -650,7 +655,9 @@ impl<'a> Reconciler<'a> {
         .max(Duration::from_millis(200));
         let elapsed = self.elapsed(&status);
         let final_look = elapsed >= duration;
-        let previous = status.analysis.clone().unwrap_or_default();
+        // A new analysis step starts from nothing: looks, running p-value minima and the latency threshold belong to
+        // the step they were taken in.
+        let previous = status.analysis.clone().filter(|a| a.step == Some(index)).unwrap_or_default();
         let looks_done = u32::try_from(previous.looks.unwrap_or(0).max(0)).unwrap_or(0);
         // Counting starts once the new weight has settled; looks follow every interval after that.
         let settle = self.ctx.config.metrics_settle.min(duration / 2);
@@ -664,8 +671,11 @@ impl<'a> Reconciler<'a> {
         let step_started = parse_time(status.step_started_at.as_deref()).unwrap_or(self.now);
         let started = step_started.checked_add(settle).unwrap_or(step_started);
         let observation = self.observe(&status, started).await;
-        let mut analysis =
-            AnalysisStatus { looks: Some(i32::try_from(looks_done + 1).unwrap_or(i32::MAX)), ..previous };
+        let mut analysis = AnalysisStatus {
+            step: Some(index),
+            looks: Some(i32::try_from(looks_done + 1).unwrap_or(i32::MAX)),
+            ..previous
+        };
 
         let input = match observation {
             Ok((metrics, requests)) => StepInput {
@@ -753,7 +763,7 @@ impl<'a> Reconciler<'a> {
                 .await
             }
             Verdict::Continue | Verdict::Inconclusive => {
-                status.message = Some(format!("step {index}: analysing, look {}: {}", verdict.look, verdict.reason));
+                status.message = Some(format!("step {index}: analysing: {}", verdict.reason));
                 self.write_status(status).await?;
                 Ok(Action::requeue(interval))
             }
@@ -901,7 +911,7 @@ impl<'a> Reconciler<'a> {
         let automatic = self.rollout.spec.rollback.as_ref().and_then(|r| r.on_failure).unwrap_or(true);
         if !aborted && !automatic {
             let message =
-                format!("{reason}; canary at weight 0, rollback.onFailure is false: rampart abort or rampart retry");
+                format!("{reason}; canary at weight 0, rollback.onFailure is false: rampart abort or rampart promote");
             self.transition(&mut status, Phase::Paused, message.clone());
             self.write_status(status).await?;
             self.event(EventType::Warning, "Halted", message).await;
@@ -1002,7 +1012,6 @@ impl<'a> Reconciler<'a> {
             .map_err(|err| Error::InvalidSpec { rollout: self.id(), message: err.to_string() })?;
         }
         status.canary_weight = Some(0);
-        status.baseline_version = Some(spec.candidate.version.clone());
         let message = format!("{} {} is now the baseline", spec.model, spec.candidate.version);
         self.transition(&mut status, Phase::Succeeded, message.clone());
         self.write_status(status).await?;
@@ -1047,10 +1056,27 @@ impl<'a> Reconciler<'a> {
     }
 
     async fn retry(&self, mut status: ModelRolloutStatus, value: String) -> Result<Action, Error> {
+        // Old check Jobs would hand back their old verdicts: remove them so the checks run again.
+        for check in [Check::Contract, Check::SmokeTraining] {
+            let name = jobs::job_name(&self.name, check);
+            let api: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+            match api.delete(&name, &kube::api::DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Kube {
+                        rollout: self.id(),
+                        action: format!("delete the old check Job {name}"),
+                        source,
+                    });
+                }
+            }
+        }
         status.handled_retry = Some(value);
         status.current_step = Some(0);
         status.canary_weight = Some(0);
         status.analysis = None;
+        status.checks = None;
         self.transition(
             &mut status,
             Phase::Pending,

@@ -57,6 +57,10 @@ async fn a_good_candidate_walks_5_25_50_100_and_is_promoted() {
     let reasons = rig.event_reasons("good").await;
     assert_eq!(reasons.iter().filter(|r| *r == "AnalysisPassed").count(), 2, "{reasons:?}");
     assert!(elapsed < Duration::from_secs(110), "analysis should pass early, took {elapsed:?}");
+    // The second analysis step kept its own looks, not the first step's.
+    let analysis = done.status.as_ref().unwrap().analysis.clone().unwrap();
+    assert_eq!(analysis.step, Some(5), "the status shows the last analysis step");
+    assert_eq!(analysis.verdict.as_deref(), Some("Pass"));
 
     // Promotion moved the baseline Deployment to the candidate and removed the canary.
     let deployments: Api<Deployment> = Api::namespaced(rig.client.clone(), &rig.namespace);
