@@ -234,6 +234,18 @@ async fn main() {
         }
     }
     let event_reasons = event_reasons(&client).await;
+    // A finished rollout must stay finished: a phase that changed after it first became terminal is a regression.
+    let mut changed_after_finishing = Vec::new();
+    for rollout in Api::<ModelRollout>::all(client.clone()).list(&ListParams::default()).await.unwrap().items {
+        let key = format!("{}/{}", rollout.namespace().unwrap_or_default(), rollout.name_any());
+        let now = rollout.status.as_ref().and_then(|s| s.phase);
+        if let Some((_, first)) = finished.get(&key)
+            && first.status.as_ref().and_then(|s| s.phase) != now
+        {
+            changed_after_finishing
+                .push(format!("{key}: {:?} -> {now:?}", first.status.as_ref().and_then(|s| s.phase)));
+        }
+    }
 
     // Figures.
     let reconcile = Histogram::parse(&metrics_text, "rampart_reconcile_duration_seconds");
@@ -260,6 +272,11 @@ async fn main() {
         println!("  - unexpected: {line}");
     }
     println!("- events by reason: {event_reasons:?}");
+    println!(
+        "- rollouts whose phase changed after they first finished: {} {:?}",
+        changed_after_finishing.len(),
+        changed_after_finishing.iter().take(5).collect::<Vec<_>>()
+    );
     println!(
         "- reconcile duration (n = {}): p50 {:.1} ms, p99 {:.1} ms, mean {:.1} ms (from the controller's histogram, \
          interpolated within buckets)",
