@@ -56,7 +56,11 @@ pub struct Context {
 /// Reconciles one rollout, timing it and counting failures by stage.
 pub async fn reconcile(rollout: Arc<ModelRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = Reconciler::new(&rollout, &ctx).run().await;
+    let result = match fresh(&rollout, &ctx).await {
+        Ok(Some(current)) => Reconciler::new(&current, &ctx).run().await,
+        Ok(None) => Ok(Action::await_change()),
+        Err(err) => Err(err),
+    };
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     if let Err(err) = &result {
         ctx.metrics
@@ -67,8 +71,29 @@ pub async fn reconcile(rollout: Arc<ModelRollout>, ctx: Arc<Context>) -> Result<
     result
 }
 
-/// Requeues failed reconciles soon: most failures (API conflicts, Prometheus blips) are transient.
+/// The rollout as the API server has it now. The watch cache can lag behind this controller's own last status write;
+/// acting on a stale copy would repeat a step (or undo a rollback), so every reconcile starts from a fresh read, and
+/// its status write carries that read's resourceVersion (a concurrent change makes it fail with 409 and retry).
+async fn fresh(rollout: &ModelRollout, ctx: &Context) -> Result<Option<ModelRollout>, Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    match Api::<ModelRollout>::namespaced(ctx.client.clone(), &namespace).get_opt(&rollout.name_any()).await {
+        Ok(current) => Ok(current),
+        Err(source) => Err(Error::Kube {
+            rollout: format!("{namespace}/{}", rollout.name_any()),
+            action: "read the rollout".into(),
+            source,
+        }),
+    }
+}
+
+/// Requeues failed reconciles soon: most failures (API conflicts, Prometheus blips) are transient; a write conflict
+/// (someone changed the rollout since it was read) is retried at once.
 pub fn error_policy(rollout: Arc<ModelRollout>, error: &Error, _ctx: Arc<Context>) -> Action {
+    if let Error::Status { source: kube::Error::Api(status), .. } = error
+        && status.code == 409
+    {
+        return Action::requeue(Duration::from_millis(100));
+    }
     if !matches!(error, Error::NotLeader) {
         tracing::warn!(rollout = %rollout.name_any(), namespace = ?rollout.namespace(), %error, "reconcile failed");
     }
@@ -149,6 +174,7 @@ impl<'a> Reconciler<'a> {
         let patch = serde_json::json!({
             "apiVersion": ModelRollout::api_version(&()),
             "kind": ModelRollout::kind(&()),
+            "metadata": {"resourceVersion": self.rollout.resource_version()},
             "status": status,
         });
         Api::<ModelRollout>::namespaced(self.ctx.client.clone(), &self.namespace)
