@@ -39,6 +39,9 @@ pub struct ControllerConfig {
     pub check_service_account: String,
     /// Image prefixes a smoke-training image must start with; empty allows none.
     pub smoke_image_allow_list: Vec<String>,
+    /// Most reconciles running at once (0: unbounded). A bound keeps a burst of rollouts from queueing every API call
+    /// behind every other, which is what delays a rollback under load.
+    pub max_concurrent_reconciles: u16,
 }
 
 impl Default for ControllerConfig {
@@ -60,6 +63,7 @@ impl Default for ControllerConfig {
             check_image: format!("rampart/rampart-check:{}", env!("CARGO_PKG_VERSION")),
             check_service_account: "rampart-checks".into(),
             smoke_image_allow_list: Vec::new(),
+            max_concurrent_reconciles: 16,
         }
     }
 }

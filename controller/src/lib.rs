@@ -63,6 +63,7 @@ pub async fn run(client: kube::Client, config: ControllerConfig, metrics: Metric
             None => Api::all(client.clone()),
         };
         let controller = Controller::new(rollouts, watcher::Config::default().any_semantic())
+            .with_config(kube::runtime::controller::Config::default().concurrency(config.max_concurrent_reconciles))
             .run(reconcile::reconcile, reconcile::error_policy, context.clone())
             .for_each(|result| async move {
                 if let Err(err) = result {

@@ -64,6 +64,9 @@ struct Args {
     /// Allowed smoke-training image prefixes, comma-separated (e.g. registry.example.com/ml/). None allowed by default.
     #[arg(long, env = "RAMPART_SMOKE_IMAGE_ALLOW", value_delimiter = ',')]
     smoke_image_allow: Vec<String>,
+    /// Most reconciles running at once (0: unbounded).
+    #[arg(long, env = "RAMPART_MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
+    max_concurrent_reconciles: u16,
     /// Address of the /metrics, /healthz and /readyz server.
     #[arg(long, env = "RAMPART_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     metrics_address: SocketAddr,
@@ -163,6 +166,7 @@ fn build_config(args: &Args) -> Result<ControllerConfig, String> {
         allow_insecure_skip_signature: args.allow_insecure_skip_signature,
         check_service_account: args.check_service_account.clone(),
         smoke_image_allow_list: args.smoke_image_allow.iter().filter(|p| !p.is_empty()).cloned().collect(),
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
         ..ControllerConfig::default()
     };
     if let Some(image) = &args.check_image {
