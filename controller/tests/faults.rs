@@ -29,10 +29,16 @@ async fn prometheus_stopped_mid_analysis_never_promotes_and_the_inconclusive_pol
         prometheus.wait_for_target(&server.addr().to_string(), Duration::from_secs(30)).await.unwrap();
     }
     rig.start_controller();
-    // Tolerance 0: an equal canary never passes early, so the analysis is still running when Prometheus goes.
+    // Tolerance 0: an equal canary never passes early, so the analysis is still running when Prometheus goes. Alpha
+    // 0.001 keeps the chance of a (correct-by-design) false Fail on this A/A canary negligible.
     let steps = json!([{"setWeight": 25}, {"analysis": {"duration": "20s", "interval": "1s"}}, {"setWeight": 100}]);
-    rig.create_rollout(rollout("blind", steps, json!([accuracy_metric(0.0)]), json!({"onInconclusive": "rollback"})))
-        .await;
+    rig.create_rollout(rollout(
+        "blind",
+        steps,
+        json!([accuracy_metric(0.0)]),
+        json!({"onInconclusive": "rollback", "alpha": 0.001}),
+    ))
+    .await;
     rig.wait_for("blind", Duration::from_secs(30), "two analysis looks", |r| {
         r.status.as_ref().and_then(|s| s.analysis.as_ref()).and_then(|a| a.looks).unwrap_or(0) >= 2
     })
@@ -61,9 +67,15 @@ async fn a_controller_killed_mid_analysis_resumes_at_the_same_step_without_repea
     let canary = ModelServerConfig::new("v2").accuracy(0.9).latency(QUICK, 0.3);
     let mut rig = Rig::new("sigkill", canary, None).await;
     let first = rig.spawn_controller_process("replica-a");
+    // An equal canary at tolerance 0 keeps the analysis running; alpha 0.001 makes a false Fail negligible.
     let steps = json!([{"setWeight": 20}, {"analysis": {"duration": "25s", "interval": "1s"}}, {"setWeight": 100}]);
-    rig.create_rollout(rollout("resumed", steps, json!([accuracy_metric(0.0)]), json!({"onInconclusive": "rollback"})))
-        .await;
+    rig.create_rollout(rollout(
+        "resumed",
+        steps,
+        json!([accuracy_metric(0.0)]),
+        json!({"onInconclusive": "rollback", "alpha": 0.001}),
+    ))
+    .await;
     let before = rig
         .wait_for("resumed", Duration::from_secs(40), "three analysis looks", |r| {
             r.status.as_ref().and_then(|s| s.analysis.as_ref()).and_then(|a| a.looks).unwrap_or(0) >= 3
