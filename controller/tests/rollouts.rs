@@ -91,7 +91,9 @@ async fn a_canary_five_accuracy_points_worse_is_rolled_back_and_the_route_return
     assert_eq!(condition.status, "False");
     let condition_message = condition.message.unwrap();
     assert!(
-        condition_message.contains("accuracy") && condition_message.contains("0.8"),
+        condition_message.contains("accuracy: canary 0.")
+            && condition_message.contains("vs baseline 0.")
+            && condition_message.contains("confidence sequence"),
         "numbers: {condition_message}"
     );
     let metrics = status.analysis.unwrap().metrics.unwrap();
