@@ -809,12 +809,15 @@ impl<'a> Reconciler<'a> {
         let canary = self.rollout.spec.candidate.version.clone();
         let baseline = status.baseline_version.clone().unwrap_or_default();
         let ns = self.namespace.clone();
+        // Every query of one look is evaluated at the same instant: successes and trials read a moment apart would
+        // come from different scrapes, and on a young step that skew alone can look like a large effect.
+        let at = self.now;
         let increase = |template: String, version: String| {
             let prometheus = prometheus.clone();
             let ns = ns.clone();
             async move {
                 let query = render(&template, &version, &ns);
-                let now = prometheus.value(&query, None).await?;
+                let now = prometheus.value(&query, Some(at)).await?;
                 let before = prometheus.value(&query, Some(started)).await?;
                 Ok::<f64, Error>(now - before)
             }
@@ -851,7 +854,7 @@ impl<'a> Reconciler<'a> {
                         },
                         MetricKind::Latency => {
                             let query = render(&q.buckets.clone().ok_or_else(|| missing("buckets"))?, &version, &ns);
-                            let now = prometheus.buckets(&query, None).await?;
+                            let now = prometheus.buckets(&query, Some(at)).await?;
                             let before = prometheus.buckets(&query, Some(started)).await?;
                             ArmCounts::Histogram { buckets: bucket_increase(&now, &before) }
                         }
