@@ -578,19 +578,7 @@ async fn play_deployment_controller(client: kube::Client) {
                 continue;
             }
         };
-        let generation = deployment.metadata.generation.unwrap_or(0);
-        let observed = deployment.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0);
-        if observed >= generation {
-            continue;
-        }
-        let replicas = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let status = json!({"status": {
-            "observedGeneration": generation,
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
-        }});
+        let Some(status) = rampart_testenv::rolled_out_status(&deployment) else { continue };
         // Patch concurrently: a stand-in that lags would make the controller wait in Promoting.
         let api: Api<Deployment> = Api::namespaced(client.clone(), &deployment.namespace().unwrap_or_default());
         tokio::spawn(async move {

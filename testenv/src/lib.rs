@@ -128,6 +128,25 @@ impl TestEnv {
     }
 }
 
+/// The status a Deployment controller and kubelet would report once `deployment` has rolled out its current spec
+/// (all replicas updated, ready and available), or None when its status already says so. No controller-manager runs
+/// in the test control plane, so tests, benches and the demo apply this as a status patch themselves.
+pub fn rolled_out_status(deployment: &k8s_openapi::api::apps::v1::Deployment) -> Option<serde_json::Value> {
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let observed = deployment.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0);
+    if observed >= generation {
+        return None;
+    }
+    let replicas = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    Some(serde_json::json!({"status": {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+    }}))
+}
+
 /// The control plane shared by all tests of one test binary, started on first use. Tests isolate themselves with
 /// [`TestEnv::namespace`].
 pub fn shared() -> Result<&'static TestEnv, Error> {

@@ -309,19 +309,7 @@ async fn play_deployment_controller(client: kube::Client, namespace: String) {
     loop {
         if let Ok(list) = api.list(&ListParams::default()).await {
             for deployment in list.items {
-                let generation = deployment.metadata.generation.unwrap_or(0);
-                let observed = deployment.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0);
-                if observed >= generation {
-                    continue;
-                }
-                let replicas = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                let status = json!({"status": {
-                    "observedGeneration": generation,
-                    "replicas": replicas,
-                    "updatedReplicas": replicas,
-                    "readyReplicas": replicas,
-                    "availableReplicas": replicas,
-                }});
+                let Some(status) = rampart_testenv::rolled_out_status(&deployment) else { continue };
                 let _ = api.patch_status(&deployment.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await;
             }
         }
