@@ -682,8 +682,10 @@ pub struct ModelRolloutStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Kubernetes-style conditions. `Ready` is True once the candidate is promoted; its reason says where the rollout
-    /// is otherwise (Progressing, Paused, RolledBack, Failed).
+    /// Kubernetes-style conditions, kstatus-compatible (`kubectl wait`, Flux and Argo CD read them): `Ready` (True once
+    /// the candidate is promoted), `Reconciling` (True while Rampart is working towards an outcome), `Stalled` (True
+    /// when it cannot get there without a person: a failed check, a rollback, a pause), `ChecksPassed` and
+    /// `Promoted`. Each carries the `observedGeneration` it was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Option<Vec<Condition>>,
@@ -791,7 +793,8 @@ pub struct ChecksStatus {
 #[serde(rename_all = "camelCase")]
 pub struct CheckResult {
     /// `Passed`, `Failed`, `Running` or `Skipped`.
-    pub result: String,
+    #[schemars(with = "String")]
+    pub result: CheckOutcome,
     /// Why, in plain words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -803,6 +806,79 @@ pub struct CheckResult {
     pub job: Option<String>,
 }
 
+/// Where one check stands. Serialized as the plain strings the status has always carried; a value this version does
+/// not know (written by hand, or by a newer controller) reads as `Unknown`, which no gate treats as passed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CheckOutcome {
+    /// The check passed.
+    Passed,
+    /// The check failed; nothing moved.
+    Failed,
+    /// The check is running (its Job exists).
+    Running,
+    /// The check was not run (allowed by the spec and the controller's configuration).
+    Skipped,
+    /// A value this controller does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl CheckOutcome {
+    /// The value as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckOutcome::Passed => "Passed",
+            CheckOutcome::Failed => "Failed",
+            CheckOutcome::Running => "Running",
+            CheckOutcome::Skipped => "Skipped",
+            CheckOutcome::Unknown => "Unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A verdict as shown in status: the analysis engine's four outcomes, serialized as plain strings. An unknown value
+/// reads as `Unknown`, which is never taken for a pass.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Verdict {
+    /// The canary is no worse than the tolerance.
+    Pass,
+    /// The canary is worse than the tolerance, or traffic is misrouted.
+    Fail,
+    /// Not enough evidence yet.
+    #[default]
+    Continue,
+    /// The data cannot support a verdict.
+    Inconclusive,
+    /// A value this controller does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Verdict {
+    /// The value as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "Pass",
+            Verdict::Fail => "Fail",
+            Verdict::Continue => "Continue",
+            Verdict::Inconclusive => "Inconclusive",
+            Verdict::Unknown => "Unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The analysis verdicts of the current (or last) analysis step.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
@@ -812,10 +888,14 @@ pub struct AnalysisStatus {
     pub step: Option<i32>,
     /// Verdict of the step: Pass, Fail, Continue or Inconclusive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub verdict: Option<Verdict>,
     /// Looks taken in this step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub looks: Option<i32>,
+    /// When the look shown here was taken (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_look_at: Option<String>,
     /// Per-metric results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Vec<MetricStatus>>,
@@ -841,7 +921,8 @@ pub struct MetricStatus {
     /// Metric name.
     pub name: String,
     /// Pass, Fail, Continue or Inconclusive.
-    pub verdict: String,
+    #[schemars(with = "String")]
+    pub verdict: Verdict,
     /// The canary's estimate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<String>,

@@ -132,7 +132,7 @@ pub fn render(rollout: &ModelRollout, fancy: bool) -> String {
     if let Some(analysis) = &status.analysis {
         line(format!(
             "Analysis: {} after {} look(s)",
-            analysis.verdict.as_deref().unwrap_or("no verdict yet"),
+            analysis.verdict.map_or("no verdict yet", |v| v.as_str()),
             analysis.looks.unwrap_or(0)
         ));
         let mut rows: Vec<Vec<String>> = analysis.metrics.iter().flatten().map(metric_row).collect();
@@ -164,7 +164,7 @@ fn metric_row(metric: &MetricStatus) -> Vec<String> {
     let cell = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
     vec![
         metric.name.clone(),
-        metric.verdict.clone(),
+        metric.verdict.to_string(),
         cell(&metric.canary),
         cell(&metric.baseline),
         cell(&metric.effect),

@@ -72,11 +72,22 @@ pub fn number(value: f64) -> String {
     if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
 }
 
+/// The engine's verdict as written in status.
+pub fn status_verdict(verdict: rampart_analysis::Verdict) -> rampart_api::v1alpha1::Verdict {
+    use rampart_api::v1alpha1::Verdict as Shown;
+    match verdict {
+        rampart_analysis::Verdict::Pass => Shown::Pass,
+        rampart_analysis::Verdict::Fail => Shown::Fail,
+        rampart_analysis::Verdict::Continue => Shown::Continue,
+        rampart_analysis::Verdict::Inconclusive => Shown::Inconclusive,
+    }
+}
+
 /// One metric's verdict as shown in `status.analysis.metrics`.
 pub fn metric_status(verdict: &MetricVerdict) -> MetricStatus {
     MetricStatus {
         name: verdict.name.clone(),
-        verdict: verdict.verdict.as_str().into(),
+        verdict: status_verdict(verdict.verdict),
         canary: verdict.canary.as_ref().map(|a| number(a.estimate)),
         baseline: verdict.baseline.as_ref().map(|a| number(a.estimate)),
         effect: verdict.effect.map(number),
@@ -102,7 +113,7 @@ pub fn metric_status(verdict: &MetricVerdict) -> MetricStatus {
 pub fn srm_status(srm: &SrmVerdict) -> MetricStatus {
     MetricStatus {
         name: "sample-ratio".into(),
-        verdict: srm.verdict.as_str().into(),
+        verdict: status_verdict(srm.verdict),
         canary: Some(number(srm.observed_canary_share)),
         baseline: Some(number(srm.expected_canary_share)),
         effect: Some(number(srm.observed_canary_share - srm.expected_canary_share)),

@@ -21,6 +21,8 @@ pub struct ControllerConfig {
     pub renew_interval: Duration,
     /// Default interval between analysis looks when a step sets none.
     pub default_analysis_interval: Duration,
+    /// A look whose verdict is still Continue writes status at most this often (zero: every look).
+    pub analysis_status_interval: Duration,
     /// Only watch this namespace (all namespaces when None).
     pub namespace: Option<String>,
     /// Time after a weight change before an analysis step starts counting: the gateway needs a moment to apply the
@@ -55,6 +57,7 @@ impl Default for ControllerConfig {
             lease_duration: Duration::from_secs(15),
             renew_interval: Duration::from_secs(5),
             default_analysis_interval: Duration::from_secs(60),
+            analysis_status_interval: Duration::from_secs(10),
             namespace: None,
             metrics_settle: Duration::from_secs(30),
             database_url: None,

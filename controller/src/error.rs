@@ -1,5 +1,5 @@
-//! The controller's errors: one variant per reconcile stage, each saying what failed on which object, with a
-//! `metric_label()` so every failure is countable in Prometheus.
+//! The controller's errors, one variant per kind of failure (what failed, not where in the code), each saying which
+//! rollout and what it was doing, with a `metric_label()` so `rampart_reconcile_errors_total{stage}` tells the truth.
 
 /// A failure while reconciling one ModelRollout.
 #[derive(Debug, thiserror::Error)]
@@ -7,7 +7,21 @@ pub enum Error {
     /// The rollout's spec cannot be acted on (it passed admission, but refers to something unusable).
     #[error("rollout {rollout}: {message}")]
     InvalidSpec { rollout: String, message: String },
-    /// Reading or changing a Kubernetes object failed.
+    /// Moving traffic failed (the HTTPRoute's weights or the InferenceService's canary percentage).
+    #[error("rollout {rollout}: failed to move traffic: {message}")]
+    Traffic { rollout: String, message: String },
+    /// Changing the serving Deployments failed (creating or deleting the canary, moving the baseline).
+    #[error("rollout {rollout}: failed to change serving: {message}")]
+    Serving { rollout: String, message: String },
+    /// Creating, reading or deleting a check Job failed.
+    #[error("rollout {rollout}: failed to {action}: {source}")]
+    Checks {
+        rollout: String,
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Reading a Kubernetes object failed.
     #[error("rollout {rollout}: failed to {action}: {source}")]
     Kube {
         rollout: String,
@@ -22,9 +36,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// Querying Prometheus failed.
-    #[error("{0}")]
-    Metrics(#[from] crate::prometheus::QueryError),
     /// The statistics engine refused the configuration or the counts.
     #[error("rollout {rollout}: analysis failed: {source}")]
     Analysis {
@@ -38,15 +49,24 @@ pub enum Error {
 }
 
 impl Error {
-    /// A short, stable label for the `rampart_reconcile_errors_total{stage=...}` metric.
+    /// A short, stable label for the `rampart_reconcile_errors_total{stage=...}` metric. Prometheus and registry
+    /// failures never fail a reconcile (a look without metrics and a registry outage are part of the state machine);
+    /// they are counted as `prometheus` and `registry` where they happen.
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::InvalidSpec { .. } => "spec",
+            Error::Traffic { .. } => "traffic",
+            Error::Serving { .. } => "serving",
+            Error::Checks { .. } => "checks",
             Error::Kube { .. } => "kubernetes",
             Error::Status { .. } => "status",
-            Error::Metrics(_) => "metrics",
             Error::Analysis { .. } => "analysis",
             Error::NotLeader => "leadership",
         }
+    }
+
+    /// True for a write conflict (someone changed the rollout since it was read): retried at once.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Status { source: kube::Error::Api(status), .. } if status.code == 409)
     }
 }

@@ -4,13 +4,18 @@
 
 pub mod analysis;
 pub mod config;
+pub mod decide;
 pub mod error;
 pub mod jobs;
 pub mod leader;
+pub mod look;
 pub mod metrics;
+pub mod observe;
+pub mod outbox;
 pub mod prometheus;
 pub mod reconcile;
 pub mod serving;
+pub mod status;
 pub mod traffic;
 pub mod trail;
 pub mod verify;
@@ -18,8 +23,11 @@ pub mod verify;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use rampart_api::ModelRollout;
 use tokio::sync::watch;
@@ -28,22 +36,47 @@ pub use config::ControllerConfig;
 pub use error::Error;
 pub use metrics::Metrics;
 
+/// Wakes a promoting rollout when its baseline Deployment changes (it is waiting for the candidate to roll out), so
+/// promotion needs no polling. Only the Deployments' metadata is kept from each event.
+fn watch_baselines(
+    controller: Controller<ModelRollout>,
+    client: &kube::Client,
+    config: &ControllerConfig,
+) -> Controller<ModelRollout> {
+    let deployments: Api<PartialObjectMeta<Deployment>> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let rollouts = controller.store();
+    controller.watches(deployments, watcher::Config::default(), move |deployment| {
+        let namespace = deployment.metadata.namespace.clone();
+        let name = deployment.metadata.name.clone().unwrap_or_default();
+        rollouts
+            .state()
+            .into_iter()
+            .filter(|rollout| {
+                rollout.metadata.namespace == namespace
+                    && rollout.status.as_ref().and_then(|s| s.phase) == Some(rampart_api::Phase::Promoting)
+                    && rollout.spec.serving.deployment.as_ref().is_some_and(|d| d.name == name)
+            })
+            .map(|rollout| ObjectRef::from_obj(rollout.as_ref()))
+            .collect::<Vec<_>>()
+    })
+}
+
 /// Runs the controller until `shutdown` becomes true: leader election, and the reconcile loop while this replica
 /// leads. Losing the lease stops the loop at once; regaining it starts a new one.
 pub async fn run(client: kube::Client, config: ControllerConfig, metrics: Metrics, shutdown: watch::Receiver<bool>) {
     let (leader_tx, leader_rx) = watch::channel(false);
     let election = tokio::spawn(leader::run_election(client.clone(), config.clone(), leader_tx, shutdown.clone()));
     let reporter = Reporter { controller: "rampart-controller".into(), instance: Some(config.identity.clone()) };
-    let context = Arc::new(reconcile::Context {
-        client: client.clone(),
-        config: config.clone(),
-        metrics: metrics.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
-        leader: leader_rx.clone(),
-        registry: config.database_url.as_deref().map(|url| Arc::new(trail::RegistryConnection::new(url))),
-        trusted_keys: Arc::new(config.trusted_keys.clone()),
-        registry_backoff: Default::default(),
-    });
+    let context = Arc::new(reconcile::Context::new(
+        client.clone(),
+        config.clone(),
+        metrics.clone(),
+        Recorder::new(client.clone(), reporter),
+        leader_rx.clone(),
+    ));
 
     let mut leader = leader_rx.clone();
     let mut stop = shutdown.clone();
@@ -63,7 +96,8 @@ pub async fn run(client: kube::Client, config: ControllerConfig, metrics: Metric
             None => Api::all(client.clone()),
         };
         let controller = Controller::new(rollouts, watcher::Config::default().any_semantic())
-            .with_config(kube::runtime::controller::Config::default().concurrency(config.max_concurrent_reconciles))
+            .with_config(kube::runtime::controller::Config::default().concurrency(config.max_concurrent_reconciles));
+        let controller = watch_baselines(controller, &client, &config)
             .run(reconcile::reconcile, reconcile::error_policy, context.clone())
             .for_each(|result| async move {
                 if let Err(err) = result {

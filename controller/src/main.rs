@@ -46,6 +46,10 @@ struct Args {
     /// Seconds after a weight change before an analysis step starts counting (about twice the scrape interval).
     #[arg(long, env = "RAMPART_METRICS_SETTLE_SECONDS", default_value_t = 30.0)]
     metrics_settle_seconds: f64,
+    /// While an analysis is still undecided, write its status at most this often, in seconds (each look is still
+    /// taken; a changed verdict is written at once). 0 writes every look.
+    #[arg(long, env = "RAMPART_ANALYSIS_STATUS_INTERVAL_SECONDS", default_value_t = 10.0)]
+    analysis_status_interval_seconds: f64,
     /// Postgres URL of the registry (every rollout, step, verdict and rollback is recorded there).
     #[arg(long, env = "RAMPART_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -158,6 +162,7 @@ fn build_config(args: &Args) -> Result<ControllerConfig, String> {
         renew_interval: seconds(args.renew_interval_seconds, "renew-interval-seconds")?,
         namespace: args.namespace.clone(),
         metrics_settle: seconds(args.metrics_settle_seconds, "metrics-settle-seconds")?,
+        analysis_status_interval: seconds(args.analysis_status_interval_seconds, "analysis-status-interval-seconds")?,
         database_url: args.database_url.clone(),
         trusted_keys: match &args.trusted_keys_dir {
             Some(dir) => rampart_controller::verify::load_trusted_keys(dir)?,

@@ -117,12 +117,13 @@ impl Metrics {
     }
 
     /// Records one metric's verdict.
-    pub fn set_verdict(&self, namespace: &str, rollout: &str, metric: &str, verdict: rampart_analysis::Verdict) {
+    pub fn set_verdict(&self, namespace: &str, rollout: &str, metric: &str, verdict: rampart_api::v1alpha1::Verdict) {
+        use rampart_api::v1alpha1::Verdict;
         let value = match verdict {
-            rampart_analysis::Verdict::Pass => 1,
-            rampart_analysis::Verdict::Continue => 0,
-            rampart_analysis::Verdict::Fail => -1,
-            rampart_analysis::Verdict::Inconclusive => -2,
+            Verdict::Pass => 1,
+            Verdict::Continue => 0,
+            Verdict::Fail => -1,
+            Verdict::Inconclusive | Verdict::Unknown => -2,
         };
         self.verdict
             .get_or_create(&VerdictLabels {
@@ -131,6 +132,12 @@ impl Metrics {
                 metric: metric.into(),
             })
             .set(value);
+    }
+
+    /// Counts one failure of `stage` (see `Error::metric_label`), including ones that do not fail the reconcile
+    /// (a Prometheus look without metrics is part of the analysis, not an error of the reconcile).
+    pub fn count_error(&self, stage: &str) {
+        self.reconcile_errors.get_or_create(&StageLabels { stage: stage.into() }).inc();
     }
 
     /// The text exposition of every metric.

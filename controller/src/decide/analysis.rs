@@ -1,0 +1,166 @@
+//! An analysis step: when a look is due, ask for the metrics, hand them to the statistics engine and act on its
+//! verdict: Fail rolls back in this reconcile, Pass advances, an undecided final look follows `onInconclusive`,
+//! anything else waits for the next look.
+
+use std::time::Duration;
+
+use rampart_analysis::{AnalysisState, StepInput, Verdict};
+use rampart_api::v1alpha1::{AnalysisStatus, AnalysisStep};
+
+use super::endings::{self, RollbackCause, advance, record};
+use super::{DecideError, Decision, Facts, Need, Note, Observation, Requeue, parse_duration, step_elapsed};
+use crate::analysis::{analysis_config, metric_status, srm_status, status_verdict};
+use crate::status::{parse_time, truncate};
+use crate::trail::TrailRecord;
+
+/// Shortest interval between looks, whatever the spec says.
+const MIN_INTERVAL: Duration = Duration::from_millis(200);
+
+/// One analysis look, or the wait for it.
+pub fn look(facts: &Facts<'_>, index: i32, step: &AnalysisStep) -> Result<Decision, DecideError> {
+    let Some(spec_analysis) = &facts.spec.analysis else {
+        return Err(DecideError::Spec("analysis step without spec.analysis".into()));
+    };
+    let duration = parse_duration(&step.duration)?;
+    let interval = match &step.interval {
+        Some(text) => parse_duration(text)?,
+        None => facts.settings.default_analysis_interval,
+    }
+    .max(MIN_INTERVAL);
+    let status = facts.status;
+    let elapsed = step_elapsed(status, facts.now);
+    let final_look = elapsed >= duration;
+    // A new analysis step starts from nothing: looks, running p-value minima and the latency threshold belong to the
+    // step they were taken in.
+    let previous = status.analysis.clone().filter(|a| a.step == Some(index)).unwrap_or_default();
+    let looks_done = u32::try_from(previous.looks.unwrap_or(0).max(0)).unwrap_or(0);
+    // Counting starts once the new weight has settled; looks are due on a fixed grid after that (slot k opens at
+    // settle + k * interval, the last look is at the end of the step). A look whose status was not written (see
+    // `Settings::analysis_status_interval`) therefore does not shift the next one.
+    let settle = facts.settings.metrics_settle.min(duration / 2);
+    let slot_of = |elapsed: Duration| -> u32 {
+        if elapsed <= settle { 0 } else { ((elapsed - settle).as_secs_f64() / interval.as_secs_f64()).floor() as u32 }
+    };
+    let slot_now = slot_of(elapsed);
+    let last_slot = match parse_time(previous.last_look_at.as_deref()) {
+        Some(at) => slot_of(step_elapsed(status, at).min(elapsed)),
+        None => looks_done,
+    };
+    if !final_look && (slot_now == 0 || (looks_done > 0 && last_slot >= slot_now)) {
+        let next_slot = slot_now.max(last_slot) + 1;
+        let due = (settle + interval * next_slot).min(duration);
+        return Ok(endings::stay(facts, Requeue::After(due.saturating_sub(elapsed).max(Duration::from_millis(50)))));
+    }
+    let step_started = parse_time(status.step_started_at.as_deref()).unwrap_or(facts.now);
+    let since = step_started.checked_add(settle).unwrap_or(step_started);
+    let Observation::Look(counts) = &facts.observed else { return Ok(Decision::Observe(Need::Look { since })) };
+
+    let config = analysis_config(spec_analysis).map_err(DecideError::Spec)?;
+    let mut status = status.clone();
+    let mut analysis = AnalysisStatus {
+        step: Some(index),
+        looks: Some(i32::try_from(looks_done + 1).unwrap_or(i32::MAX)),
+        last_look_at: Some(facts.now.to_string()),
+        ..previous.clone()
+    };
+    let counts = match counts {
+        Ok(counts) => counts,
+        Err(err) => {
+            let errors = analysis.provider_errors.unwrap_or(0) + 1;
+            analysis.provider_errors = Some(errors);
+            analysis.last_error = Some(truncate(err, 512));
+            analysis.verdict = Some(rampart_api::v1alpha1::Verdict::Continue);
+            status.analysis = Some(analysis);
+            if final_look {
+                let reason = format!(
+                    "step {index}: analysis ended without a verdict: the metrics could not be read ({errors} looks in \
+                     a row): {err}"
+                );
+                return Ok(endings::inconclusive(facts, status, index, reason));
+            }
+            let note = (errors == 1).then(|| Note {
+                warning: true,
+                reason: "MetricsUnavailable",
+                message: format!("step {index}: {err}; never promoting while the metrics are unreadable"),
+            });
+            return Ok(endings::update(facts, status, note, Requeue::After(interval)));
+        }
+    };
+    let input = StepInput {
+        configured_canary_weight: f64::from(status.canary_weight.unwrap_or(0)) / 100.0,
+        requests: counts.requests,
+        metrics: counts.metrics.clone(),
+        final_look,
+    };
+    let previous_state: Option<AnalysisState> =
+        analysis.engine_state.as_deref().and_then(|text| serde_json::from_str(text).ok());
+    let outcome = rampart_analysis::evaluate_step(&config, &input, previous_state.as_ref())?;
+    let verdict = outcome.verdict;
+    analysis.provider_errors = None;
+    analysis.last_error = None;
+    analysis.verdict = Some(status_verdict(verdict.verdict));
+    analysis.metrics = Some(verdict.metrics.iter().map(metric_status).collect());
+    analysis.srm = verdict.srm.as_ref().map(srm_status);
+    analysis.engine_state = serde_json::to_string(&outcome.state).ok();
+    let statistics = serde_json::json!({"metrics": analysis.metrics, "srm": analysis.srm});
+    status.analysis = Some(analysis);
+    record(
+        facts,
+        &mut status,
+        TrailRecord::Verdict {
+            uid: facts.uid.into(),
+            verdict: rampart_registry::VerdictRecord {
+                step_index: u32::try_from(index).unwrap_or(0),
+                evaluation: looks_done,
+                verdict: verdict.verdict.as_str().to_lowercase(),
+                statistics,
+            },
+        },
+    );
+
+    Ok(match verdict.verdict {
+        Verdict::Fail => {
+            let reason = format!("step {index}: analysis failed: {}", describe_failure(&verdict));
+            endings::roll_back(facts, status, RollbackCause::AnalysisFailed(reason))
+        }
+        Verdict::Pass => {
+            let message = format!("step {index}: analysis passed: {}", verdict.reason);
+            let description = format!("analysis passed after {} looks", verdict.look);
+            advance(facts, status, index, vec![], description, message, "AnalysisPassed")
+        }
+        Verdict::Inconclusive if final_look => {
+            let reason = format!("step {index}: analysis ended without a verdict: {}", verdict.reason);
+            endings::inconclusive(facts, status, index, reason)
+        }
+        Verdict::Continue | Verdict::Inconclusive => {
+            status.message = Some(format!("step {index}: analysing: {}", verdict.reason));
+            let quiet = facts.settings.analysis_status_interval;
+            let last_written = parse_time(previous.last_look_at.as_deref());
+            let recently_written = last_written.is_some_and(|at| {
+                let since = facts.now.duration_since(at);
+                since.is_positive() && since.unsigned_abs() < quiet
+            });
+            let same_verdict = previous.verdict == status.analysis.as_ref().and_then(|a| a.verdict);
+            if recently_written && same_verdict {
+                // Nothing a person acts on changed since the last written look: keep the written status (the
+                // engine's state from that look stays valid; this look's counts are included in the next one).
+                return Ok(endings::stay(facts, Requeue::After(interval)));
+            }
+            endings::update(facts, status, None, Requeue::After(interval))
+        }
+    })
+}
+
+/// The rollback reason: the metrics that failed with their numbers, or the traffic-split mismatch.
+fn describe_failure(verdict: &rampart_analysis::StepVerdict) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(srm) = &verdict.srm
+        && srm.verdict == Verdict::Fail
+    {
+        parts.push(srm.reason.clone());
+    }
+    for metric in verdict.metrics.iter().filter(|m| m.verdict == Verdict::Fail) {
+        parts.push(format!("{}: {}", metric.name, metric.reason));
+    }
+    if parts.is_empty() { verdict.reason.clone() } else { parts.join("; ") }
+}

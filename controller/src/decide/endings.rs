@@ -1,0 +1,230 @@
+//! Each kind of ending, written once: stay, advance to the next step, fail before traffic, roll back with a typed
+//! cause, finish a rollback, enter promotion, promoted, pause, retry. Every decision that changes the phase goes
+//! through one of these, so the record, the history entry, the conditions and the Event always travel together.
+
+use std::time::Duration;
+
+use rampart_api::v1alpha1::OnInconclusive;
+use rampart_api::{ModelRolloutStatus, Phase};
+
+use super::{Act, Decision, Effect, Facts, Note, Requeue, parse_duration, step_elapsed};
+use crate::status::{self, format_duration, truncate};
+use crate::trail::{self, TrailRecord};
+
+/// Come back at once: the next stage can start now.
+pub const NEXT: Requeue = Requeue::After(Duration::from_millis(50));
+
+/// Why traffic goes back to the baseline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RollbackCause {
+    /// `rampart abort`.
+    Aborted,
+    /// An analysis verdict failed; the reason names the metrics and numbers.
+    AnalysisFailed(String),
+    /// The analysis ended undecided and the policy is `onInconclusive: rollback`.
+    Inconclusive(String),
+}
+
+impl RollbackCause {
+    fn reason(&self) -> String {
+        match self {
+            RollbackCause::Aborted => "aborted by the rampart.dev/abort annotation (rampart abort)".into(),
+            RollbackCause::AnalysisFailed(reason) => reason.clone(),
+            RollbackCause::Inconclusive(reason) => format!("{reason}; onInconclusive: rollback"),
+        }
+    }
+}
+
+/// Finishes a decision: conditions and `observedGeneration` follow the status built in memory.
+pub fn act(
+    facts: &Facts<'_>,
+    mut status: ModelRolloutStatus,
+    effects: Vec<Effect>,
+    event: Option<Note>,
+    requeue: Requeue,
+) -> Decision {
+    status::set_conditions(&mut status, facts.now, facts.generation);
+    status.observed_generation = facts.generation;
+    Decision::Act(Act { effects, status, event, requeue })
+}
+
+/// Nothing changes (conditions are still brought up to date).
+pub fn stay(facts: &Facts<'_>, requeue: Requeue) -> Decision {
+    act(facts, facts.status.clone(), vec![], None, requeue)
+}
+
+/// A status change without a transition (a message, a check result), with an optional Event.
+pub fn update(facts: &Facts<'_>, status: ModelRolloutStatus, event: Option<Note>, requeue: Requeue) -> Decision {
+    act(facts, status, vec![], event, requeue)
+}
+
+/// Queues a registry record in the status outbox (applied to Postgres later, in order).
+pub fn record(facts: &Facts<'_>, status: &mut ModelRolloutStatus, record: TrailRecord) {
+    if facts.settings.registry {
+        trail::push(status.outbox.get_or_insert_with(Vec::new), &record);
+    }
+}
+
+/// Starts step `index` now.
+pub fn begin_step(facts: &Facts<'_>, status: &mut ModelRolloutStatus, index: i32) {
+    status.current_step = Some(index);
+    status.step_started_at = Some(facts.now.to_string());
+}
+
+/// Step `index` is done: record it and start the next one.
+pub fn advance(
+    facts: &Facts<'_>,
+    mut status: ModelRolloutStatus,
+    index: i32,
+    effects: Vec<Effect>,
+    description: String,
+    message: String,
+    reason: &'static str,
+) -> Decision {
+    let step = rampart_registry::StepRecord {
+        index: u32::try_from(index).unwrap_or(0),
+        canary_weight: u32::try_from(status.canary_weight.unwrap_or(0)).unwrap_or(0),
+        description,
+    };
+    record(facts, &mut status, TrailRecord::Step { uid: facts.uid.into(), step });
+    begin_step(facts, &mut status, index + 1);
+    status::transition(&mut status, Phase::Progressing, message.clone(), facts.now);
+    act(facts, status, effects, Some(Note { warning: false, reason, message }), NEXT)
+}
+
+/// A gate before traffic failed: the rollout ends as Failed and nothing moved.
+pub fn fail_before_traffic(
+    facts: &Facts<'_>,
+    mut status: ModelRolloutStatus,
+    reason: &'static str,
+    message: String,
+) -> Decision {
+    record(
+        facts,
+        &mut status,
+        TrailRecord::Finish { uid: facts.uid.into(), aborted: false, reason: truncate(&message, 2048) },
+    );
+    status::transition(&mut status, Phase::Failed, message.clone(), facts.now);
+    act(facts, status, vec![], Some(Note { warning: true, reason, message }), Requeue::OnChange)
+}
+
+/// Sends all traffic back to the baseline in this reconcile, then records why. Waits for nothing that can be down.
+/// With `rollback.onFailure: false`, a failure (not an abort) halts at weight 0 instead, for a person to decide.
+pub fn roll_back(facts: &Facts<'_>, mut status: ModelRolloutStatus, cause: RollbackCause) -> Decision {
+    let reason = cause.reason();
+    let effects = vec![Effect::RouteAllToBaseline {
+        after_failing_verdict: matches!(cause, RollbackCause::AnalysisFailed(_)),
+    }];
+    status.canary_weight = Some(0);
+    status.step_started_at = Some(facts.now.to_string());
+    let aborted = cause == RollbackCause::Aborted;
+    if aborted {
+        record(facts, &mut status, TrailRecord::Finish { uid: facts.uid.into(), aborted: true, reason: reason.clone() });
+    } else {
+        let statistics = serde_json::to_value(&status.analysis).unwrap_or_default();
+        let statistics = serde_json::json!({
+            "metrics": statistics.get("metrics"),
+            "srm": statistics.get("srm"),
+            "lastError": statistics.get("lastError"),
+        });
+        record(facts, &mut status, TrailRecord::Rollback { uid: facts.uid.into(), reason: reason.clone(), statistics });
+    }
+    let automatic = facts.spec.rollback.as_ref().and_then(|r| r.on_failure).unwrap_or(true);
+    if !aborted && !automatic {
+        let message =
+            format!("{reason}; canary at weight 0, rollback.onFailure is false: rampart abort or rampart promote");
+        status::transition(&mut status, Phase::Paused, message.clone(), facts.now);
+        let note = Note { warning: true, reason: "Halted", message };
+        return act(facts, status, effects, Some(note), Requeue::OnChange);
+    }
+    status::transition(&mut status, Phase::RollingBack, reason.clone(), facts.now);
+    let requeue = Requeue::After(scale_down_delay(facts).max(Duration::from_millis(50)));
+    act(facts, status, effects, Some(Note { warning: true, reason: "RollingBack", message: reason }), requeue)
+}
+
+/// After the scale-down delay, the canary goes and the rollout is RolledBack. Traffic is already on the baseline
+/// (the rollback moved it before RollingBack was written); it is asserted once more at the end.
+pub fn finish_rollback(facts: &Facts<'_>) -> Decision {
+    let delay = scale_down_delay(facts);
+    let elapsed = step_elapsed(facts.status, facts.now);
+    if elapsed < delay {
+        return stay(facts, Requeue::After(delay - elapsed));
+    }
+    let mut status = facts.status.clone();
+    let mut effects = vec![Effect::RouteAllToBaseline { after_failing_verdict: false }];
+    if facts.spec.serving.deployment.is_some() {
+        effects.push(Effect::DeleteCanary);
+    }
+    let reason = status.message.clone().unwrap_or_else(|| "rolled back".into());
+    status::transition(&mut status, Phase::RolledBack, reason.clone(), facts.now);
+    let note = Note { warning: true, reason: "RolledBack", message: format!("all traffic is back on the baseline: {reason}") };
+    act(facts, status, effects, Some(note), Requeue::OnChange)
+}
+
+/// Every step passed (or a person promoted): promotion starts.
+pub fn enter_promotion(facts: &Facts<'_>, mut status: ModelRolloutStatus, message: String) -> Decision {
+    status::transition(&mut status, Phase::Promoting, message.clone(), facts.now);
+    act(facts, status, vec![], Some(Note { warning: false, reason: "Promoting", message }), NEXT)
+}
+
+/// Waits in Paused with an Event (a pause step, or an undecided analysis with `onInconclusive: pause`).
+pub fn pause(facts: &Facts<'_>, mut status: ModelRolloutStatus, note: Note, requeue: Requeue) -> Decision {
+    status::transition(&mut status, Phase::Paused, note.message.clone(), facts.now);
+    act(facts, status, vec![], Some(note), requeue)
+}
+
+/// An analysis step ended without a verdict: the spec's `onInconclusive` policy decides.
+pub fn inconclusive(facts: &Facts<'_>, mut status: ModelRolloutStatus, index: i32, reason: String) -> Decision {
+    let policy = facts.spec.analysis.as_ref().and_then(|a| a.on_inconclusive).unwrap_or_default();
+    if let Some(analysis) = status.analysis.as_mut() {
+        analysis.verdict = Some(rampart_api::v1alpha1::Verdict::Inconclusive);
+    }
+    match policy {
+        OnInconclusive::Rollback => roll_back(facts, status, RollbackCause::Inconclusive(reason)),
+        OnInconclusive::Promote => {
+            let message = format!("{reason}; onInconclusive: promote, carrying on");
+            let description = "analysis inconclusive, promoted by policy".to_string();
+            let mut decision = advance(facts, status, index, vec![], description, message, "AnalysisInconclusive");
+            if let Decision::Act(act) = &mut decision
+                && let Some(note) = act.event.as_mut()
+            {
+                note.warning = true;
+            }
+            decision
+        }
+        OnInconclusive::Pause => {
+            let message = format!("{reason}; onInconclusive: pause, waiting for rampart promote or rampart abort");
+            pause(facts, status, Note { warning: true, reason: "AnalysisInconclusive", message }, Requeue::OnChange)
+        }
+    }
+}
+
+/// `rampart retry` on a finished rollout: old check Jobs go (they would hand back old verdicts) and it starts again
+/// from step 0.
+pub fn retry(facts: &Facts<'_>, value: String) -> Decision {
+    let mut status = facts.status.clone();
+    status.handled_retry = Some(value);
+    status.current_step = Some(0);
+    status.canary_weight = Some(0);
+    status.analysis = None;
+    status.checks = None;
+    let message = "retry requested (rampart retry): starting again from step 0".to_string();
+    status::transition(&mut status, Phase::Pending, message, facts.now);
+    let note = Note { warning: false, reason: "Retrying", message: "starting again from step 0".into() };
+    act(facts, status, vec![Effect::DeleteCheckJobs], Some(note), NEXT)
+}
+
+/// A timed pause step, as shown in messages.
+pub fn pause_text(duration: Duration) -> String {
+    format_duration(duration)
+}
+
+fn scale_down_delay(facts: &Facts<'_>) -> Duration {
+    facts
+        .spec
+        .rollback
+        .as_ref()
+        .and_then(|r| r.scale_down_delay.as_deref())
+        .and_then(|text| parse_duration(text).ok())
+        .unwrap_or(Duration::ZERO)
+}

@@ -1,0 +1,203 @@
+//! The gates before traffic: the smoke-training image allow-list, the signature, the baseline, then the check Jobs
+//! (contract, then smoke training). Any failure ends the rollout as Failed before a single request moves.
+
+use rampart_api::v1alpha1::{CheckOutcome, CheckResult};
+use rampart_api::{ModelRolloutStatus, Phase};
+
+use super::endings::{self, NEXT, act, fail_before_traffic, record};
+use super::{DecideError, Decision, Effect, Facts, Need, Note, Observation, Requeue};
+use crate::jobs::{Check, JobState, image_allowed, job_name};
+use crate::status::{self, truncate};
+use crate::trail::TrailRecord;
+
+/// How often a running check Job is looked at when no watch event arrives first.
+const CHECK_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Pending: image allow-list, signature and baseline; then Checking (or Progressing when no check Job is asked for).
+pub fn start(facts: &Facts<'_>) -> Result<Decision, DecideError> {
+    let spec = facts.spec;
+    let mut status = facts.status.clone();
+    if let Some(smoke) = spec.checks.as_ref().and_then(|c| c.smoke_training.as_ref())
+        && !image_allowed(&smoke.image, &facts.settings.smoke_image_allow_list)
+    {
+        let allowed = if facts.settings.smoke_image_allow_list.is_empty() {
+            "none configured".to_string()
+        } else {
+            facts.settings.smoke_image_allow_list.join(", ")
+        };
+        let message = format!(
+            "smoke-training image {} is not allowed by this controller (allowed prefixes: {allowed}); nothing was \
+             created and no traffic was moved",
+            smoke.image
+        );
+        return Ok(fail_before_traffic(facts, status, "ImageNotAllowed", message));
+    }
+    let Observation::Start(observed) = &facts.observed else { return Ok(Decision::Observe(Need::Start)) };
+
+    let bundle = observed.signature.as_ref().ok().and_then(|s| s.as_ref()).map(|s| s.bundle.clone());
+    record(
+        facts,
+        &mut status,
+        TrailRecord::RegisterVersion {
+            version: rampart_registry::NewVersion {
+                model: spec.model.clone(),
+                version: spec.candidate.version.clone(),
+                uri: spec.candidate.artifact.uri.clone(),
+                digest: spec.candidate.artifact.digest.clone(),
+                signature_bundle: bundle,
+                ..Default::default()
+            },
+        },
+    );
+    let mut start_record = rampart_registry::NewRollout {
+        model: spec.model.clone(),
+        uid: facts.uid.into(),
+        namespace: facts.namespace.into(),
+        name: facts.name.into(),
+        candidate_version: spec.candidate.version.clone(),
+        baseline_version: spec.baseline.as_ref().and_then(|b| b.version.clone()),
+    };
+    let checks = status.checks.get_or_insert_with(Default::default);
+    match &observed.signature {
+        Ok(Some(signer)) => {
+            checks.signature = Some(CheckResult {
+                result: CheckOutcome::Passed,
+                message: Some(format!("signed by trusted key {} ({})", signer.key_label, signer.key_id)),
+                signer: Some(signer.key_id.clone()),
+                job: None,
+            });
+            record(
+                facts,
+                &mut status,
+                TrailRecord::MarkVerified {
+                    model: spec.model.clone(),
+                    version: spec.candidate.version.clone(),
+                    verification: rampart_registry::Verification {
+                        digest: spec.candidate.artifact.digest.clone(),
+                        signer_key_id: signer.key_id.clone(),
+                        signature_bundle: Some(signer.bundle.clone()),
+                    },
+                },
+            );
+        }
+        Ok(None) => {
+            checks.signature = Some(CheckResult {
+                result: CheckOutcome::Skipped,
+                message: Some("insecureSkipSignature: the candidate is not signature-checked".into()),
+                signer: None,
+                job: None,
+            });
+        }
+        Err(why) => {
+            checks.signature =
+                Some(CheckResult { result: CheckOutcome::Failed, message: Some(why.clone()), signer: None, job: None });
+            record(facts, &mut status, TrailRecord::StartRollout { rollout: start_record });
+            let message = format!("signature check failed, no traffic was moved: {why}");
+            return Ok(fail_before_traffic(facts, status, "SignatureFailed", message));
+        }
+    }
+    let baseline = match &observed.baseline {
+        Ok(baseline) => baseline.clone(),
+        Err(why) => {
+            record(facts, &mut status, TrailRecord::StartRollout { rollout: start_record });
+            return Ok(fail_before_traffic(facts, status, "Failed", why.clone()));
+        }
+    };
+    start_record.baseline_version = baseline.version.clone();
+    record(facts, &mut status, TrailRecord::StartRollout { rollout: start_record });
+    status.baseline_version = baseline.version;
+    status.stable_uri = baseline.uri;
+    status.canary_weight = Some(0);
+    status.analysis = None;
+    endings::begin_step(facts, &mut status, 0);
+    let message = format!(
+        "rolling out {} {} against baseline {}",
+        spec.model,
+        spec.candidate.version,
+        status.baseline_version.as_deref().unwrap_or("(unknown)")
+    );
+    let phase = if wanted_checks(facts).is_empty() { Phase::Progressing } else { Phase::Checking };
+    status::transition(&mut status, phase, message.clone(), facts.now);
+    Ok(act(facts, status, vec![], Some(Note { warning: false, reason: "Started", message }), NEXT))
+}
+
+/// The check Jobs this rollout asks for, in the order they run.
+pub fn wanted_checks(facts: &Facts<'_>) -> Vec<Check> {
+    let checks = facts.spec.checks.as_ref();
+    [
+        checks.and_then(|c| c.contract.as_ref()).map(|_| Check::Contract),
+        checks.and_then(|c| c.smoke_training.as_ref()).map(|_| Check::SmokeTraining),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Checking: run the check Jobs one after the other; any failure ends the rollout before traffic moves.
+pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
+    let mut status = facts.status.clone();
+    for check in wanted_checks(facts) {
+        let current = slot(&mut status, check).as_ref().map(|c| c.result);
+        if current == Some(CheckOutcome::Passed) {
+            continue;
+        }
+        let name = job_name(facts.name, check);
+        let started = current == Some(CheckOutcome::Running);
+        match &facts.observed {
+            Observation::JobToCreate { check: observed, job } if *observed == check && !started => {
+                let job = match job {
+                    Ok(job) => job.clone(),
+                    Err(why) => return Ok(fail_check(facts, status, check, why.clone())),
+                };
+                *slot(&mut status, check) = Some(CheckResult {
+                    result: CheckOutcome::Running,
+                    message: Some(format!("Job {name} is running")),
+                    signer: None,
+                    job: Some(name.clone()),
+                });
+                let message = format!("{} check running in Job {name}", check.as_str());
+                status.message = Some(message.clone());
+                let note = Note { warning: false, reason: "CheckStarted", message };
+                return Ok(act(facts, status, vec![Effect::CreateCheckJob(job)], Some(note), Requeue::After(CHECK_POLL)));
+            }
+            Observation::Job { check: observed, state } if *observed == check && started => {
+                return Ok(match state {
+                    JobState::Running => endings::stay(facts, Requeue::After(CHECK_POLL)),
+                    JobState::Passed(summary) => {
+                        *slot(&mut status, check) = Some(CheckResult {
+                            result: CheckOutcome::Passed,
+                            message: Some(summary.clone()),
+                            signer: None,
+                            job: Some(name),
+                        });
+                        let message = format!("{} check passed: {summary}", check.as_str());
+                        endings::update(facts, status, Some(Note { warning: false, reason: "CheckPassed", message }), NEXT)
+                    }
+                    JobState::Failed(why) => fail_check(facts, status, check, why.clone()),
+                });
+            }
+            _ => return Ok(Decision::Observe(Need::Job { check, started })),
+        }
+    }
+    endings::begin_step(facts, &mut status, 0);
+    let message = "all checks passed; starting the steps".to_string();
+    status::transition(&mut status, Phase::Progressing, message.clone(), facts.now);
+    Ok(act(facts, status, vec![], Some(Note { warning: false, reason: "ChecksPassed", message }), NEXT))
+}
+
+fn fail_check(facts: &Facts<'_>, mut status: ModelRolloutStatus, check: Check, why: String) -> Decision {
+    let slot = slot(&mut status, check);
+    let job = slot.as_ref().and_then(|c| c.job.clone());
+    *slot = Some(CheckResult { result: CheckOutcome::Failed, message: Some(truncate(&why, 1024)), signer: None, job });
+    let message = format!("{} check failed, no traffic was moved: {why}", check.as_str());
+    fail_before_traffic(facts, status, "CheckFailed", message)
+}
+
+/// The status slot of one check Job's result.
+fn slot(status: &mut ModelRolloutStatus, check: Check) -> &mut Option<CheckResult> {
+    let checks = status.checks.get_or_insert_with(Default::default);
+    match check {
+        Check::Contract => &mut checks.contract,
+        Check::SmokeTraining => &mut checks.smoke_training,
+    }
+}

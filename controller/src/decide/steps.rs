@@ -1,0 +1,69 @@
+//! Progressing and Paused: run the current step. `setWeight` moves traffic, `pause` waits (for a time, or for a
+//! person), `analysis` takes looks until the statistics decide; when the steps run out, promotion starts.
+
+use std::time::Duration;
+
+use rampart_api::v1alpha1::Step;
+use rampart_api::Phase;
+
+use super::endings::{self, advance, pause};
+use super::{DecideError, Decision, Effect, Facts, Note, Requeue};
+use crate::status::format_duration;
+
+/// The current step's decision.
+pub fn progress(facts: &Facts<'_>) -> Result<Decision, DecideError> {
+    let status = facts.status;
+    let index = status.current_step.unwrap_or(0).max(0);
+    let Some(step) = usize::try_from(index).ok().and_then(|i| facts.spec.steps.get(i)) else {
+        return Ok(endings::enter_promotion(facts, status.clone(), "all steps completed".into()));
+    };
+    let Step { set_weight, pause: pause_step, analysis } = step;
+    if let Some(weight) = set_weight {
+        return Ok(set_weight_step(facts, index, *weight));
+    }
+    if let Some(pause_step) = pause_step {
+        return pause_decision(facts, index, pause_step.duration.as_deref());
+    }
+    if let Some(analysis) = analysis {
+        if status.phase == Some(Phase::Paused) {
+            // Paused by `onInconclusive: pause` or a halted rollback: a person decides.
+            return Ok(endings::stay(facts, Requeue::OnChange));
+        }
+        return super::analysis::look(facts, index, analysis);
+    }
+    Err(DecideError::Spec(format!("step {index} has no action")))
+}
+
+fn set_weight_step(facts: &Facts<'_>, index: i32, weight: i32) -> Decision {
+    let mut status = facts.status.clone();
+    // The canary Deployment is made when traffic first goes to it; later weights only move traffic.
+    let create_canary = facts.spec.serving.deployment.is_some() && weight > 0 && status.canary_weight.unwrap_or(0) == 0;
+    status.canary_weight = Some(weight);
+    let effects = vec![Effect::SetWeight { weight, create_canary }];
+    let message = format!("step {index}: canary weight set to {weight}%");
+    advance(facts, status, index, effects, format!("setWeight {weight}"), message, "WeightSet")
+}
+
+fn pause_decision(facts: &Facts<'_>, index: i32, duration: Option<&str>) -> Result<Decision, DecideError> {
+    let status = facts.status;
+    let Some(duration) = duration else {
+        if status.phase == Some(Phase::Paused) {
+            return Ok(endings::stay(facts, Requeue::OnChange));
+        }
+        let message = format!("step {index}: paused until promoted (rampart promote {})", facts.name);
+        return Ok(pause(facts, status.clone(), Note { warning: false, reason: "Paused", message }, Requeue::OnChange));
+    };
+    let duration = super::parse_duration(duration)?;
+    let elapsed = super::step_elapsed(status, facts.now);
+    if elapsed >= duration {
+        let message = format!("step {index}: pause of {} ended", format_duration(duration));
+        let description = format!("pause {}", format_duration(duration));
+        return Ok(advance(facts, status.clone(), index, vec![], description, message, "PauseEnded"));
+    }
+    let left = Requeue::After((duration - elapsed).max(Duration::from_millis(50)));
+    if status.phase == Some(Phase::Paused) {
+        return Ok(endings::stay(facts, left));
+    }
+    let message = format!("step {index}: pausing for {}", format_duration(duration));
+    Ok(pause(facts, status.clone(), Note { warning: false, reason: "Paused", message }, left))
+}

@@ -1,0 +1,142 @@
+//! Gathers what a decision asked to see ([`Need`]) and nothing more: the signature and the baseline when a rollout
+//! starts, a check Job, one analysis look from Prometheus, or where promotion stands.
+
+use kube::api::DynamicObject;
+use kube::{Api, ResourceExt};
+use rampart_api::ModelRollout;
+
+use crate::decide::{BaselineFacts, BaselineState, Need, Observation, PromotionObservation, StartObservation};
+use crate::jobs::{self, Check};
+use crate::look::{self, LookWindow};
+use crate::reconcile::Context;
+use crate::{outbox, serving, traffic, verify};
+
+/// Observes what `need` names. Failures the user can act on become part of the observation (the decision turns them
+/// into a message); only failures to talk to the API server are errors.
+pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Result<Observation, crate::Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let id = format!("{namespace}/{}", rollout.name_any());
+    let status = rollout.status.clone().unwrap_or_default();
+    Ok(match need {
+        Need::Start => {
+            let signature =
+                verify::verify_candidate(&ctx.client, rollout, &ctx.trusted_keys, ctx.config.allow_insecure_skip_signature)
+                    .await;
+            let baseline = if signature.is_ok() { resolve_baseline(ctx, rollout).await } else { Ok(Default::default()) };
+            Observation::Start(StartObservation { signature, baseline })
+        }
+        Need::Job { check, started: false } => {
+            let job = match check {
+                Check::Contract => match status.stable_uri.as_deref() {
+                    Some(baseline) => jobs::contract_job(rollout, &ctx.config, baseline),
+                    None => Err("the baseline's model URI is unknown, so there is nothing to compare with".into()),
+                },
+                Check::SmokeTraining => match rollout.spec.checks.as_ref().and_then(|c| c.smoke_training.as_ref()) {
+                    Some(smoke) => jobs::smoke_job(rollout, smoke, &ctx.config),
+                    None => Err("no smoke-training settings".into()),
+                },
+            };
+            Observation::JobToCreate { check: *check, job: job.map(Box::new) }
+        }
+        Need::Job { check, started: true } => {
+            let name = jobs::job_name(&rollout.name_any(), *check);
+            let state = jobs::job_state(&ctx.client, &namespace, &name).await.map_err(|source| crate::Error::Checks {
+                rollout: id.clone(),
+                action: format!("read the {} check Job {name}", check.as_str()),
+                source,
+            })?;
+            Observation::Job { check: *check, state }
+        }
+        Need::Look { since } => {
+            let Some(analysis) = &rollout.spec.analysis else { return Ok(Observation::Look(Ok(Default::default()))) };
+            let url = analysis.prometheus_address.clone().unwrap_or_else(|| ctx.config.prometheus_url.clone());
+            let counts = match ctx.prometheus.get(&url, ctx.config.prometheus_timeout) {
+                Ok(prometheus) => {
+                    let window = LookWindow {
+                        namespace: &namespace,
+                        canary_version: &rollout.spec.candidate.version,
+                        baseline_version: status.baseline_version.as_deref().unwrap_or_default(),
+                        since: *since,
+                        until: jiff::Timestamp::now(),
+                    };
+                    look::take(&prometheus, analysis, &window).await.map_err(|err| err.to_string())
+                }
+                Err(err) => Err(err.to_string()),
+            };
+            if let Err(err) = &counts {
+                ctx.metrics.count_error("prometheus");
+                tracing::info!(rollout = %id, error = %err, "analysis look without metrics");
+            }
+            Observation::Look(counts)
+        }
+        Need::Promotion => {
+            let registry = match &ctx.registry {
+                Some(connection) => {
+                    let uid = rollout.uid().unwrap_or_default();
+                    outbox::record_promotion(connection, &rollout.spec, &status, &uid, &ctx.config.identity).await
+                }
+                None => Ok(()),
+            };
+            let baseline = match (&registry, &rollout.spec.serving.deployment) {
+                (Ok(()), Some(deployment)) => {
+                    let base = serving::baseline(&ctx.client, &namespace, &deployment.name).await.map_err(|err| {
+                        crate::Error::Serving { rollout: id.clone(), message: err.to_string() }
+                    })?;
+                    let serves_candidate = base.labels().get(serving::VERSION_LABEL)
+                        == Some(&rollout.spec.candidate.version)
+                        && serving::current_uri(&base, deployment).as_deref() == Some(rollout.spec.candidate.artifact.uri.as_str());
+                    if !serves_candidate {
+                        BaselineState::ServesPrevious
+                    } else if serving::is_rolled_out(&base) {
+                        BaselineState::RolledOut
+                    } else {
+                        BaselineState::RollingOut
+                    }
+                }
+                _ => BaselineState::NotApplicable,
+            };
+            Observation::Promotion(PromotionObservation { registry, baseline })
+        }
+    })
+}
+
+/// The baseline's version label and current model URI. Errors are messages for the user.
+async fn resolve_baseline(ctx: &Context, rollout: &ModelRollout) -> Result<BaselineFacts, String> {
+    let spec = &rollout.spec;
+    let namespace = rollout.namespace().unwrap_or_default();
+    let explicit = spec.baseline.as_ref().and_then(|b| b.version.clone());
+    let needs_version = spec.steps.iter().any(|s| s.analysis.is_some());
+    let (labelled, uri) = if let Some(deployment) = &spec.serving.deployment {
+        let base = serving::baseline(&ctx.client, &namespace, &deployment.name).await.map_err(|err| {
+            format!("{err}; create the baseline Deployment in namespace {namespace}, then rampart retry")
+        })?;
+        if let Some(gateway) = spec.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
+            let routes: Api<DynamicObject> =
+                Api::namespaced_with(ctx.client.clone(), &namespace, &traffic::httproute_resource());
+            routes
+                .get(&gateway.http_route)
+                .await
+                .map_err(|err| format!("HTTPRoute {namespace}/{} cannot be read: {err}", gateway.http_route))?;
+        }
+        (base.labels().get(serving::VERSION_LABEL).cloned(), serving::current_uri(&base, deployment))
+    } else if let Some(kserve) = &spec.serving.kserve {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &namespace, &traffic::inference_service_resource());
+        let isvc = api.get(&kserve.inference_service).await.map_err(|err| {
+            format!("InferenceService {namespace}/{} cannot be read: {err}", kserve.inference_service)
+        })?;
+        let uri = isvc.data.pointer("/spec/predictor/model/storageUri").and_then(|v| v.as_str()).map(str::to_string);
+        (isvc.labels().get(serving::VERSION_LABEL).cloned(), uri)
+    } else {
+        return Err("spec.serving names no backend".into());
+    };
+    let version = explicit.or(labelled);
+    if version.is_none() && needs_version {
+        return Err(format!(
+            "cannot tell which version the baseline serves, which the metric queries need for {{{{version}}}}: set \
+             spec.baseline.version, or label the baseline with {}: <version>",
+            serving::VERSION_LABEL
+        ));
+    }
+    Ok(BaselineFacts { version, uri })
+}
