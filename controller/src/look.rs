@@ -59,7 +59,11 @@ impl Clients {
 }
 
 /// Takes one look: every metric of `analysis` for both arms, and the request counts when the split is checked.
-pub async fn take(prometheus: &Prometheus, analysis: &Analysis, window: &LookWindow<'_>) -> Result<LookCounts, LookError> {
+pub async fn take(
+    prometheus: &Prometheus,
+    analysis: &Analysis,
+    window: &LookWindow<'_>,
+) -> Result<LookCounts, LookError> {
     let mut metrics = Vec::with_capacity(analysis.metrics.len());
     for metric in &analysis.metrics {
         metrics.push(MetricObservation {
@@ -83,7 +87,12 @@ pub async fn take(prometheus: &Prometheus, analysis: &Analysis, window: &LookWin
 }
 
 /// One arm's counts for one metric.
-async fn arm(prometheus: &Prometheus, metric: &Metric, window: &LookWindow<'_>, version: &str) -> Result<ArmCounts, LookError> {
+async fn arm(
+    prometheus: &Prometheus,
+    metric: &Metric,
+    window: &LookWindow<'_>,
+    version: &str,
+) -> Result<ArmCounts, LookError> {
     let query = |query: &'static str, text: &Option<String>| {
         text.clone().ok_or_else(|| LookError::MissingQuery { metric: metric.name.clone(), query })
     };
@@ -108,7 +117,12 @@ async fn arm(prometheus: &Prometheus, metric: &Metric, window: &LookWindow<'_>, 
 }
 
 /// How much a counter query grew over the window.
-async fn increase(prometheus: &Prometheus, template: &str, window: &LookWindow<'_>, version: &str) -> Result<f64, QueryError> {
+async fn increase(
+    prometheus: &Prometheus,
+    template: &str,
+    window: &LookWindow<'_>,
+    version: &str,
+) -> Result<f64, QueryError> {
     let query = render(template, version, window.namespace);
     let now = prometheus.value(&query, Some(window.until)).await?;
     let before = prometheus.value(&query, Some(window.since)).await?;

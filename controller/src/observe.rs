@@ -19,10 +19,15 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
     let status = rollout.status.clone().unwrap_or_default();
     Ok(match need {
         Need::Start => {
-            let signature =
-                verify::verify_candidate(&ctx.client, rollout, &ctx.trusted_keys, ctx.config.allow_insecure_skip_signature)
-                    .await;
-            let baseline = if signature.is_ok() { resolve_baseline(ctx, rollout).await } else { Ok(Default::default()) };
+            let signature = verify::verify_candidate(
+                &ctx.client,
+                rollout,
+                &ctx.trusted_keys,
+                ctx.config.allow_insecure_skip_signature,
+            )
+            .await;
+            let baseline =
+                if signature.is_ok() { resolve_baseline(ctx, rollout).await } else { Ok(Default::default()) };
             Observation::Start(StartObservation { signature, baseline })
         }
         Need::Job { check, started: false } => {
@@ -40,11 +45,12 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
         }
         Need::Job { check, started: true } => {
             let name = jobs::job_name(&rollout.name_any(), *check);
-            let state = jobs::job_state(&ctx.client, &namespace, &name).await.map_err(|source| crate::Error::Checks {
-                rollout: id.clone(),
-                action: format!("read the {} check Job {name}", check.as_str()),
-                source,
-            })?;
+            let state =
+                jobs::job_state(&ctx.client, &namespace, &name).await.map_err(|source| crate::Error::Checks {
+                    rollout: id.clone(),
+                    action: format!("read the {} check Job {name}", check.as_str()),
+                    source,
+                })?;
             Observation::Job { check: *check, state }
         }
         Need::Look { since } => {
@@ -79,12 +85,13 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
             };
             let baseline = match (&registry, &rollout.spec.serving.deployment) {
                 (Ok(()), Some(deployment)) => {
-                    let base = serving::baseline(&ctx.client, &namespace, &deployment.name).await.map_err(|err| {
-                        crate::Error::Serving { rollout: id.clone(), message: err.to_string() }
-                    })?;
+                    let base = serving::baseline(&ctx.client, &namespace, &deployment.name)
+                        .await
+                        .map_err(|err| crate::Error::Serving { rollout: id.clone(), message: err.to_string() })?;
                     let serves_candidate = base.labels().get(serving::VERSION_LABEL)
                         == Some(&rollout.spec.candidate.version)
-                        && serving::current_uri(&base, deployment).as_deref() == Some(rollout.spec.candidate.artifact.uri.as_str());
+                        && serving::current_uri(&base, deployment).as_deref()
+                            == Some(rollout.spec.candidate.artifact.uri.as_str());
                     if !serves_candidate {
                         BaselineState::ServesPrevious
                     } else if serving::is_rolled_out(&base) {

@@ -49,7 +49,13 @@ pub struct Flushed {
 }
 
 /// Applies the queued records in order.
-pub async fn flush(registry: &RegistryConnection, backoff: &Backoff, uid: &str, rollout: &str, outbox: &[String]) -> Flushed {
+pub async fn flush(
+    registry: &RegistryConnection,
+    backoff: &Backoff,
+    uid: &str,
+    rollout: &str,
+    outbox: &[String],
+) -> Flushed {
     if outbox.is_empty() || backoff.waiting(uid) {
         return Flushed::default();
     }
@@ -99,11 +105,8 @@ pub async fn record_promotion(
         return Err(format!("{pending} trail records not yet written"));
     }
     let registry = registry.get().await?;
-    let verified = status
-        .checks
-        .as_ref()
-        .and_then(|c| c.signature.as_ref())
-        .is_some_and(|s| s.result == CheckOutcome::Passed);
+    let verified =
+        status.checks.as_ref().and_then(|c| c.signature.as_ref()).is_some_and(|s| s.result == CheckOutcome::Passed);
     let result = if verified {
         registry.record_promotion(uid, actor).await.map(drop)
     } else {

@@ -56,7 +56,13 @@ pub struct Context {
 
 impl Context {
     /// A context for `config`.
-    pub fn new(client: kube::Client, config: ControllerConfig, metrics: Metrics, recorder: Recorder, leader: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        client: kube::Client,
+        config: ControllerConfig,
+        metrics: Metrics,
+        recorder: Recorder,
+        leader: watch::Receiver<bool>,
+    ) -> Self {
         let settings = Settings {
             registry: config.database_url.is_some(),
             metrics_settle: config.metrics_settle,
@@ -187,7 +193,7 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
     let Decision::Act(act) = decision else {
         return Err(Error::InvalidSpec { rollout: id, message: "the decision asked to observe twice".into() });
     };
-    carry_out(ctx, rollout, &read, act, observed_at).await
+    carry_out(ctx, rollout, &read, *act, observed_at).await
 }
 
 /// Makes the decision's changes in order, writes status once when it changed, publishes the Event.
@@ -234,7 +240,12 @@ async fn carry_out(
 }
 
 /// Carries out one effect.
-async fn apply(ctx: &Context, rollout: &ModelRollout, status: &ModelRolloutStatus, effect: &Effect) -> Result<(), Error> {
+async fn apply(
+    ctx: &Context,
+    rollout: &ModelRollout,
+    status: &ModelRolloutStatus,
+    effect: &Effect,
+) -> Result<(), Error> {
     let namespace = rollout.namespace().unwrap_or_default();
     let id = || format!("{namespace}/{}", rollout.name_any());
     let spec = &rollout.spec;
@@ -272,12 +283,11 @@ async fn apply(ctx: &Context, rollout: &ModelRollout, status: &ModelRolloutStatu
                 if *create_canary {
                     serving::ensure_canary(&ctx.client, rollout, deployment).await.map_err(serving_error)?;
                 }
-                let gateway = spec.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()).ok_or_else(|| {
-                    Error::InvalidSpec {
+                let gateway =
+                    spec.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()).ok_or_else(|| Error::InvalidSpec {
                         rollout: id(),
                         message: "spec.traffic.gatewayAPI is required with spec.serving.deployment".into(),
-                    }
-                })?;
+                    })?;
                 traffic::set_gateway_weight(&ctx.client, &namespace, gateway, *weight).await.map_err(traffic_error)
             } else if let Some(kserve) = &spec.serving.kserve {
                 let uri = Some(spec.candidate.artifact.uri.as_str());
@@ -302,7 +312,9 @@ async fn apply(ctx: &Context, rollout: &ModelRollout, status: &ModelRolloutStatu
             Ok(())
         }
         Effect::DeleteCanary => match &spec.serving.deployment {
-            Some(deployment) => serving::delete_canary(&ctx.client, &namespace, deployment).await.map_err(serving_error),
+            Some(deployment) => {
+                serving::delete_canary(&ctx.client, &namespace, deployment).await.map_err(serving_error)
+            }
             None => Ok(()),
         },
         Effect::PromoteBaseline => match &spec.serving.deployment {
@@ -336,7 +348,11 @@ async fn write_status(ctx: &Context, rollout: &ModelRollout, status: &ModelRollo
         "status": status,
     });
     let written = Api::<ModelRollout>::namespaced(ctx.client.clone(), &namespace)
-        .patch_status(&rollout.name_any(), &PatchParams::apply(rampart_api::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .patch_status(
+            &rollout.name_any(),
+            &PatchParams::apply(rampart_api::FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
         .await
         .map_err(|source| Error::Status { rollout: format!("{namespace}/{}", rollout.name_any()), source })?;
     if let (Some(uid), Some(version)) = (rollout.uid(), written.resource_version().and_then(|rv| rv.parse().ok())) {

@@ -91,11 +91,16 @@ fn checks_condition(status: &ModelRolloutStatus) -> (&'static str, &'static str,
         }
         return ("True", "Passed", "every check before traffic passed".into());
     };
-    let all = [("signature", &checks.signature), ("contract", &checks.contract), ("smoke-training", &checks.smoke_training)];
+    let all =
+        [("signature", &checks.signature), ("contract", &checks.contract), ("smoke-training", &checks.smoke_training)];
     if let Some((name, result)) = all.iter().find_map(|(n, c)| {
         c.as_ref().filter(|c| matches!(c.result, CheckOutcome::Failed | CheckOutcome::Unknown)).map(|c| (n, c))
     }) {
-        return ("False", "CheckFailed", format!("{name} check failed: {}", result.message.clone().unwrap_or_default()));
+        return (
+            "False",
+            "CheckFailed",
+            format!("{name} check failed: {}", result.message.clone().unwrap_or_default()),
+        );
     }
     if all.iter().any(|(_, c)| c.as_ref().is_some_and(|c| c.result == CheckOutcome::Running)) {
         return ("Unknown", "Running", "checks are running".into());

@@ -142,7 +142,7 @@ async fn a_contract_mismatch_fails_the_rollout_before_traffic_with_the_incompati
     let text = status.message.unwrap();
     assert!(text.contains("contract check failed, no traffic was moved"), "{text}");
     assert!(text.contains("input"), "the incompatibilities are listed: {text}");
-    assert_eq!(status.checks.unwrap().contract.unwrap().result, "Failed");
+    assert_eq!(status.checks.unwrap().contract.unwrap().result, rampart_api::v1alpha1::CheckOutcome::Failed);
     assert_eq!(rig.route_canary_weight().await, None, "nothing routed");
 
     // A compatible candidate (one extra output) passes the same check and goes on to its steps.
@@ -169,7 +169,7 @@ async fn a_contract_mismatch_fails_the_rollout_before_traffic_with_the_incompati
     let done = rig.wait_for_phase("extra", &[Phase::Failed, Phase::Succeeded], Duration::from_secs(30)).await;
     let status = done.status.unwrap();
     assert_eq!(status.phase, Some(Phase::Succeeded), "{:?}", status.message);
-    assert_eq!(status.checks.unwrap().contract.unwrap().result, "Passed");
+    assert_eq!(status.checks.unwrap().contract.unwrap().result, rampart_api::v1alpha1::CheckOutcome::Passed);
     rig.stop_controller().await;
 }
 

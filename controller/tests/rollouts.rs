@@ -60,7 +60,7 @@ async fn a_good_candidate_walks_5_25_50_100_and_is_promoted() {
     // The second analysis step kept its own looks, not the first step's.
     let analysis = done.status.as_ref().unwrap().analysis.clone().unwrap();
     assert_eq!(analysis.step, Some(5), "the status shows the last analysis step");
-    assert_eq!(analysis.verdict.as_deref(), Some("Pass"));
+    assert_eq!(analysis.verdict, Some(rampart_api::v1alpha1::Verdict::Pass));
 
     // Promotion moved the baseline Deployment to the candidate and removed the canary.
     let deployments: Api<Deployment> = Api::namespaced(rig.client.clone(), &rig.namespace);
@@ -97,7 +97,7 @@ async fn a_canary_five_accuracy_points_worse_is_rolled_back_and_the_route_return
         "numbers: {condition_message}"
     );
     let metrics = status.analysis.unwrap().metrics.unwrap();
-    assert_eq!(metrics[0].verdict, "Fail");
+    assert_eq!(metrics[0].verdict, rampart_api::v1alpha1::Verdict::Fail);
     let deployments: Api<Deployment> = Api::namespaced(rig.client.clone(), &rig.namespace);
     assert!(deployments.get_opt("model-canary").await.unwrap().is_none(), "the canary is removed after rollback");
     let env =
@@ -135,7 +135,7 @@ async fn a_canary_that_receives_no_traffic_fails_the_step_with_a_sample_ratio_mi
     assert_eq!(status.phase, Some(Phase::RolledBack));
     let message = status.message.unwrap();
     assert!(message.contains("traffic"), "the message says traffic is not reaching the canary: {message}");
-    assert_eq!(status.analysis.unwrap().srm.unwrap().verdict, "Fail");
+    assert_eq!(status.analysis.unwrap().srm.unwrap().verdict, rampart_api::v1alpha1::Verdict::Fail);
     assert_eq!(rig.driver.sent_to("model-canary"), 0);
     rig.stop_controller().await;
 }

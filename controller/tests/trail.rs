@@ -75,7 +75,7 @@ async fn unverifiable_candidates_fail_before_any_traffic_moves() {
         assert_eq!(status.phase, Some(Phase::Failed), "{name}: {:?}", status.message);
         let message = status.message.unwrap();
         assert!(message.contains(expected) && message.contains("no traffic was moved"), "{name}: {message}");
-        assert_eq!(status.checks.unwrap().signature.unwrap().result, "Failed");
+        assert_eq!(status.checks.unwrap().signature.unwrap().result, rampart_api::v1alpha1::CheckOutcome::Failed);
         assert_eq!(status.canary_weight.unwrap_or(0), 0);
     }
     assert_eq!(rig.route_canary_weight().await, None, "the route never got a canary backend");
@@ -89,7 +89,7 @@ async fn unverifiable_candidates_fail_before_any_traffic_moves() {
     let status = done.status.unwrap();
     assert_eq!(status.phase, Some(Phase::Succeeded), "{:?}", status.message);
     let signature = status.checks.unwrap().signature.unwrap();
-    assert_eq!(signature.result, "Passed");
+    assert_eq!(signature.result, rampart_api::v1alpha1::CheckOutcome::Passed);
     assert_eq!(signature.signer.as_deref(), Some(TrustedKey::from_private(&trusted, "x").key_id()));
     rig.stop_controller().await;
 }

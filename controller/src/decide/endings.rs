@@ -45,7 +45,7 @@ pub fn act(
 ) -> Decision {
     status::set_conditions(&mut status, facts.now, facts.generation);
     status.observed_generation = facts.generation;
-    Decision::Act(Act { effects, status, event, requeue })
+    Decision::Act(Box::new(Act { effects, status, event, requeue }))
 }
 
 /// Nothing changes (conditions are still brought up to date).
@@ -112,14 +112,17 @@ pub fn fail_before_traffic(
 /// With `rollback.onFailure: false`, a failure (not an abort) halts at weight 0 instead, for a person to decide.
 pub fn roll_back(facts: &Facts<'_>, mut status: ModelRolloutStatus, cause: RollbackCause) -> Decision {
     let reason = cause.reason();
-    let effects = vec![Effect::RouteAllToBaseline {
-        after_failing_verdict: matches!(cause, RollbackCause::AnalysisFailed(_)),
-    }];
+    let effects =
+        vec![Effect::RouteAllToBaseline { after_failing_verdict: matches!(cause, RollbackCause::AnalysisFailed(_)) }];
     status.canary_weight = Some(0);
     status.step_started_at = Some(facts.now.to_string());
     let aborted = cause == RollbackCause::Aborted;
     if aborted {
-        record(facts, &mut status, TrailRecord::Finish { uid: facts.uid.into(), aborted: true, reason: reason.clone() });
+        record(
+            facts,
+            &mut status,
+            TrailRecord::Finish { uid: facts.uid.into(), aborted: true, reason: reason.clone() },
+        );
     } else {
         let statistics = serde_json::to_value(&status.analysis).unwrap_or_default();
         let statistics = serde_json::json!({
@@ -157,7 +160,8 @@ pub fn finish_rollback(facts: &Facts<'_>) -> Decision {
     }
     let reason = status.message.clone().unwrap_or_else(|| "rolled back".into());
     status::transition(&mut status, Phase::RolledBack, reason.clone(), facts.now);
-    let note = Note { warning: true, reason: "RolledBack", message: format!("all traffic is back on the baseline: {reason}") };
+    let note =
+        Note { warning: true, reason: "RolledBack", message: format!("all traffic is back on the baseline: {reason}") };
     act(facts, status, effects, Some(note), Requeue::OnChange)
 }
 

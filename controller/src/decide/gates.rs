@@ -158,7 +158,13 @@ pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
                 let message = format!("{} check running in Job {name}", check.as_str());
                 status.message = Some(message.clone());
                 let note = Note { warning: false, reason: "CheckStarted", message };
-                return Ok(act(facts, status, vec![Effect::CreateCheckJob(job)], Some(note), Requeue::After(CHECK_POLL)));
+                return Ok(act(
+                    facts,
+                    status,
+                    vec![Effect::CreateCheckJob(job)],
+                    Some(note),
+                    Requeue::After(CHECK_POLL),
+                ));
             }
             Observation::Job { check: observed, state } if *observed == check && started => {
                 return Ok(match state {
@@ -171,7 +177,12 @@ pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
                             job: Some(name),
                         });
                         let message = format!("{} check passed: {summary}", check.as_str());
-                        endings::update(facts, status, Some(Note { warning: false, reason: "CheckPassed", message }), NEXT)
+                        endings::update(
+                            facts,
+                            status,
+                            Some(Note { warning: false, reason: "CheckPassed", message }),
+                            NEXT,
+                        )
                     }
                     JobState::Failed(why) => fail_check(facts, status, check, why.clone()),
                 });

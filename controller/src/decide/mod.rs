@@ -232,7 +232,7 @@ pub enum Decision {
     /// Observe this, then decide again.
     Observe(Need),
     /// Act.
-    Act(Act),
+    Act(Box<Act>),
 }
 
 /// Why no decision can be made: the spec passed admission but cannot be acted on, or the statistics engine refused.

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use rampart_api::v1alpha1::Step;
 use rampart_api::Phase;
+use rampart_api::v1alpha1::Step;
 
 use super::endings::{self, advance, pause};
 use super::{DecideError, Decision, Effect, Facts, Note, Requeue};

@@ -109,7 +109,7 @@ impl Case {
 
     fn act(&self, observed: Observation) -> Act {
         match self.decide(observed) {
-            Decision::Act(act) => act,
+            Decision::Act(act) => *act,
             other => panic!("expected an act, got {other:?}"),
         }
     }
@@ -227,7 +227,8 @@ fn abort_in_any_active_phase_sends_all_traffic_to_the_baseline_first() {
 
 #[test]
 fn abort_while_rolling_back_does_not_roll_back_twice() {
-    let mut case = Case::new(spec_with(json!({"rollback": {"scaleDownDelay": "30s"}})), status(Phase::RollingBack, 2, 0.0), 5.0);
+    let mut case =
+        Case::new(spec_with(json!({"rollback": {"scaleDownDelay": "30s"}})), status(Phase::RollingBack, 2, 0.0), 5.0);
     case.intent.abort = true;
     let act = case.act(Observation::Nothing);
     assert!(act.effects.is_empty());
@@ -237,7 +238,8 @@ fn abort_while_rolling_back_does_not_roll_back_twice() {
 
 #[test]
 fn abort_ignores_on_failure_false() {
-    let mut case = Case::new(spec_with(json!({"rollback": {"onFailure": false}})), status(Phase::Progressing, 2, 0.0), 1.0);
+    let mut case =
+        Case::new(spec_with(json!({"rollback": {"onFailure": false}})), status(Phase::Progressing, 2, 0.0), 1.0);
     case.intent.abort = true;
     assert_eq!(case.act(Observation::Nothing).status.phase, Some(Phase::RollingBack));
 }
@@ -330,7 +332,8 @@ fn a_start_without_check_jobs_goes_straight_to_the_steps() {
 fn without_a_registry_nothing_is_queued() {
     let mut case = Case::new(spec(), ModelRolloutStatus::default(), 0.0);
     case.settings.registry = false;
-    let act = case.act(Observation::Start(StartObservation { signature: Ok(Some(signer())), baseline: Ok(Default::default()) }));
+    let act = case
+        .act(Observation::Start(StartObservation { signature: Ok(Some(signer())), baseline: Ok(Default::default()) }));
     assert!(act.status.outbox.is_none());
 }
 
@@ -381,7 +384,10 @@ fn a_built_check_job_is_created_and_shown_running() {
 #[test]
 fn a_check_job_that_cannot_be_built_fails_the_check() {
     let case = Case::new(checking_spec(), check_status(None, None), 1.0);
-    let act = case.act(Observation::JobToCreate { check: Check::Contract, job: Err("the baseline's model URI is unknown".into()) });
+    let act = case.act(Observation::JobToCreate {
+        check: Check::Contract,
+        job: Err("the baseline's model URI is unknown".into()),
+    });
     assert_eq!(act.status.phase, Some(Phase::Failed));
     assert!(act.effects.is_empty());
     assert!(act.status.message.as_deref().unwrap().contains("baseline's model URI is unknown"));
@@ -411,7 +417,8 @@ fn a_passed_contract_is_recorded_and_smoke_training_comes_next() {
 #[test]
 fn a_failed_check_job_fails_before_traffic_with_its_reason() {
     let case = Case::new(checking_spec(), check_status(Some(CheckOutcome::Passed), Some(CheckOutcome::Running)), 1.0);
-    let act = case.act(Observation::Job { check: Check::SmokeTraining, state: JobState::Failed("loss diverged".into()) });
+    let act =
+        case.act(Observation::Job { check: Check::SmokeTraining, state: JobState::Failed("loss diverged".into()) });
     assert_eq!(act.status.phase, Some(Phase::Failed));
     assert!(act.status.message.as_deref().unwrap().contains("loss diverged"));
     assert_eq!(record_kinds(&act.status), vec!["finish"]);
@@ -639,7 +646,12 @@ fn an_undecided_final_look_follows_on_inconclusive() {
 #[test]
 fn a_new_analysis_step_does_not_inherit_the_previous_steps_looks() {
     let mut current = analysing(0.0);
-    current.analysis = Some(AnalysisStatus { step: Some(0), looks: Some(9), last_look_at: Some(at(4.0).to_string()), ..Default::default() });
+    current.analysis = Some(AnalysisStatus {
+        step: Some(0),
+        looks: Some(9),
+        last_look_at: Some(at(4.0).to_string()),
+        ..Default::default()
+    });
     assert!(matches!(Case::new(spec(), current, 4.5).need(), Need::Look { .. }));
 }
 
@@ -708,7 +720,8 @@ fn a_rolled_out_baseline_takes_all_traffic_and_the_canary_goes() {
 #[test]
 fn kserve_promotion_makes_the_candidate_the_default() {
     let spec = spec_with(json!({"serving": {"kserve": {"inferenceService": "fraud"}}, "traffic": null}));
-    let act = Case::new(spec, status(Phase::Promoting, 6, 0.0), 1.0).act(promotion(Ok(()), BaselineState::NotApplicable));
+    let act =
+        Case::new(spec, status(Phase::Promoting, 6, 0.0), 1.0).act(promotion(Ok(()), BaselineState::NotApplicable));
     assert_eq!(act.effects, vec![Effect::PromoteKServe]);
     assert_eq!(act.status.phase, Some(Phase::Succeeded));
 }
