@@ -1,6 +1,7 @@
 //! Checks a candidate model must pass before it gets traffic. Knows nothing of Kubernetes.
 #![forbid(unsafe_code)]
 
+pub mod artifact;
 pub mod contract;
 pub mod signing;
 pub mod smoke;

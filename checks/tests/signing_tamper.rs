@@ -342,7 +342,7 @@ fn cli_exit_codes_are_0_verified_1_not_verified_2_usage_or_io() {
     assert_eq!(code, 0, "{text}");
     let report: Value = serde_json::from_str(text.trim()).unwrap();
     assert_eq!(report["verified"], true);
-    assert_eq!(report["key_id"], trusted(1).key_id());
+    assert_eq!(report["keyId"], trusted(1).key_id());
 
     let (code, text) = run(verify_args(&[&public2]));
     assert_eq!(code, 1, "{text}");

@@ -175,6 +175,10 @@ pub struct SignArgs {
     /// Sign git metadata (.git, .gitignore, ...) too; left out by default.
     #[arg(long)]
     pub include_git_paths: bool,
+    /// The model name the signature vouches for: the registry name rollouts give as `spec.model` (default: the file
+    /// or directory name, as the reference model_signing tool does). Rollouts of other models refuse the bundle.
+    #[arg(long = "model-name", value_name = "NAME")]
+    pub model_name: Option<String>,
     /// The model: one file or a directory.
     #[arg(value_name = "MODEL_PATH")]
     pub model_path: PathBuf,
@@ -188,7 +192,7 @@ pub enum TextOrJson {
 }
 
 /// The signature inputs shared by `verify` and `register`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct SignatureInputs {
     /// A trusted PEM public key (ECDSA P-256); repeat for several.
     #[arg(long = "key", value_name = "PUBLIC.pem", required = true)]
@@ -199,6 +203,9 @@ pub struct SignatureInputs {
     /// The digest the bundle must sign (`sha256:<hex>`).
     #[arg(long, value_name = "sha256:HEX")]
     pub expected_digest: Option<String>,
+    /// The model name the bundle must be signed for (`register` always checks its MODEL argument).
+    #[arg(long = "model", value_name = "NAME")]
+    pub model_name: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -1,14 +1,13 @@
 //! `rampart sign`, `rampart verify` and `rampart register`: OpenSSF model-signing bundles made and checked with
 //! `rampart_checks::signing`, and a verified version recorded in the registry.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use rampart_checks::contract::load_model;
 use rampart_checks::signing::{
-    HashingOptions, MAX_BUNDLE_BYTES, PrivateKey, SignatureError, TrustedKey, Verified, VerifyOptions, sign_model,
-    verify_model,
+    SignRequest, SignatureError, Verified, VerifyRequest, describe_verified, sign_to_file, verification_report,
+    verify_files,
 };
 use rampart_registry::{NewVersion, Verification};
 
@@ -18,21 +17,24 @@ use crate::error::CliError;
 
 /// Signs the model and writes the bundle.
 pub fn sign(args: &SignArgs) -> Result<ExitCode, CliError> {
-    let key = PrivateKey::from_pem_file(&args.key).map_err(|err| signature_error(err, "read the private key"))?;
     let out = args.out.clone().unwrap_or_else(|| default_bundle_path(&args.model_path));
-    let mut ignore_paths = args.ignore_paths.clone();
-    if let Some(inside) = relative_inside(&args.model_path, &out) {
-        ignore_paths.push(inside);
-    }
-    let options = HashingOptions { ignore_paths, ignore_git_paths: !args.include_git_paths, allow_symlinks: false };
-    let signed = sign_model(&args.model_path, &key, &options).map_err(|err| signature_error(err, "sign the model"))?;
-    std::fs::write(&out, signed.bundle_json.as_bytes()).map_err(|err| {
-        CliError::input(
-            format!("cannot write the bundle to {}: {err}", out.display()),
-            Some("pass a writable --out".into()),
-        )
-    })?;
-    println!("signed {} ({} file(s)) with key {}", args.model_path.display(), signed.files, signed.key_id);
+    let request = SignRequest {
+        model_path: args.model_path.clone(),
+        key: args.key.clone(),
+        out: out.clone(),
+        ignore_paths: args.ignore_paths.clone(),
+        include_git_paths: args.include_git_paths,
+        allow_symlinks: false,
+        model_name: args.model_name.clone(),
+    };
+    let signed = sign_to_file(&request).map_err(|err| signature_error(err, "sign the model"))?;
+    println!(
+        "signed {} ({} file(s)) as model {:?} with key {}",
+        args.model_path.display(),
+        signed.files,
+        signed.model_name,
+        signed.key_id
+    );
     println!("model digest: {}", signed.model_digest);
     println!("bundle:       {}", out.display());
     println!(
@@ -44,41 +46,31 @@ pub fn sign(args: &SignArgs) -> Result<ExitCode, CliError> {
 
 /// Verifies the model; prints who signed it.
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
-    let result = verify_inputs(&args.model_path, &args.signature);
+    let result = verify_files(&args.model_path, &request(&args.signature));
+    let code = match &result {
+        Ok(_) => 0,
+        Err(err) => err.exit_code(),
+    };
     match (args.format, result) {
-        (TextOrJson::Json, Ok(verified)) => {
-            print_json(&serde_json::json!({
-                "verified": true,
-                "keyId": verified.key_id,
-                "keyLabel": verified.key_label,
-                "modelDigest": verified.model_digest,
-                "modelName": verified.model_name,
-                "files": verified.files,
-            }));
-            Ok(ExitCode::SUCCESS)
+        (TextOrJson::Json, result) if code < 2 => {
+            print_json(&verification_report(&result));
+            Ok(ExitCode::from(code))
         }
         (TextOrJson::Text, Ok(verified)) => {
-            println!(
-                "verified {} ({} file(s)): signed by key {} ({})\nmodel digest: {}",
-                args.model_path.display(),
-                verified.files,
-                verified.key_id,
-                verified.key_label,
-                verified.model_digest
-            );
+            println!("{}", describe_verified(&args.model_path, &verified));
             Ok(ExitCode::SUCCESS)
         }
-        (TextOrJson::Json, Err(err)) if err.exit_code() == 1 => {
-            print_json(&serde_json::json!({"verified": false, "reason": err.to_string()}));
-            Ok(ExitCode::from(1))
-        }
-        (_, Err(err)) => Err(err),
+        (_, Err(err)) => Err(signature_error(err, "verify the model")),
+        (TextOrJson::Json, Ok(_)) => Ok(ExitCode::SUCCESS),
     }
 }
 
 /// Verifies, then registers the version and records the verification.
 pub async fn register(args: &RegisterArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
-    let verified = verify_inputs(&args.path, &args.signature)?;
+    // The bundle must vouch for this model name: a signature for another model cannot be registered under it.
+    let mut inputs = args.signature.clone();
+    inputs.model_name = Some(args.model.clone());
+    let verified = verify_inputs(&args.path, &inputs)?;
     let bundle = std::fs::read_to_string(&args.signature.bundle).map_err(|err| {
         CliError::input(format!("cannot read bundle {}: {err}", args.signature.bundle.display()), None)
     })?;
@@ -117,21 +109,18 @@ pub async fn register(args: &RegisterArgs, global: &GlobalArgs) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify_inputs(model_path: &Path, inputs: &SignatureInputs) -> Result<Verified, CliError> {
-    let trusted = inputs
-        .keys
-        .iter()
-        .map(|path| TrustedKey::from_pem_file(path))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| signature_error(err, "read a trusted key"))?;
-    let bundle = read_bundle(&inputs.bundle)?;
-    let mut extra_ignore_paths = Vec::new();
-    if let Some(inside) = inside_model(model_path, &inputs.bundle) {
-        extra_ignore_paths.push(inside);
+fn request(inputs: &SignatureInputs) -> VerifyRequest {
+    VerifyRequest {
+        keys: inputs.keys.clone(),
+        bundle: inputs.bundle.clone(),
+        expected_digest: inputs.expected_digest.clone(),
+        expected_model_name: inputs.model_name.clone(),
+        ..VerifyRequest::default()
     }
-    let options =
-        VerifyOptions { expected_digest: inputs.expected_digest.clone(), extra_ignore_paths, include_git_paths: false };
-    verify_model(model_path, &bundle, &trusted, &options).map_err(|err| signature_error(err, "verify the model"))
+}
+
+fn verify_inputs(model_path: &Path, inputs: &SignatureInputs) -> Result<Verified, CliError> {
+    verify_files(model_path, &request(inputs)).map_err(|err| signature_error(err, "verify the model"))
 }
 
 /// Verification failures exit 1 with what they mean; unreadable files exit 2.
@@ -146,48 +135,11 @@ fn signature_error(err: SignatureError, doing: &str) -> CliError {
     }
 }
 
-/// Reads at most [`MAX_BUNDLE_BYTES`] (+1 so a larger file is noticed and refused by the parser).
-fn read_bundle(path: &Path) -> Result<Vec<u8>, CliError> {
-    let file = std::fs::File::open(path)
-        .map_err(|err| CliError::input(format!("cannot read bundle {}: {err}", path.display()), None))?;
-    let mut bytes = Vec::new();
-    let limit = u64::try_from(MAX_BUNDLE_BYTES).unwrap_or(u64::MAX).saturating_add(1);
-    file.take(limit)
-        .read_to_end(&mut bytes)
-        .map_err(|err| CliError::input(format!("cannot read bundle {}: {err}", path.display()), None))?;
-    Ok(bytes)
-}
-
 fn default_bundle_path(model_path: &Path) -> PathBuf {
     let trimmed = model_path.components().as_path();
     let mut name = trimmed.as_os_str().to_owned();
     name.push(".sig");
     PathBuf::from(name)
-}
-
-/// The bundle path relative to the model directory when it is written inside it (it is then not part of the model).
-fn relative_inside(model_path: &Path, out: &Path) -> Option<String> {
-    let root = std::fs::canonicalize(model_path).ok()?;
-    if !root.is_dir() {
-        return None;
-    }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let out_abs = std::fs::canonicalize(parent).ok()?.join(out.file_name()?);
-    relative_parts(&root, &out_abs)
-}
-
-fn inside_model(model_path: &Path, bundle: &Path) -> Option<String> {
-    let root = std::fs::canonicalize(model_path).ok()?;
-    if !root.is_dir() {
-        return None;
-    }
-    relative_parts(&root, &std::fs::canonicalize(bundle).ok()?)
-}
-
-fn relative_parts(root: &Path, path: &Path) -> Option<String> {
-    let relative = path.strip_prefix(root).ok()?;
-    let parts: Option<Vec<&str>> = relative.components().map(|c| c.as_os_str().to_str()).collect();
-    Some(parts?.join("/"))
 }
 
 fn model_size(path: &Path) -> Option<i64> {

@@ -25,7 +25,8 @@ fn rampart(url: &str, args: &[&str]) -> Run {
 fn sign_and_register(url: &str, dir: &Path, model_name: &str, version: &str, model: &Path) -> Run {
     let (private, public) = key_pair(dir, &format!("signer-{version}"), 9);
     let bundle = dir.join(format!("{version}.sig"));
-    support::run(&["sign", "--key", path_str(&private), "--out", path_str(&bundle), path_str(model)]).expect_code(0);
+    let sign = ["sign", "--key", path_str(&private), "--out", path_str(&bundle), "--model-name", model_name];
+    support::run(&[&sign[..], &[path_str(model)]].concat()).expect_code(0);
     rampart(
         url,
         &[
@@ -94,6 +95,41 @@ async fn register_with_a_bad_signature_writes_nothing_and_exits_1() {
 }
 
 #[tokio::test]
+async fn register_refuses_a_bundle_signed_for_another_model_and_writes_nothing() {
+    let url = database();
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = key_pair(dir.path(), "team", 6);
+    let model = model_fixture("residual_mlp.onnx");
+    let bundle = dir.path().join("v1.sig");
+    let sign = ["sign", "--key", path_str(&private), "--out", path_str(&bundle), "--model-name", "churn"];
+    support::run(&[&sign[..], &[path_str(&model)]].concat()).expect_code(0);
+    let outcome = rampart(
+        &url,
+        &[
+            "register",
+            "fraud-detector",
+            "v1",
+            "--path",
+            path_str(&model),
+            "--uri",
+            "s3://x/",
+            "--bundle",
+            path_str(&bundle),
+            "--key",
+            path_str(&public),
+        ],
+    );
+    outcome.expect_code(1);
+    assert!(
+        outcome.stderr.contains(r#"the bundle signs model "churn", but this is model "fraud-detector""#),
+        "{}",
+        outcome.stderr
+    );
+    let registry = Registry::connect(&url).await.unwrap();
+    assert!(registry.versions("fraud-detector").await.is_err(), "nothing may be registered");
+}
+
+#[tokio::test]
 async fn register_with_an_unreachable_database_exits_2_after_verifying() {
     let dir = tempfile::tempdir().unwrap();
     let port = closed_port();
@@ -115,7 +151,8 @@ async fn register_without_a_database_url_says_how_to_give_one() {
     let (private, public) = key_pair(dir.path(), "team", 5);
     let model = model_fixture("residual_mlp.onnx");
     let bundle = dir.path().join("v1.sig");
-    support::run(&["sign", "--key", path_str(&private), "--out", path_str(&bundle), path_str(&model)]).expect_code(0);
+    let sign = ["sign", "--key", path_str(&private), "--out", path_str(&bundle), "--model-name", "m", path_str(&model)];
+    support::run(&sign).expect_code(0);
     let args = ["register", "m", "v1", "--path", path_str(&model), "--uri", "s3://x/", "--bundle", path_str(&bundle)];
     let mut args = args.to_vec();
     args.extend(["--key", path_str(&public)]);

@@ -71,6 +71,11 @@ pub enum SignatureError {
     )]
     DigestMismatch { expected: String, signed: String },
 
+    #[error(
+        "the bundle signs model {signed:?}, but this is model {expected:?}: a signature for one model cannot vouch for another (sign the model under its registry name, or map the signed name explicitly)"
+    )]
+    ModelNameMismatch { expected: String, signed: String },
+
     #[error("the expected digest `{value}` is not `sha256:` followed by 64 hex digits")]
     BadDigest { value: String },
 
@@ -116,6 +121,7 @@ impl SignatureError {
             Self::SignatureInvalid { .. } => "signature_invalid",
             Self::StatementInconsistent { .. } => "statement_inconsistent",
             Self::DigestMismatch { .. } => "digest_mismatch",
+            Self::ModelNameMismatch { .. } => "model_name_mismatch",
             Self::BadDigest { .. } => "bad_digest",
             Self::ModelMismatch { .. } => "model_mismatch",
             Self::Signing(_) => "signing",
@@ -137,7 +143,13 @@ impl SignatureError {
                 | Self::SignatureInvalid { .. }
                 | Self::StatementInconsistent { .. }
                 | Self::DigestMismatch { .. }
+                | Self::ModelNameMismatch { .. }
                 | Self::ModelMismatch { .. }
         )
+    }
+
+    /// The exit code of `verify` and `fetch` for this error: 1 when the model is not trusted, 2 when nothing was decided.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_verification_failure() { 1 } else { 2 }
     }
 }

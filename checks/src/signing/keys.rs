@@ -109,9 +109,34 @@ impl TrustedKey {
         Ok(Self { verifying_key, key_id, label: label.to_string() })
     }
 
+    /// Parses every PEM public key in `text` (several `BEGIN PUBLIC KEY` blocks, as the controller hands its trusted
+    /// keys to a fetching init container in one environment variable). Keys are labelled `label#N`.
+    pub fn all_from_pem(text: &str, label: &str) -> Result<Vec<Self>, String> {
+        const END: &str = "-----END PUBLIC KEY-----";
+        let mut keys = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("-----BEGIN PUBLIC KEY-----") {
+            let block = &rest[start..];
+            let end = block.find(END).ok_or("a PEM public key block has no END line")? + END.len();
+            keys.push(Self::from_pem(&block[..end], &format!("{label}#{}", keys.len() + 1))?);
+            rest = &block[end..];
+        }
+        if keys.is_empty() {
+            return Err("no PEM public key found (expected `-----BEGIN PUBLIC KEY-----`)".into());
+        }
+        Ok(keys)
+    }
+
     /// The public half of a private key (tests and tools).
     pub fn from_private(key: &PrivateKey, label: &str) -> Self {
         Self { verifying_key: *key.signing_key.verifying_key(), key_id: key.key_id.clone(), label: label.to_string() }
+    }
+
+    /// The key as SubjectPublicKeyInfo PEM (to hand it to a fetching init container).
+    pub fn to_pem(&self) -> Result<String, String> {
+        self.verifying_key
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|err| format!("cannot encode the public key ({err})"))
     }
 
     pub(crate) fn verifying_key(&self) -> &VerifyingKey {

@@ -8,6 +8,7 @@
 mod bundle;
 mod error;
 mod keys;
+mod local;
 mod manifest;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,10 @@ pub use bundle::{
 };
 pub use error::{ChangedFile, SignatureError};
 pub use keys::{PrivateKey, TrustedKey};
+pub use local::{
+    SignRequest, VerifyRequest, bundle_path_inside, describe_verified, read_bundle_file, read_trusted_keys,
+    sign_to_file, verification_report, verify_files,
+};
 pub use manifest::{
     FileDigest, GIT_PATHS, HashingOptions, ModelManifest, hash_file, hash_model, model_digest, parse_model_digest,
     to_hex,
@@ -37,6 +42,8 @@ pub struct SignedModel {
     pub files: usize,
     /// Key id of the signing key.
     pub key_id: String,
+    /// The statement's subject name.
+    pub model_name: String,
 }
 
 /// Signs the model at `model_path`.
@@ -46,9 +53,19 @@ pub fn sign_model(
     options: &HashingOptions,
 ) -> Result<SignedModel, SignatureError> {
     let manifest = hash_model(model_path, options)?;
+    sign_manifest(&manifest, key, options)
+}
+
+/// Signs an already computed manifest (its `model_name` becomes the statement's subject name). `options` are the
+/// hashing options the manifest was made with; they are recorded in the bundle so verification repeats them.
+pub fn sign_manifest(
+    manifest: &ModelManifest,
+    key: &PrivateKey,
+    options: &HashingOptions,
+) -> Result<SignedModel, SignatureError> {
     let serialization =
         Serialization { allow_symlinks: options.allow_symlinks, ignore_paths: options.recorded_ignore_paths() };
-    let statement = bundle::statement_json(&manifest, &serialization);
+    let statement = bundle::statement_json(manifest, &serialization);
     let payload = serde_json::to_vec(&statement).map_err(|err| SignatureError::Signing(err.to_string()))?;
     let signature: p256::ecdsa::Signature = key
         .signing_key()
@@ -61,6 +78,7 @@ pub fn sign_model(
         model_digest: manifest.model_digest_string(),
         files: manifest.files.len(),
         key_id: key.key_id().to_string(),
+        model_name: manifest.model_name.clone(),
     })
 }
 
@@ -69,6 +87,9 @@ pub fn sign_model(
 pub struct VerifyOptions {
     /// The digest the rollout names (`sha256:<hex>`); the signed model digest must equal it.
     pub expected_digest: Option<String>,
+    /// The model name the rollout names (`spec.model`, or its explicit mapping); the statement's subject name must
+    /// equal it, so a bundle signed for one model cannot vouch for another.
+    pub expected_model_name: Option<String>,
     /// Paths to leave out in addition to those recorded in the bundle.
     pub extra_ignore_paths: Vec<String>,
     /// Do not leave out git metadata unless the bundle says so (the reference tool's `--no-ignore-git-paths`).
@@ -84,7 +105,7 @@ pub struct Verified {
     pub key_label: String,
     /// `sha256:<hex>` model digest that was signed.
     pub model_digest: String,
-    /// Subject name in the statement (informative).
+    /// Subject name in the statement (checked when [`VerifyOptions::expected_model_name`] is given).
     pub model_name: String,
     /// Number of files checked.
     pub files: usize,
@@ -141,6 +162,9 @@ pub fn verify_model(
             signed: to_hex(&statement.model_digest),
         });
     }
+    if let Some(name) = &options.expected_model_name {
+        check_model_name(&statement, name)?;
+    }
     let mut ignore_paths = statement.serialization.ignore_paths.clone();
     ignore_paths.extend(options.extra_ignore_paths.iter().cloned());
     let hashing = HashingOptions {
@@ -157,6 +181,15 @@ pub fn verify_model(
         model_name: statement.model_name,
         files: statement.files.len(),
     })
+}
+
+/// The signed statement must name `expected` as its subject: a bundle signed for one model cannot vouch for another.
+pub fn check_model_name(statement: &Statement, expected: &str) -> Result<(), SignatureError> {
+    if statement.model_name == expected {
+        Ok(())
+    } else {
+        Err(SignatureError::ModelNameMismatch { expected: expected.to_string(), signed: statement.model_name.clone() })
+    }
 }
 
 fn parse_signature(bytes: &[u8]) -> Result<p256::ecdsa::Signature, SignatureError> {

@@ -8,8 +8,10 @@
 mod evaluate;
 mod protocol;
 pub mod termination;
+#[cfg(feature = "trainer")]
 mod trainer;
 
 pub use evaluate::{CheckOutcome, SmokeStats, SmokeThresholds, SmokeVerdict, evaluate};
 pub use protocol::{MalformedLine, MetricLine, ParsedMetrics, parse_metrics};
+#[cfg(feature = "trainer")]
 pub use trainer::{TrainConfig, TrainDevice, TrainError, TrainSummary, train};

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod contract;
 mod sign;
 mod smoke_eval;
+#[cfg(feature = "trainer")]
 mod train;
 mod verify;
 
@@ -31,6 +32,7 @@ enum Command {
     /// Evaluate the JSON-lines metrics of a smoke-training run.
     SmokeEval(smoke_eval::Args),
     /// Run the reference smoke trainer (a residual MLP on synthetic data).
+    #[cfg(feature = "trainer")]
     Train(train::Args),
 }
 
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Contract(args) => contract::run(args),
         Command::SmokeEval(args) => smoke_eval::run(args),
+        #[cfg(feature = "trainer")]
         Command::Train(args) => train::run(args),
     }
 }

@@ -1,9 +1,10 @@
-//! `rampart-check sign`: signs a model file or directory into an OpenSSF model-signing bundle (ECDSA P-256 key).
+//! `rampart-check sign`: signs a model file or directory into an OpenSSF model-signing bundle (ECDSA P-256 key), with
+//! the library's one signing implementation (`rampart_checks::signing::sign_to_file`, shared with `rampart sign`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use rampart_checks::signing::{HashingOptions, PrivateKey, SignatureError, sign_model};
+use rampart_checks::signing::{SignRequest, sign_to_file};
 
 /// Arguments of `rampart-check sign`.
 #[derive(clap::Args)]
@@ -14,6 +15,10 @@ pub struct Args {
     /// Where to write the bundle (JSON). When it lies inside the model directory it is left out of the manifest.
     #[arg(long, value_name = "BUNDLE")]
     out: PathBuf,
+    /// The model name the signature vouches for (the registry name a rollout's `spec.model` gives); default: the
+    /// file or directory name.
+    #[arg(long = "model-name", value_name = "NAME")]
+    model_name: Option<String>,
     /// A path, relative to the model directory, to leave out of the signature (repeatable).
     #[arg(long = "ignore-path", value_name = "PATH")]
     ignore_paths: Vec<String>,
@@ -30,9 +35,26 @@ pub struct Args {
 
 /// Signs, writes the bundle, prints the model digest. Exit 0 on success, 2 on a usage or I/O error.
 pub fn run(args: Args) -> ExitCode {
-    match sign(&args) {
-        Ok(message) => {
-            println!("{message}");
+    let request = SignRequest {
+        model_path: args.model_path.clone(),
+        key: args.key,
+        out: args.out.clone(),
+        ignore_paths: args.ignore_paths,
+        include_git_paths: args.include_git_paths,
+        allow_symlinks: args.allow_symlinks,
+        model_name: args.model_name,
+    };
+    match sign_to_file(&request) {
+        Ok(signed) => {
+            println!(
+                "signed {} ({} file(s)) as model {:?} with key {}\nmodel digest: {}\nbundle: {}",
+                args.model_path.display(),
+                signed.files,
+                signed.model_name,
+                signed.key_id,
+                signed.model_digest,
+                args.out.display()
+            );
             ExitCode::SUCCESS
         }
         Err(err) => {
@@ -40,38 +62,4 @@ pub fn run(args: Args) -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn sign(args: &Args) -> Result<String, SignatureError> {
-    let key = PrivateKey::from_pem_file(&args.key)?;
-    let mut ignore_paths = args.ignore_paths.clone();
-    if let Some(inside) = relative_inside(&args.model_path, &args.out) {
-        ignore_paths.push(inside);
-    }
-    let options =
-        HashingOptions { ignore_paths, ignore_git_paths: !args.include_git_paths, allow_symlinks: args.allow_symlinks };
-    let signed = sign_model(&args.model_path, &key, &options)?;
-    std::fs::write(&args.out, signed.bundle_json.as_bytes())
-        .map_err(|source| SignatureError::Write { path: args.out.clone(), source })?;
-    Ok(format!(
-        "signed {} ({} file(s)) with key {}\nmodel digest: {}\nbundle: {}",
-        args.model_path.display(),
-        signed.files,
-        signed.key_id,
-        signed.model_digest,
-        args.out.display()
-    ))
-}
-
-/// The bundle path relative to the model directory, when the bundle is written inside it.
-fn relative_inside(model_path: &Path, out: &Path) -> Option<String> {
-    let root = std::fs::canonicalize(model_path).ok()?;
-    if !root.is_dir() {
-        return None;
-    }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let out_abs = std::fs::canonicalize(parent).ok()?.join(out.file_name()?);
-    let relative = out_abs.strip_prefix(&root).ok()?;
-    let parts: Option<Vec<&str>> = relative.components().map(|c| c.as_os_str().to_str()).collect();
-    Some(parts?.join("/"))
 }
