@@ -10,7 +10,7 @@ mod error;
 mod onnx;
 pub mod onnx_proto;
 mod safetensors;
-mod shape_check;
+mod shape;
 mod types;
 
 use std::fs::File;
@@ -24,7 +24,7 @@ pub use compare::{Difference, compare_contracts};
 pub use error::ContractError;
 pub use onnx::{OnnxModel, decode_onnx};
 pub use safetensors::read_safetensors_header;
-pub use shape_check::{BatchShapeCheck, NamedShape, ShapeFinding, check_shapes_at_batch};
+pub use shape::{BatchShapeCheck, NamedShape, ShapeFinding, check_shapes_at_batch};
 pub use types::{Dim, ModelContract, ModelFormat, TensorSpec, shape_text};
 
 use crate::smoke::termination::TerminationMessage;
