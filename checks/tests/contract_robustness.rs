@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use prost::Message;
 use rampart_checks::contract::onnx_proto::{
-    AttributeProto, DimensionProto, GraphProto, ModelProto, NodeProto, TensorProto, TensorShapeProto, TensorTypeProto,
-    TypeProto, ValueInfoProto,
+    AttributeProto, DimensionProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto,
 };
 use rampart_checks::contract::{check_shapes_at_batch, decode_onnx, load_model, read_safetensors_header};
 
@@ -155,7 +155,8 @@ fn int64_tensor(name: &str, values: &[i64]) -> TensorProto {
 }
 
 fn model(graph: GraphProto) -> Bytes {
-    ModelProto { ir_version: 8, graph: Some(graph), ..ModelProto::default() }.encode_to_vec().into()
+    let opset_import = vec![OperatorSetIdProto { domain: String::new(), version: 17 }];
+    ModelProto { ir_version: 8, graph: Some(graph), opset_import, ..ModelProto::default() }.encode_to_vec().into()
 }
 
 #[test]
@@ -166,8 +167,9 @@ fn a_cyclic_graph_is_reported_not_looped_on() {
         output: vec![tensor_input("b", &[None, Some(4)])],
         ..GraphProto::default()
     };
-    let decoded = decode_onnx(model(graph)).unwrap();
-    let check = check_shapes_at_batch(&decoded.graph, 8);
+    let refused = decode_onnx(model(graph.clone())).unwrap_err().to_string();
+    assert!(refused.contains("reads \"b\"") && refused.contains("out of order"), "{refused}");
+    let check = check_shapes_at_batch(&graph, 8);
     assert!(!check.passed);
     assert!(check.findings.iter().all(|f| f.message.contains("cycle")));
     assert_eq!(check.findings.len(), 2);

@@ -4,8 +4,8 @@
 
 use prost::Message;
 use rampart_checks::contract::onnx_proto::{
-    AttributeProto, DimensionProto, GraphProto, ModelProto, NodeProto, TensorProto, TensorShapeProto, TensorTypeProto,
-    TypeProto, ValueInfoProto,
+    AttributeProto, DimensionProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto,
 };
 use rampart_checks::contract::{Dim, check_shapes_at_batch, decode_onnx};
 
@@ -83,7 +83,8 @@ fn dynamic_reshape_and_split_resolve_and_a_mismatched_concat_is_reported() {
         output: vec![value("sum", &[None, Some(2), Some(4)]), value("joined", &[None, Some(3), Some(8)])],
         ..GraphProto::default()
     };
-    let bytes = ModelProto { ir_version: 9, graph: Some(graph), ..ModelProto::default() }.encode_to_vec();
+    let opset_import = vec![OperatorSetIdProto { domain: String::new(), version: 17 }];
+    let bytes = ModelProto { ir_version: 9, graph: Some(graph), opset_import, ..ModelProto::default() }.encode_to_vec();
     let model = decode_onnx(bytes.into()).unwrap();
     let check = check_shapes_at_batch(&model.graph, 8);
     assert_eq!(check.outputs[0].shape, Some(vec![Dim::Fixed(8), Dim::Fixed(2), Dim::Fixed(4)]));

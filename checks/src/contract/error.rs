@@ -21,6 +21,14 @@ pub enum ContractError {
         /// What is wrong, in plain words.
         reason: String,
     },
+    /// An ONNX model that breaks ONNX's structural rules (what `onnx.checker` rejects).
+    #[error("{path} is not a valid ONNX model (no runtime loads it): {}", problems.join("; "))]
+    InvalidModel {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found, in plain words.
+        problems: Vec<String>,
+    },
 }
 
 impl ContractError {
@@ -29,6 +37,7 @@ impl ContractError {
         match self {
             ContractError::Io { .. } => "io",
             ContractError::NotAModel { .. } => "not_a_model",
+            ContractError::InvalidModel { .. } => "invalid_model",
         }
     }
 }

@@ -11,6 +11,7 @@ mod onnx;
 pub mod onnx_proto;
 mod safetensors;
 mod shape;
+mod structure;
 mod types;
 
 use std::fs::File;
@@ -22,9 +23,10 @@ use serde::{Deserialize, Serialize};
 
 pub use compare::{Difference, compare_contracts};
 pub use error::ContractError;
-pub use onnx::{OnnxModel, decode_onnx};
+pub use onnx::{OnnxError, OnnxModel, decode_onnx};
 pub use safetensors::read_safetensors_header;
 pub use shape::{BatchShapeCheck, NamedShape, ShapeFinding, check_shapes_at_batch};
+pub use structure::validate_model;
 pub use types::{Dim, ModelContract, ModelFormat, TensorSpec, shape_text};
 
 use crate::smoke::termination::TerminationMessage;
@@ -95,8 +97,10 @@ pub fn load_model(path: &Path) -> Result<LoadedModel, ContractError> {
         return Ok(LoadedModel { path: path.to_path_buf(), contract, graph: None });
     }
     let bytes = std::fs::read(path).map_err(io_error)?;
-    let model = decode_onnx(Bytes::from(bytes))
-        .map_err(|reason| not_a_model(format!("{reason} (tried ONNX and safetensors)")))?;
+    let model = decode_onnx(Bytes::from(bytes)).map_err(|err| match err {
+        OnnxError::Unreadable(reason) => not_a_model(format!("{reason} (tried ONNX and safetensors)")),
+        OnnxError::Invalid(problems) => ContractError::InvalidModel { path: path.to_path_buf(), problems },
+    })?;
     Ok(LoadedModel { path: path.to_path_buf(), contract: model.contract, graph: Some(model.graph) })
 }
 

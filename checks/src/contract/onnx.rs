@@ -6,6 +6,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::onnx_proto::{GraphProto, ModelProto, TensorProto, ValueInfoProto, dtype_name};
+use super::structure::validate_model;
 
 /// Constant tensors up to this many bytes keep their values (shape constants are tiny); larger ones
 /// (weights) are dropped after decoding, so a loaded model holds no weights at all.
@@ -21,24 +22,46 @@ pub struct OnnxModel {
     pub graph: GraphProto,
 }
 
-/// Decodes an ONNX model from the whole file's bytes.
-///
-/// Returns a plain-words reason when the bytes are not a protobuf `ModelProto` with a graph.
-pub fn decode_onnx(bytes: Bytes) -> Result<OnnxModel, String> {
+/// Why bytes could not be taken as an ONNX model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnnxError {
+    /// Not an ONNX protobuf with a graph at all (empty, garbled, truncated, another format).
+    Unreadable(String),
+    /// A `ModelProto`, but one that breaks ONNX's structural rules (see [`validate_model`]).
+    Invalid(Vec<String>),
+}
+
+impl std::fmt::Display for OnnxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OnnxError::Unreadable(reason) => f.write_str(reason),
+            OnnxError::Invalid(problems) => {
+                write!(f, "it breaks ONNX's structural rules, so no runtime loads it: {}", problems.join("; "))
+            }
+        }
+    }
+}
+
+/// Decodes an ONNX model from the whole file's bytes and checks it against ONNX's structural rules.
+pub fn decode_onnx(bytes: Bytes) -> Result<OnnxModel, OnnxError> {
+    let unreadable = |reason: &str| OnnxError::Unreadable(reason.to_string());
     if bytes.is_empty() {
-        return Err("the file is empty".to_string());
+        return Err(unreadable("the file is empty"));
     }
-    let model =
-        ModelProto::decode(bytes).map_err(|err| format!("not a valid ONNX protobuf (truncated or garbled?): {err}"))?;
-    let Some(mut graph) = model.graph else {
-        return Err("no graph in the file; is this an ONNX model?".to_string());
-    };
-    if model.ir_version <= 0 {
-        return Err(format!("ONNX IR version {} is not valid", model.ir_version));
+    let model = ModelProto::decode(bytes)
+        .map_err(|err| OnnxError::Unreadable(format!("not a valid ONNX protobuf (truncated or garbled?): {err}")))?;
+    match &model.graph {
+        None => return Err(unreadable("no graph in the file; is this an ONNX model?")),
+        Some(graph) if graph.output.is_empty() => {
+            return Err(unreadable("the graph declares no outputs; is this an ONNX model?"));
+        }
+        Some(_) => {}
     }
-    if graph.output.is_empty() {
-        return Err("the graph declares no outputs; is this an ONNX model?".to_string());
+    let problems = validate_model(&model);
+    if !problems.is_empty() {
+        return Err(OnnxError::Invalid(problems));
     }
+    let Some(mut graph) = model.graph else { return Err(unreadable("no graph in the file; is this an ONNX model?")) };
     release_weights(&mut graph);
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs =
@@ -84,9 +107,20 @@ fn tensor_spec(value: &ValueInfoProto) -> TensorSpec {
 /// it, the buffer is freed. Peak memory is therefore the file once, and a loaded model keeps only
 /// its structure and small constants, so comparing two large models never holds both files' weights.
 fn release_weights(graph: &mut GraphProto) {
-    let attribute_tensors = graph.node.iter_mut().flat_map(|n| n.attribute.iter_mut()).filter_map(|a| a.t.as_mut());
-    for tensor in graph.initializer.iter_mut().chain(attribute_tensors) {
+    for tensor in graph.initializer.iter_mut() {
         release_tensor(tensor);
+    }
+    for attribute in graph.node.iter_mut().flat_map(|n| n.attribute.iter_mut()) {
+        if let Some(tensor) = attribute.t.as_mut() {
+            release_tensor(tensor);
+        }
+        // Nesting is bounded by prost's decode recursion limit.
+        if let Some(subgraph) = attribute.g.as_mut() {
+            release_weights(subgraph);
+        }
+        for subgraph in attribute.graphs.iter_mut() {
+            release_weights(subgraph);
+        }
     }
 }
 

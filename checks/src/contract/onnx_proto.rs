@@ -1,8 +1,9 @@
 //! The few ONNX protobuf messages Rampart reads, derived by hand from `onnx.proto` (same field numbers).
 //!
 //! Only the fields the contract and shape checks need are declared; protobuf skips the rest. Subgraphs
-//! (`If`/`Loop` bodies) and non-tensor types are left undeclared on purpose, so no message here is
-//! recursive and a hostile file cannot make decoding recurse. Weight bytes (`raw_data`) are
+//! (`If` branches, `Loop` and `Scan` bodies) are declared, so `GraphProto` is recursive through
+//! `AttributeProto`; prost's decoder stops at 100 nested messages, so a hostile file cannot make decoding
+//! (or the checks, which follow the same nesting) recurse deeply. Weight bytes (`raw_data`) are
 //! `bytes::Bytes`: decoding from a `Bytes` buffer slices it instead of copying, so weights are held once.
 
 use bytes::Bytes;
@@ -81,7 +82,7 @@ pub struct NodeProto {
     pub domain: String,
 }
 
-/// `onnx.AttributeProto` (scalar, list and tensor values only).
+/// `onnx.AttributeProto` (scalar, list, tensor and graph values).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct AttributeProto {
     /// Attribute name.
@@ -99,12 +100,18 @@ pub struct AttributeProto {
     /// Tensor value (`Constant`'s `value`).
     #[prost(message, optional, tag = "5")]
     pub t: Option<TensorProto>,
+    /// Graph value (`If`'s branches, `Loop` and `Scan` bodies).
+    #[prost(message, optional, boxed, tag = "6")]
+    pub g: Option<Box<GraphProto>>,
     /// Float list.
     #[prost(float, repeated, tag = "7")]
     pub floats: Vec<f32>,
     /// Integer list.
     #[prost(int64, repeated, tag = "8")]
     pub ints: Vec<i64>,
+    /// Graph list.
+    #[prost(message, repeated, tag = "11")]
+    pub graphs: Vec<GraphProto>,
     /// `AttributeProto.AttributeType` code.
     #[prost(int32, tag = "20")]
     pub r#type: i32,
