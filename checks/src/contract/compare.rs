@@ -90,7 +90,14 @@ fn compare_side(
             differences
                 .push(Difference::breaking(format!("{word} \"{}\": dtype {} -> {}", old.name, old.dtype, now.dtype)));
         }
-        if let Some(difference) = compare_shape(role, &old.name, old.shape.as_deref(), now.shape.as_deref()) {
+        let batch_axis = match role {
+            Role::Input => {
+                old.batch_axis.or(now.batch_axis).or_else(|| old.shape.as_ref().filter(|s| !s.is_empty()).map(|_| 0))
+            }
+            _ => None,
+        };
+        if let Some(difference) = compare_shape(role, &old.name, old.shape.as_deref(), now.shape.as_deref(), batch_axis)
+        {
             differences.push(difference);
         }
     }
@@ -104,7 +111,13 @@ fn compare_side(
     }
 }
 
-fn compare_shape(role: Role, name: &str, old: Option<&[Dim]>, now: Option<&[Dim]>) -> Option<Difference> {
+fn compare_shape(
+    role: Role,
+    name: &str,
+    old: Option<&[Dim]>,
+    now: Option<&[Dim]>,
+    batch_axis: Option<usize>,
+) -> Option<Difference> {
     let word = role.word();
     let (old_dims, now_dims) = match (old, now) {
         (None, None) => return None,
@@ -142,6 +155,12 @@ fn compare_shape(role: Role, name: &str, old: Option<&[Dim]>, now: Option<&[Dim]
             }
             (Dim::Symbolic(a), Dim::Symbolic(b)) if a != b => {
                 details.push(format!("dim {axis}: symbolic \"{a}\" renamed \"{b}\""));
+            }
+            (Dim::Unknown, Dim::Fixed(b)) if Some(axis) == batch_axis => {
+                // Older exporters write a dynamic batch as -1 (or leave it unnamed): pinning it is as breaking
+                // as pinning a named one.
+                breaking = true;
+                details.push(format!("batch axis {axis} was dynamic (-1 or unnamed), now fixed {b}"));
             }
             (Dim::Unknown, Dim::Unknown) => {}
             (Dim::Unknown, _) | (_, Dim::Unknown) if was != is => {

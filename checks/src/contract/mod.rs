@@ -25,7 +25,7 @@ pub use compare::{Difference, compare_contracts};
 pub use error::ContractError;
 pub use onnx::{OnnxError, OnnxModel, decode_onnx};
 pub use safetensors::read_safetensors_header;
-pub use shape::{BatchShapeCheck, NamedShape, ShapeFinding, check_shapes_at_batch};
+pub use shape::{BatchShapeCheck, Coverage, NamedShape, ShapeFinding, check_shapes_at_batch};
 pub use structure::validate_model;
 pub use types::{Dim, ModelContract, ModelFormat, TensorSpec, shape_text};
 
@@ -129,10 +129,18 @@ pub fn compare_models(
     let differences = baseline
         .map(|baseline| compare_contracts(&candidate.contract, &baseline.contract, options.allow_new_outputs))
         .unwrap_or_default();
-    let residual_checks: Vec<BatchShapeCheck> = match &candidate.graph {
+    let mut residual_checks: Vec<BatchShapeCheck> = match &candidate.graph {
         Some(graph) => options.batch_sizes.iter().map(|&batch| check_shapes_at_batch(graph, batch)).collect(),
         None => Vec::new(),
     };
+    if let Some(baseline) = baseline {
+        for check in &mut residual_checks {
+            for finding in pinned_batch_findings(&candidate.contract, &baseline.contract, check.batch_size) {
+                check.findings.insert(0, finding);
+                check.passed = false;
+            }
+        }
+    }
     let compatible = !differences.iter().any(|d| d.breaking) && residual_checks.iter().all(|c| c.passed);
     ContractReport {
         compatible,
@@ -141,6 +149,31 @@ pub fn compare_models(
         differences,
         residual_checks,
     }
+}
+
+/// Inputs whose batch axis was dynamic in the baseline (symbolic, `-1` or unnamed) and is fixed in the
+/// candidate to another size than `batch`: callers sending that batch size break.
+fn pinned_batch_findings(candidate: &ModelContract, baseline: &ModelContract, batch: u64) -> Vec<ShapeFinding> {
+    let mut findings = Vec::new();
+    for now in &candidate.inputs {
+        let Some(old) = baseline.inputs.iter().find(|old| old.name == now.name) else { continue };
+        let Some(axis) = now.batch_axis.or(old.batch_axis) else { continue };
+        let (Some(old_shape), Some(now_shape)) = (&old.shape, &now.shape) else { continue };
+        let (Some(was), Some(Dim::Fixed(fixed))) = (old_shape.get(axis), now_shape.get(axis)) else { continue };
+        if matches!(was, Dim::Fixed(_)) || *fixed == batch {
+            continue;
+        }
+        findings.push(ShapeFinding {
+            node: now.name.clone(),
+            op_type: "graph input".to_string(),
+            inputs: vec![NamedShape { name: now.name.clone(), shape: now.shape.clone() }],
+            message: format!(
+                "the batch axis (axis {axis}) was dynamic ({was}) in the baseline and is fixed to {fixed} in the \
+                 candidate, so batch size {batch} cannot be taken"
+            ),
+        });
+    }
+    findings
 }
 
 /// Reads both models and compares them. Errors only when a file cannot be read as a model.

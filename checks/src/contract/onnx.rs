@@ -6,6 +6,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::onnx_proto::{GraphProto, ModelProto, TensorProto, ValueInfoProto, dtype_name};
+use super::shape::batch::batch_axes;
 use super::structure::validate_model;
 
 /// Constant tensors up to this many bytes keep their values (shape constants are tiny); larger ones
@@ -64,8 +65,16 @@ pub fn decode_onnx(bytes: Bytes) -> Result<OnnxModel, OnnxError> {
     let Some(mut graph) = model.graph else { return Err(unreadable("no graph in the file; is this an ONNX model?")) };
     release_weights(&mut graph);
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let inputs =
-        graph.input.iter().filter(|input| !initializers.contains(input.name.as_str())).map(tensor_spec).collect();
+    let batch_axes = batch_axes(&graph);
+    let inputs = graph
+        .input
+        .iter()
+        .filter(|input| !initializers.contains(input.name.as_str()))
+        .map(|input| TensorSpec {
+            batch_axis: batch_axes.get(input.name.as_str()).copied().flatten(),
+            ..tensor_spec(input)
+        })
+        .collect();
     let outputs = graph.output.iter().map(tensor_spec).collect();
     let opsets = model
         .opset_import
@@ -85,7 +94,12 @@ pub fn decode_onnx(bytes: Bytes) -> Result<OnnxModel, OnnxError> {
 fn tensor_spec(value: &ValueInfoProto) -> TensorSpec {
     let tensor_type = value.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
     let Some(tensor_type) = tensor_type else {
-        return TensorSpec { name: value.name.clone(), dtype: "not a tensor".to_string(), shape: None };
+        return TensorSpec {
+            name: value.name.clone(),
+            dtype: "not a tensor".to_string(),
+            shape: None,
+            batch_axis: None,
+        };
     };
     let shape = tensor_type.shape.as_ref().map(|shape| {
         shape
@@ -98,7 +112,7 @@ fn tensor_spec(value: &ValueInfoProto) -> TensorSpec {
             })
             .collect()
     });
-    TensorSpec { name: value.name.clone(), dtype: dtype_name(tensor_type.elem_type), shape }
+    TensorSpec { name: value.name.clone(), dtype: dtype_name(tensor_type.elem_type), shape, batch_axis: None }
 }
 
 /// Drops the values of large constant tensors and copies the small ones out of the file buffer.

@@ -83,6 +83,7 @@ pub fn read_safetensors_header(mut reader: impl Read, file_len: u64) -> Result<M
             name,
             dtype: dtype.to_string(),
             shape: Some(entry.shape.into_iter().map(Dim::Fixed).collect()),
+            batch_axis: None,
         });
     }
     spans.sort();

@@ -46,6 +46,10 @@ pub struct TensorSpec {
     pub dtype: String,
     /// Declared shape; `None` when the model does not declare one.
     pub shape: Option<Vec<Dim>>,
+    /// Which axis is the batch (ONNX inputs only), found from how the input is used: axis 1 for a
+    /// recurrent state `[layers, batch, hidden]`, otherwise axis 0; `None` for scalars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_axis: Option<usize>,
 }
 
 impl fmt::Display for TensorSpec {

@@ -1,7 +1,7 @@
 //! What inference knows about one value: dtype, shape (known, symbolic or unknown dims) and, for small
 //! integer tensors, their contents, so shape computations (`Shape -> Gather -> Concat -> Reshape`) resolve.
 
-use super::super::onnx_proto::{DTYPE_INT32, DTYPE_INT64, TensorProto};
+use super::super::onnx_proto::{DTYPE_FLOAT, DTYPE_INT32, DTYPE_INT64, TensorProto};
 use super::super::types::{Dim, shape_text};
 
 /// Integer tensors up to this many elements are tracked by value.
@@ -45,11 +45,13 @@ pub(crate) struct Value {
     pub(crate) shape: Option<Vec<D>>,
     /// Contents of a small integer tensor, flattened.
     pub(crate) ints: Option<Vec<D>>,
+    /// Contents of a small float tensor (`Resize` scales), flattened.
+    pub(crate) floats: Option<Vec<f64>>,
 }
 
 impl Value {
     pub(crate) fn with_shape(dtype: Option<i32>, shape: Vec<D>) -> Value {
-        Value { dtype, shape: Some(shape), ints: None }
+        Value { dtype, shape: Some(shape), ints: None, floats: None }
     }
 }
 
@@ -62,7 +64,25 @@ pub(crate) fn constant_value(tensor: &TensorProto) -> Value {
         }
         _ => None,
     };
-    Value { dtype: Some(tensor.data_type), shape: Some(shape), ints }
+    let floats = match (tensor.data_type, count) {
+        (DTYPE_FLOAT, Some(count)) if count <= MAX_TRACKED_INTS && tensor.data_location == 0 => {
+            float_contents(tensor, count)
+        }
+        _ => None,
+    };
+    Value { dtype: Some(tensor.data_type), shape: Some(shape), ints, floats }
+}
+
+fn float_contents(tensor: &TensorProto, count: usize) -> Option<Vec<f64>> {
+    let values: Vec<f64> = if !tensor.raw_data.is_empty() {
+        if tensor.raw_data.len() != count.checked_mul(4)? {
+            return None;
+        }
+        tensor.raw_data.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect()
+    } else {
+        tensor.float_data.iter().map(|&v| f64::from(v)).collect()
+    };
+    (values.len() == count).then_some(values)
 }
 
 pub(crate) fn integer_contents(tensor: &TensorProto, count: usize) -> Option<Vec<D>> {

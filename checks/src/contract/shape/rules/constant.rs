@@ -9,19 +9,26 @@ pub(crate) fn infer_constant(node: &NodeProto) -> Value {
         return constant_value(tensor);
     }
     if let Some(attr) = attribute(node, "value_int") {
-        return Value { dtype: Some(DTYPE_INT64), shape: Some(Vec::new()), ints: Some(vec![D::Known(attr.i)]) };
+        return Value {
+            dtype: Some(DTYPE_INT64),
+            shape: Some(Vec::new()),
+            ints: Some(vec![D::Known(attr.i)]),
+            floats: None,
+        };
     }
     if let Some(attr) = attribute(node, "value_ints") {
         let len = i64::try_from(attr.ints.len()).unwrap_or(i64::MAX);
         let ints = (attr.ints.len() <= MAX_TRACKED_INTS).then(|| attr.ints.iter().map(|&v| D::Known(v)).collect());
-        return Value { dtype: Some(DTYPE_INT64), shape: Some(vec![D::Known(len)]), ints };
+        return Value { dtype: Some(DTYPE_INT64), shape: Some(vec![D::Known(len)]), ints, floats: None };
     }
     if attribute(node, "value_float").is_some() {
         return Value::with_shape(Some(DTYPE_FLOAT), Vec::new());
     }
     if let Some(attr) = attribute(node, "value_floats") {
         let len = i64::try_from(attr.floats.len()).unwrap_or(i64::MAX);
-        return Value::with_shape(Some(DTYPE_FLOAT), vec![D::Known(len)]);
+        let floats =
+            (attr.floats.len() <= MAX_TRACKED_INTS).then(|| attr.floats.iter().map(|&v| f64::from(v)).collect());
+        return Value { dtype: Some(DTYPE_FLOAT), shape: Some(vec![D::Known(len)]), ints: None, floats };
     }
     Value::default()
 }

@@ -17,7 +17,7 @@ pub(crate) fn infer_concat(node: &NodeProto, inputs: &[Option<Value>]) -> Result
         .map(|parts| parts.concat())
         .filter(|all| all.len() <= MAX_TRACKED_INTS);
     let shapes: Vec<&[D]> = present.iter().filter_map(|v| v.shape.as_deref()).collect();
-    let Some(first) = shapes.first() else { return Ok(vec![Value { dtype, shape: None, ints }]) };
+    let Some(first) = shapes.first() else { return Ok(vec![Value { dtype, shape: None, ints, floats: None }]) };
     let rank = first.len();
     if let Some(other) = shapes.iter().find(|s| s.len() != rank) {
         return Err(format!("inputs have different ranks: {} and {}", dims_text(first), dims_text(other)));
@@ -52,7 +52,7 @@ pub(crate) fn infer_concat(node: &NodeProto, inputs: &[Option<Value>]) -> Result
         }
         out.push(merged);
     }
-    Ok(vec![Value { dtype, shape: Some(out), ints }])
+    Ok(vec![Value { dtype, shape: Some(out), ints, floats: None }])
 }
 
 /// Product of known dims and the list of symbolic names; `None` when any dim is unknown.
@@ -76,7 +76,7 @@ pub(crate) fn infer_reshape(node: &NodeProto, inputs: &[Option<Value>]) -> Resul
         let rank = target_value.shape.as_ref().and_then(|s| s.first()).and_then(D::known);
         let shape =
             rank.and_then(|r| usize::try_from(r).ok()).filter(|r| *r <= MAX_TRACKED_INTS).map(|r| vec![D::Unknown; r]);
-        return Ok(vec![Value { dtype: data.dtype, shape, ints: None }]);
+        return Ok(vec![Value { dtype: data.dtype, shape, ints: None, floats: None }]);
     };
     let allow_zero = int_attr(node, "allowzero", 0) != 0;
     let mut out = Vec::with_capacity(target.len());
@@ -104,13 +104,13 @@ pub(crate) fn infer_reshape(node: &NodeProto, inputs: &[Option<Value>]) -> Resul
         });
     }
     let Some(shape) = data.shape.as_ref() else {
-        return Ok(vec![Value { dtype: data.dtype, shape: Some(out), ints: None }]);
+        return Ok(vec![Value { dtype: data.dtype, shape: Some(out), ints: None, floats: None }]);
     };
     let target_text = || dims_text(&target);
     let input_dims: Vec<&D> = shape.iter().collect();
     let other_dims: Vec<&D> = out.iter().enumerate().filter(|(i, _)| Some(*i) != infer_at).map(|(_, d)| d).collect();
     if input_dims.len() > MAX_SYMBOLIC_RANK || other_dims.len() > MAX_SYMBOLIC_RANK {
-        return Ok(vec![Value { dtype: data.dtype, shape: Some(out), ints: None }]);
+        return Ok(vec![Value { dtype: data.dtype, shape: Some(out), ints: None, floats: None }]);
     }
     if let (Some((in_product, mut in_symbols)), Some((out_product, out_symbols))) =
         (factorise(&input_dims), factorise(&other_dims))
@@ -155,7 +155,7 @@ pub(crate) fn infer_reshape(node: &NodeProto, inputs: &[Option<Value>]) -> Resul
             }
         }
     }
-    Ok(vec![Value { dtype: data.dtype, shape: Some(out), ints: None }])
+    Ok(vec![Value { dtype: data.dtype, shape: Some(out), ints: None, floats: None }])
 }
 
 pub(crate) fn product(dims: &[D]) -> D {
@@ -166,7 +166,9 @@ pub(crate) fn product(dims: &[D]) -> D {
 }
 
 pub(crate) fn infer_flatten(node: &NodeProto, x: &Value) -> Result<Vec<Value>, String> {
-    let Some(shape) = &x.shape else { return Ok(vec![Value { dtype: x.dtype, shape: None, ints: None }]) };
+    let Some(shape) = &x.shape else {
+        return Ok(vec![Value { dtype: x.dtype, shape: None, ints: None, floats: None }]);
+    };
     let axis = int_attr(node, "axis", 1);
     let rank = i64::try_from(shape.len()).map_err(|_| "rank too large".to_string())?;
     let split = if axis < 0 { axis.checked_add(rank) } else { Some(axis) };
@@ -178,7 +180,9 @@ pub(crate) fn infer_flatten(node: &NodeProto, x: &Value) -> Result<Vec<Value>, S
 }
 
 pub(crate) fn infer_transpose(node: &NodeProto, x: &Value) -> Result<Vec<Value>, String> {
-    let Some(shape) = &x.shape else { return Ok(vec![Value { dtype: x.dtype, shape: None, ints: None }]) };
+    let Some(shape) = &x.shape else {
+        return Ok(vec![Value { dtype: x.dtype, shape: None, ints: None, floats: None }]);
+    };
     let perm: Vec<usize> = match ints_attr(node, "perm").filter(|p| !p.is_empty()) {
         Some(perm) => {
             let mut seen = vec![false; shape.len()];
@@ -207,7 +211,7 @@ pub(crate) fn infer_transpose(node: &NodeProto, x: &Value) -> Result<Vec<Value>,
 
 pub(crate) fn infer_shape_op(node: &NodeProto, x: &Value) -> Result<Vec<Value>, String> {
     let Some(shape) = &x.shape else {
-        return Ok(vec![Value { dtype: Some(DTYPE_INT64), shape: Some(vec![D::Unknown]), ints: None }]);
+        return Ok(vec![Value { dtype: Some(DTYPE_INT64), shape: Some(vec![D::Unknown]), ints: None, floats: None }]);
     };
     let rank = i64::try_from(shape.len()).map_err(|_| "rank too large".to_string())?;
     let clamp = |value: i64| -> usize {
@@ -219,13 +223,13 @@ pub(crate) fn infer_shape_op(node: &NodeProto, x: &Value) -> Result<Vec<Value>, 
     let slice: Vec<D> = if start < end { shape[start..end].to_vec() } else { Vec::new() };
     let len = i64::try_from(slice.len()).unwrap_or(i64::MAX);
     let ints = (slice.len() <= MAX_TRACKED_INTS).then_some(slice);
-    Ok(vec![Value { dtype: Some(DTYPE_INT64), shape: Some(vec![D::Known(len)]), ints }])
+    Ok(vec![Value { dtype: Some(DTYPE_INT64), shape: Some(vec![D::Known(len)]), ints, floats: None }])
 }
 
 pub(crate) fn infer_gather(node: &NodeProto, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
     let (Some(data), Some(indices)) = (input_at(inputs, 0), input_at(inputs, 1)) else { return Ok(Vec::new()) };
     let (Some(data_shape), Some(index_shape)) = (&data.shape, &indices.shape) else {
-        return Ok(vec![Value { dtype: data.dtype, shape: None, ints: None }]);
+        return Ok(vec![Value { dtype: data.dtype, shape: None, ints: None, floats: None }]);
     };
     if data_shape.is_empty() {
         return Err("Gather needs data of rank 1 or more".to_string());
@@ -253,7 +257,7 @@ pub(crate) fn infer_gather(node: &NodeProto, inputs: &[Option<Value>]) -> Result
         }
         _ => None,
     };
-    Ok(vec![Value { dtype: data.dtype, shape: Some(out), ints }])
+    Ok(vec![Value { dtype: data.dtype, shape: Some(out), ints, floats: None }])
 }
 
 /// Axes from the attribute (older opsets) or the second input (opset 13+).
@@ -290,7 +294,7 @@ pub(crate) fn infer_unsqueeze(node: &NodeProto, inputs: &[Option<Value>]) -> Res
         .iter()
         .map(|&new| if new { D::Known(1) } else { rest.next().cloned().unwrap_or(D::Unknown) })
         .collect();
-    Ok(vec![Value { dtype: x.dtype, shape: Some(out), ints: x.ints }])
+    Ok(vec![Value { dtype: x.dtype, shape: Some(out), ints: x.ints, floats: None }])
 }
 
 pub(crate) fn infer_squeeze(node: &NodeProto, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
@@ -318,7 +322,7 @@ pub(crate) fn infer_squeeze(node: &NodeProto, inputs: &[Option<Value>]) -> Resul
         }
         _ => None,
     };
-    Ok(vec![Value { dtype: x.dtype, shape: out, ints: x.ints }])
+    Ok(vec![Value { dtype: x.dtype, shape: out, ints: x.ints, floats: None }])
 }
 
 /// Length of `start:end:step` over an axis of `size`, with ONNX's clamping rules.
@@ -344,7 +348,7 @@ pub(crate) fn infer_slice(inputs: &[Option<Value>]) -> Result<Vec<Value>, String
         (&x.shape, known_ints(input_at(inputs, 1)), known_ints(input_at(inputs, 2)))
     else {
         let rank = x.shape.as_ref().map(Vec::len);
-        return Ok(vec![Value { dtype: x.dtype, shape: rank.map(|r| vec![D::Unknown; r]), ints: None }]);
+        return Ok(vec![Value { dtype: x.dtype, shape: rank.map(|r| vec![D::Unknown; r]), ints: None, floats: None }]);
     };
     let count = starts.len();
     let axes = match input_at(inputs, 3) {
@@ -356,7 +360,12 @@ pub(crate) fn infer_slice(inputs: &[Option<Value>]) -> Result<Vec<Value>, String
         Some(value) => known_ints(Some(value)),
     };
     let (Some(axes), Some(steps)) = (axes, steps) else {
-        return Ok(vec![Value { dtype: x.dtype, shape: Some(vec![D::Unknown; shape.len()]), ints: None }]);
+        return Ok(vec![Value {
+            dtype: x.dtype,
+            shape: Some(vec![D::Unknown; shape.len()]),
+            ints: None,
+            floats: None,
+        }]);
     };
     if ends.len() != count || axes.len() != count || steps.len() != count {
         return Err(format!(
@@ -390,13 +399,15 @@ pub(crate) fn infer_slice(inputs: &[Option<Value>]) -> Result<Vec<Value>, String
         }
         _ => None,
     };
-    Ok(vec![Value { dtype: x.dtype, shape: Some(out), ints }])
+    Ok(vec![Value { dtype: x.dtype, shape: Some(out), ints, floats: None }])
 }
 
 pub(crate) fn infer_split(node: &NodeProto, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
     let x = input_at(inputs, 0).cloned().unwrap_or_default();
     let outputs = node.output.len();
-    let Some(shape) = &x.shape else { return Ok(vec![Value { dtype: x.dtype, shape: None, ints: None }; outputs]) };
+    let Some(shape) = &x.shape else {
+        return Ok(vec![Value { dtype: x.dtype, shape: None, ints: None, floats: None }; outputs]);
+    };
     let axis = axis_index(int_attr(node, "axis", 0), shape.len())?;
     let sizes: Option<Vec<i64>> = match ints_attr(node, "split").filter(|s| !s.is_empty()) {
         Some(split) => Some(split.to_vec()),

@@ -6,23 +6,30 @@
 mod constant;
 mod conv;
 mod elementwise;
+mod grow;
 mod layout;
 mod linalg;
+mod microsoft;
+mod recurrent;
 mod reduce;
+mod resize;
 
 use super::super::onnx_proto::{DTYPE_BOOL, DTYPE_FLOAT, DTYPE_INT64, NodeProto};
-use super::attrs::{attribute, int_attr};
+use super::attrs::{self as attrs, attribute, int_attr};
 use super::value::{D, Value, input_at};
 use constant::infer_constant;
-use conv::{infer_conv, infer_pool};
+use conv::{infer_conv, infer_conv_transpose, infer_pool};
+use grow::{infer_depth_space, infer_expand, infer_one_hot, infer_pad, infer_tile};
 use layout::{
     infer_concat, infer_flatten, infer_gather, infer_reshape, infer_shape_op, infer_slice, infer_split, infer_squeeze,
     infer_transpose, infer_unsqueeze,
 };
-use linalg::{infer_gemm, infer_matmul};
+use linalg::{infer_einsum, infer_gemm, infer_matmul};
+use microsoft::infer_microsoft;
+use recurrent::infer_recurrent;
 use reduce::infer_reduce;
+use resize::infer_resize;
 
-pub(crate) use elementwise::broadcast;
 use elementwise::{broadcast_values, check_same_dtype, elementwise_ints};
 
 pub(crate) const UNARY_SAME_SHAPE: &[&str] = &[
@@ -79,15 +86,40 @@ pub(crate) const BROADCAST_SAME_DTYPE: &[&str] =
     &["Add", "Sub", "Mul", "Div", "Sum", "Max", "Min", "Mean", "Mod", "And", "Or", "Xor"];
 pub(crate) const BROADCAST_COMPARE: &[&str] = &["Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual"];
 
+/// `com.microsoft` operators that add a residual (counted with the elementwise nodes).
+const MICROSOFT_ELEMENTWISE: &[&str] =
+    &["SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "BiasAdd", "QLinearAdd", "QLinearMul"];
+
+/// True for nodes that combine tensors elementwise with broadcasting: the residual `Add`s and their kin
+/// that the coverage figure counts.
+pub(crate) fn is_elementwise(node: &NodeProto) -> bool {
+    let op = node.op_type.as_str();
+    if node.domain == "com.microsoft" {
+        return MICROSOFT_ELEMENTWISE.contains(&op);
+    }
+    (node.domain.is_empty() || node.domain == "ai.onnx")
+        && (BROADCAST_SAME_DTYPE.contains(&op)
+            || BROADCAST_COMPARE.contains(&op)
+            || matches!(op, "Pow" | "PRelu" | "Where" | "BitShift"))
+}
+
+/// The inputs at `positions`, in that order (a quantized operator's data inputs).
+fn pick(inputs: &[Option<Value>], positions: &[usize]) -> Vec<Option<Value>> {
+    positions.iter().map(|&p| inputs.get(p).cloned().flatten()).collect()
+}
+
 /// Infers the outputs of one node, or says why its inputs cannot fit.
 pub(crate) fn infer_node(node: &NodeProto, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
+    if node.domain == "com.microsoft" {
+        return infer_microsoft(node, inputs);
+    }
     if !(node.domain.is_empty() || node.domain == "ai.onnx") {
         return Ok(Vec::new());
     }
     let op = node.op_type.as_str();
     let x = input_at(inputs, 0).cloned().unwrap_or_default();
     if UNARY_SAME_SHAPE.contains(&op) {
-        return Ok(vec![Value { ints: None, ..x }]);
+        return Ok(vec![Value { ints: None, floats: None, ..x }]);
     }
     if BROADCAST_SAME_DTYPE.contains(&op) || BROADCAST_COMPARE.contains(&op) || op == "Pow" || op == "PRelu" {
         let present: Vec<&Value> = inputs.iter().flatten().collect();
@@ -97,7 +129,7 @@ pub(crate) fn infer_node(node: &NodeProto, inputs: &[Option<Value>]) -> Result<V
         let shape = broadcast_values(&present)?;
         let dtype = if BROADCAST_COMPARE.contains(&op) { Some(DTYPE_BOOL) } else { x.dtype };
         let ints = elementwise_ints(op, &present);
-        return Ok(vec![Value { dtype, shape, ints }]);
+        return Ok(vec![Value { dtype, shape, ints, floats: None }]);
     }
     match op {
         "Identity" => Ok(vec![x]),
@@ -108,7 +140,7 @@ pub(crate) fn infer_node(node: &NodeProto, inputs: &[Option<Value>]) -> Result<V
                 check_same_dtype(&[a, b])?;
             }
             let shape = broadcast_values(&present)?;
-            Ok(vec![Value { dtype: input_at(inputs, 1).and_then(|v| v.dtype), shape, ints: None }])
+            Ok(vec![Value { dtype: input_at(inputs, 1).and_then(|v| v.dtype), shape, ints: None, floats: None }])
         }
         "Concat" => infer_concat(node, inputs),
         "Reshape" => infer_reshape(node, inputs),
@@ -122,6 +154,7 @@ pub(crate) fn infer_node(node: &NodeProto, inputs: &[Option<Value>]) -> Result<V
                 .shape
                 .map(|s| s.iter().enumerate().map(|(i, d)| if i < 2 { d.clone() } else { D::Known(1) }).collect()),
             ints: None,
+            floats: None,
         }]),
         "Flatten" => infer_flatten(node, &x),
         "Transpose" => infer_transpose(node, &x),
@@ -134,16 +167,54 @@ pub(crate) fn infer_node(node: &NodeProto, inputs: &[Option<Value>]) -> Result<V
         "ConstantOfShape" => {
             let shape = input_at(inputs, 0).and_then(|v| v.ints.clone());
             let dtype = attribute(node, "value").and_then(|a| a.t.as_ref()).map_or(DTYPE_FLOAT, |t| t.data_type);
-            Ok(vec![Value { dtype: Some(dtype), shape, ints: None }])
+            Ok(vec![Value { dtype: Some(dtype), shape, ints: None, floats: None }])
         }
-        "Expand" => {
-            let target = input_at(inputs, 1).and_then(|v| v.ints.clone());
-            let shape = match (&x.shape, target) {
-                (Some(shape), Some(target)) => Some(broadcast(&[shape.as_slice(), target.as_slice()])?),
+        "Expand" => infer_expand(inputs),
+        "Pad" => infer_pad(node, inputs),
+        "Tile" => infer_tile(inputs),
+        "OneHot" => infer_one_hot(node, inputs),
+        "DepthToSpace" => infer_depth_space(node, &x, true),
+        "SpaceToDepth" => infer_depth_space(node, &x, false),
+        "Resize" | "Upsample" => infer_resize(node, inputs),
+        "LSTM" | "GRU" | "RNN" => infer_recurrent(node, inputs),
+        "ConvTranspose" => infer_conv_transpose(node, inputs),
+        "ConvInteger" => infer_conv(node, &pick(inputs, &[0, 1])),
+        "QLinearConv" => infer_conv(node, &pick(inputs, &[0, 3, 8])),
+        "MatMulInteger" => infer_matmul(&pick(inputs, &[0, 1])),
+        "QLinearMatMul" => infer_matmul(&pick(inputs, &[0, 3])),
+        "Einsum" => infer_einsum(node, inputs),
+        "DynamicQuantizeLinear" => Ok(vec![
+            Value { dtype: Some(2), ints: None, floats: None, ..x },
+            Value::with_shape(Some(DTYPE_FLOAT), Vec::new()),
+            Value::with_shape(Some(2), Vec::new()),
+        ]),
+        "GatherElements" => Ok(vec![Value {
+            dtype: x.dtype,
+            shape: input_at(inputs, 1).and_then(|v| v.shape.clone()),
+            ints: None,
+            floats: None,
+        }]),
+        "ScatterND" | "ScatterElements" | "Scatter" => Ok(vec![Value { ints: None, floats: None, ..x }]),
+        "TopK" => {
+            let k = input_at(inputs, 1).and_then(|v| v.ints.as_ref()).and_then(|i| i.first().cloned());
+            let shape = match &x.shape {
+                Some(shape) if !shape.is_empty() => {
+                    let axis = attrs::axis_index(int_attr(node, "axis", -1), shape.len())?;
+                    let mut out = shape.clone();
+                    out[axis] = k.unwrap_or(D::Unknown);
+                    Some(out)
+                }
                 _ => None,
             };
-            Ok(vec![Value { dtype: x.dtype, shape, ints: None }])
+            let values = Value { dtype: x.dtype, shape: shape.clone(), ints: None, floats: None };
+            Ok(vec![values, Value { dtype: Some(DTYPE_INT64), shape, ints: None, floats: None }])
         }
+        "NonZero" => Ok(vec![Value::with_shape(
+            Some(DTYPE_INT64),
+            vec![x.shape.as_ref().map_or(D::Unknown, |s| D::Known(i64::try_from(s.len()).unwrap_or(0))), D::Unknown],
+        )]),
+        "Range" => Ok(vec![Value::with_shape(input_at(inputs, 0).and_then(|v| v.dtype), vec![D::Unknown])]),
+        "LRN" => Ok(vec![Value { ints: None, floats: None, ..x }]),
         "Slice" => infer_slice(inputs),
         "Split" => infer_split(node, inputs),
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
@@ -170,7 +241,12 @@ pub(crate) mod test_support {
     /// A tracked 1-D int64 tensor with these contents.
     pub(crate) fn ints(values: &[i64]) -> Option<Value> {
         let len = i64::try_from(values.len()).unwrap_or(i64::MAX);
-        Some(Value { dtype: Some(DTYPE_INT64), shape: Some(vec![D::Known(len)]), ints: Some(known(values)) })
+        Some(Value {
+            dtype: Some(DTYPE_INT64),
+            shape: Some(vec![D::Known(len)]),
+            ints: Some(known(values)),
+            floats: None,
+        })
     }
 
     pub(crate) fn int(name: &str, value: i64) -> AttributeProto {

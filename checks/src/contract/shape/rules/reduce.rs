@@ -9,7 +9,7 @@ pub(crate) fn infer_reduce(node: &NodeProto, inputs: &[Option<Value>]) -> Result
     let x = input_at(inputs, 0).cloned().unwrap_or_default();
     let is_arg = node.op_type.starts_with("Arg");
     let dtype = if is_arg { Some(DTYPE_INT64) } else { x.dtype };
-    let Some(shape) = &x.shape else { return Ok(vec![Value { dtype, shape: None, ints: None }]) };
+    let Some(shape) = &x.shape else { return Ok(vec![Value { dtype, shape: None, ints: None, floats: None }]) };
     let keep = int_attr(node, "keepdims", 1) != 0;
     let axes: Vec<i64> = if is_arg {
         vec![int_attr(node, "axis", 0)]
@@ -18,7 +18,7 @@ pub(crate) fn infer_reduce(node: &NodeProto, inputs: &[Option<Value>]) -> Result
             Some(Some(axes)) if !axes.is_empty() => axes,
             Some(_) if int_attr(node, "noop_with_empty_axes", 0) != 0 => return Ok(vec![Value { dtype, ..x }]),
             Some(_) => (0..i64::try_from(shape.len()).unwrap_or(0)).collect(),
-            None => return Ok(vec![Value { dtype, shape: None, ints: None }]),
+            None => return Ok(vec![Value { dtype, shape: None, ints: None, floats: None }]),
         }
     };
     let mut reduced = vec![false; shape.len()];
