@@ -8,31 +8,40 @@
 
 use std::collections::HashMap;
 
-use super::super::onnx_proto::{GraphProto, NodeProto};
+use super::super::onnx_proto::{DimensionProto, GraphProto, NodeProto, ValueInfoProto};
 use super::attrs::int_attr;
 
 /// Nodes a state input passes through on its way to the recurrent node, keeping its batch where it was.
 const PASS_THROUGH: &[&str] = &["Identity", "Cast", "Gather", "Slice", "Split", "Squeeze", "Unsqueeze", "Reshape"];
 /// How many pass-through nodes are followed.
-const MAX_HOPS: usize = 6;
+const MAX_HOPS: usize = 10;
 
 /// The batch axis of each graph input (by name); `None` for inputs without one (scalars).
 pub(crate) fn batch_axes(graph: &GraphProto) -> HashMap<&str, Option<usize>> {
-    let mut consumers: HashMap<&str, Vec<(&NodeProto, usize)>> = HashMap::new();
-    collect_consumers(graph, &mut consumers, 0);
+    let mut uses = Uses::default();
+    collect_uses(graph, &mut uses, 0);
+    let dims = |input: &ValueInfoProto| -> Option<Vec<DimensionProto>> {
+        input.r#type.as_ref()?.tensor_type.as_ref()?.shape.as_ref().map(|s| s.dim.clone())
+    };
+    // The names other inputs give their batch (axis 0), e.g. `batch` in `input [batch, sequence]`.
+    let batch_names: Vec<String> = graph
+        .input
+        .iter()
+        .filter_map(|input| dims(input)?.first()?.dim_param.clone())
+        .filter(|name| !name.is_empty())
+        .collect();
     let mut axes = HashMap::new();
     for input in &graph.input {
-        let rank = input
-            .r#type
-            .as_ref()
-            .and_then(|t| t.tensor_type.as_ref())
-            .and_then(|t| t.shape.as_ref())
-            .map(|s| s.dim.len());
-        let axis = match rank {
-            Some(0) => None,
-            Some(3) => match recurrent_state_layout(input.name.as_str(), &consumers) {
+        let shape = dims(input);
+        let axis = match shape.as_deref() {
+            Some([]) => None,
+            Some(shape) if shape.len() == 3 => match recurrent_state_layout(input.name.as_str(), &uses) {
                 Some(0) => Some(1),
-                _ => Some(0),
+                Some(_) => Some(0),
+                None => shape
+                    .iter()
+                    .position(|d| d.dim_param.as_ref().is_some_and(|name| batch_names.contains(name)))
+                    .or(Some(0)),
             },
             _ => Some(0),
         };
@@ -41,32 +50,46 @@ pub(crate) fn batch_axes(graph: &GraphProto) -> HashMap<&str, Option<usize>> {
     axes
 }
 
+/// Who reads each value, and which node output a subgraph output becomes (an `If` branch's outputs are
+/// the `If` node's outputs).
+#[derive(Default)]
+struct Uses<'g> {
+    consumers: HashMap<&'g str, Vec<(&'g NodeProto, usize)>>,
+    aliases: HashMap<&'g str, Vec<&'g str>>,
+}
+
 /// Value name -> the nodes (in any graph, subgraphs included) that read it and at which input position.
-fn collect_consumers<'g>(graph: &'g GraphProto, out: &mut HashMap<&'g str, Vec<(&'g NodeProto, usize)>>, depth: usize) {
+fn collect_uses<'g>(graph: &'g GraphProto, uses: &mut Uses<'g>, depth: usize) {
     if depth > 32 {
         return;
     }
     for node in &graph.node {
         for (position, name) in node.input.iter().enumerate() {
             if !name.is_empty() {
-                out.entry(name.as_str()).or_default().push((node, position));
+                uses.consumers.entry(name.as_str()).or_default().push((node, position));
             }
         }
+        // Loop bodies output the condition first; If branches and Scan bodies map one to one.
+        let skip = usize::from(node.op_type == "Loop");
         for attribute in &node.attribute {
             for subgraph in attribute.g.iter().map(|g| g.as_ref()).chain(attribute.graphs.iter()) {
-                collect_consumers(subgraph, out, depth + 1);
+                for (inner, outer) in subgraph.output.iter().skip(skip).zip(&node.output) {
+                    uses.aliases.entry(inner.name.as_str()).or_default().push(outer.as_str());
+                }
+                collect_uses(subgraph, uses, depth + 1);
             }
         }
     }
 }
 
 /// The `layout` of the recurrent node whose initial state `name` feeds, if it feeds one.
-fn recurrent_state_layout(name: &str, consumers: &HashMap<&str, Vec<(&NodeProto, usize)>>) -> Option<i64> {
+fn recurrent_state_layout(name: &str, uses: &Uses<'_>) -> Option<i64> {
     let mut frontier = vec![name];
     for _ in 0..=MAX_HOPS {
         let mut next = Vec::new();
         for value in frontier {
-            for (node, position) in consumers.get(value).map(Vec::as_slice).unwrap_or(&[]) {
+            next.extend(uses.aliases.get(value).map(Vec::as_slice).unwrap_or(&[]).iter().copied());
+            for (node, position) in uses.consumers.get(value).map(Vec::as_slice).unwrap_or(&[]) {
                 let op = node.op_type.as_str();
                 let is_state = match op {
                     "LSTM" => *position == 5 || *position == 6,
@@ -93,9 +116,7 @@ fn recurrent_state_layout(name: &str, consumers: &HashMap<&str, Vec<(&NodeProto,
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::onnx_proto::{
-        DimensionProto, TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto,
-    };
+    use super::super::super::onnx_proto::{TensorShapeProto, TensorTypeProto, TypeProto};
     use super::*;
 
     fn input(name: &str, rank: usize) -> ValueInfoProto {

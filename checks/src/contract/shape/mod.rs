@@ -218,8 +218,9 @@ impl<'g> Walker<'g> {
             let mut lost = Vec::new();
             let mut outputs = outputs.into_iter();
             for name in &node.output {
-                let value = outputs.next().unwrap_or_default();
+                let mut value = outputs.next().unwrap_or_default();
                 if !name.is_empty() {
+                    name_unknown_sizes(&mut value, name);
                     if value.shape.is_none() {
                         lost.push(format!("\"{name}\""));
                     }
@@ -272,7 +273,7 @@ impl<'g> Walker<'g> {
     fn infer(&mut self, node: &'g NodeProto, inputs: &[Option<Value>], label: &str) -> Result<Vec<Value>, String> {
         let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
         match node.op_type.as_str() {
-            "If" if default_domain => Ok(self.infer_if(node, label)),
+            "If" if default_domain => Ok(self.infer_if(node, inputs, label)),
             "Loop" if default_domain => Ok(self.infer_loop(node, inputs, label)),
             "Scan" if default_domain => self.infer_scan(node, inputs, label),
             _ => infer_node(node, inputs),
@@ -299,15 +300,28 @@ impl<'g> Walker<'g> {
         outputs
     }
 
-    fn infer_if(&mut self, node: &'g NodeProto, label: &str) -> Vec<Value> {
+    /// `If`: when the condition is known (exporters branch on shapes, e.g. squeeze an axis only when it is 1),
+    /// only the branch taken is walked; otherwise both are, and their outputs merged.
+    fn infer_if(&mut self, node: &'g NodeProto, inputs: &[Option<Value>], label: &str) -> Vec<Value> {
+        let condition =
+            inputs.first().and_then(|v| v.as_ref()).and_then(|v| v.ints.as_ref()).and_then(|i| match i.as_slice() {
+                [D::Known(value)] => Some(*value != 0),
+                _ => None,
+            });
+        let taken: &[&str] = match condition {
+            Some(true) => &["then_branch"],
+            Some(false) => &["else_branch"],
+            None => &["then_branch", "else_branch"],
+        };
         let mut branches = Vec::new();
-        for name in ["then_branch", "else_branch"] {
+        for &name in taken {
             if let Some(graph) = attribute(node, name).and_then(|a| a.g.as_deref()) {
                 branches.push(self.run_subgraph(graph, Vec::new(), &format!("{label} {name} > ")));
             }
         }
         match branches.as_slice() {
             [then, otherwise] => then.iter().zip(otherwise).map(|(a, b)| merge(a, b)).collect(),
+            [only] => only.clone(),
             _ => Vec::new(),
         }
     }
@@ -374,6 +388,19 @@ impl<'g> Walker<'g> {
             results.push(Value { dtype: element.dtype, shape, ints: None, floats: None });
         }
         Ok(results)
+    }
+}
+
+/// Gives each unknown size of a value of known rank its own symbol (`<value>?<axis>`): one definite but
+/// unknown size. Reshapes that copy it (`0`) can then cancel it, while it still never equals any other size,
+/// so it can reveal a mismatch elsewhere but never cause a false one.
+fn name_unknown_sizes(value: &mut Value, name: &str) {
+    if let Some(shape) = value.shape.as_mut() {
+        for (axis, dim) in shape.iter_mut().enumerate() {
+            if *dim == D::Unknown {
+                *dim = D::Sym(format!("{name}?{axis}"));
+            }
+        }
     }
 }
 

@@ -72,14 +72,26 @@ pub(crate) fn elementwise_ints(op: &str, values: &[&Value]) -> Option<Vec<D>> {
     }
     (0..len)
         .map(|i| {
-            let x = a.get(i).or(a.first())?.known();
-            let y = b.get(i).or(b.first())?.known();
+            let (p, q) = (a.get(i).or(a.first())?, b.get(i).or(b.first())?);
+            if op == "Equal" && matches!(p, D::Sym(_)) && p == q {
+                return Some(D::Known(1));
+            }
+            let (x, y) = (p.known(), q.known());
             Some(match (x, y) {
                 (Some(x), Some(y)) => match op {
                     "Add" => x.checked_add(y).map_or(D::Unknown, D::Known),
                     "Sub" => x.checked_sub(y).map_or(D::Unknown, D::Known),
                     "Mul" => x.checked_mul(y).map_or(D::Unknown, D::Known),
                     "Div" => x.checked_div(y).map_or(D::Unknown, D::Known),
+                    "Max" => D::Known(x.max(y)),
+                    "Min" => D::Known(x.min(y)),
+                    "Equal" => D::Known(i64::from(x == y)),
+                    "Less" => D::Known(i64::from(x < y)),
+                    "Greater" => D::Known(i64::from(x > y)),
+                    "LessOrEqual" => D::Known(i64::from(x <= y)),
+                    "GreaterOrEqual" => D::Known(i64::from(x >= y)),
+                    "And" => D::Known(i64::from(x != 0 && y != 0)),
+                    "Or" => D::Known(i64::from(x != 0 || y != 0)),
                     _ => D::Unknown,
                 },
                 _ => D::Unknown,
@@ -124,5 +136,8 @@ mod tests {
         assert_eq!(elementwise_ints("Mul", &[&a, &b]), Some(known(&[16, 32])));
         assert_eq!(elementwise_ints("Div", &[&a, &b]), Some(known(&[4, 8])));
         assert_eq!(elementwise_ints("Pow", &[&a, &b]), Some(vec![D::Unknown, D::Unknown]));
+        assert_eq!(elementwise_ints("Equal", &[&a, &b]), Some(known(&[0, 0])));
+        let batch = Value { ints: Some(vec![D::Sym("n".into())]), ..Value::default() };
+        assert_eq!(elementwise_ints("Equal", &[&batch, &batch]), Some(known(&[1])), "a size always equals itself");
     }
 }

@@ -14,7 +14,7 @@ mod recurrent;
 mod reduce;
 mod resize;
 
-use super::super::onnx_proto::{DTYPE_BOOL, DTYPE_FLOAT, DTYPE_INT64, NodeProto};
+use super::super::onnx_proto::{DTYPE_BOOL, DTYPE_FLOAT, DTYPE_INT32, DTYPE_INT64, NodeProto};
 use super::attrs::{self as attrs, attribute, int_attr};
 use super::value::{D, Value, input_at};
 use constant::infer_constant;
@@ -118,6 +118,13 @@ pub(crate) fn infer_node(node: &NodeProto, inputs: &[Option<Value>]) -> Result<V
     }
     let op = node.op_type.as_str();
     let x = input_at(inputs, 0).cloned().unwrap_or_default();
+    if op == "Not" {
+        let ints = x
+            .ints
+            .as_ref()
+            .map(|v| v.iter().map(|d| d.known().map_or(D::Unknown, |b| D::Known(i64::from(b == 0)))).collect());
+        return Ok(vec![Value { ints, floats: None, ..x }]);
+    }
     if UNARY_SAME_SHAPE.contains(&op) {
         return Ok(vec![Value { ints: None, floats: None, ..x }]);
     }
@@ -159,7 +166,11 @@ pub(crate) fn infer_node(node: &NodeProto, inputs: &[Option<Value>]) -> Result<V
         "Flatten" => infer_flatten(node, &x),
         "Transpose" => infer_transpose(node, &x),
         "Shape" => infer_shape_op(node, &x),
-        "Size" => Ok(vec![Value::with_shape(Some(DTYPE_INT64), Vec::new())]),
+        "Size" => {
+            let count = x.shape.as_ref().and_then(|s| s.iter().try_fold(1i64, |acc, d| acc.checked_mul(d.known()?)));
+            let ints = x.shape.as_ref().map(|_| vec![count.map_or(D::Unknown, D::Known)]);
+            Ok(vec![Value { dtype: Some(DTYPE_INT64), shape: Some(Vec::new()), ints, floats: None }])
+        }
         "Gather" => infer_gather(node, inputs),
         "Unsqueeze" => infer_unsqueeze(node, inputs),
         "Squeeze" => infer_squeeze(node, inputs),
@@ -178,9 +189,9 @@ pub(crate) fn infer_node(node: &NodeProto, inputs: &[Option<Value>]) -> Result<V
         "Resize" | "Upsample" => infer_resize(node, inputs),
         "LSTM" | "GRU" | "RNN" => infer_recurrent(node, inputs),
         "ConvTranspose" => infer_conv_transpose(node, inputs),
-        "ConvInteger" => infer_conv(node, &pick(inputs, &[0, 1])),
+        "ConvInteger" => Ok(as_int32(infer_conv(node, &pick(inputs, &[0, 1]))?)),
         "QLinearConv" => infer_conv(node, &pick(inputs, &[0, 3, 8])),
-        "MatMulInteger" => infer_matmul(&pick(inputs, &[0, 1])),
+        "MatMulInteger" => Ok(as_int32(infer_matmul(&pick(inputs, &[0, 1]))?)),
         "QLinearMatMul" => infer_matmul(&pick(inputs, &[0, 3])),
         "Einsum" => infer_einsum(node, inputs),
         "DynamicQuantizeLinear" => Ok(vec![
@@ -269,4 +280,9 @@ pub(crate) mod test_support {
     pub(crate) fn shape_of(outputs: &[Value]) -> Option<Vec<D>> {
         outputs.first().and_then(|v| v.shape.clone())
     }
+}
+
+/// Integer convolutions and products accumulate in int32 whatever their inputs' type.
+fn as_int32(values: Vec<Value>) -> Vec<Value> {
+    values.into_iter().map(|value| Value { dtype: Some(DTYPE_INT32), ..value }).collect()
 }

@@ -49,9 +49,10 @@ pub(crate) fn infer_recurrent(node: &NodeProto, inputs: &[Option<Value>]) -> Res
     };
     let layout = int_attr(node, "layout", 0);
     let x = input_at(inputs, 0).cloned().unwrap_or_default();
-    let Some(x_shape) = &x.shape else { return Ok(vec![Value::default(); node.output.len()]) };
-    let [first, second, input_size] = x_shape.as_slice() else {
-        return Err(format!("the sequence input X must have rank 3, got {}", dims_text(x_shape)));
+    let unknown_x = [D::Unknown, D::Unknown, D::Unknown];
+    let x_dims: &[D] = x.shape.as_deref().unwrap_or(&unknown_x);
+    let [first, second, input_size] = x_dims else {
+        return Err(format!("the sequence input X must have rank 3, got {}", dims_text(x_dims)));
     };
     let (seq, batch) = if layout == 0 { (first, second) } else { (second, first) };
     let weight_shape = input_at(inputs, 1).and_then(|v| v.shape.clone());
@@ -102,6 +103,10 @@ pub(crate) fn infer_recurrent(node: &NodeProto, inputs: &[Option<Value>]) -> Res
     } else {
         vec![batch.clone(), seq.clone(), dirs.clone(), hidden.clone()]
     };
+    if x.shape.is_none() {
+        // The weights were checked; without the sequence's shape the outputs are unknown.
+        return Ok(vec![Value { dtype: x.dtype, ..Value::default() }; if gates == 4 { 3 } else { 2 }]);
+    }
     let mut outputs = vec![Value::with_shape(x.dtype, sequence), Value::with_shape(x.dtype, state.clone())];
     if gates == 4 {
         outputs.push(Value::with_shape(x.dtype, state));
