@@ -10,12 +10,14 @@ pub(crate) fn infer_concat(node: &NodeProto, inputs: &[Option<Value>]) -> Result
     let present: Vec<&Value> = inputs.iter().flatten().collect();
     check_same_dtype(&present)?;
     let dtype = present.first().and_then(|v| v.dtype);
+    let along_first_axis = matches!(int_attr(node, "axis", 0), 0)
+        || present.iter().all(|v| v.shape.as_ref().is_some_and(|s| s.len() == 1));
     let ints = present
         .iter()
         .map(|v| v.ints.clone())
         .collect::<Option<Vec<_>>>()
         .map(|parts| parts.concat())
-        .filter(|all| all.len() <= MAX_TRACKED_INTS);
+        .filter(|all| along_first_axis && all.len() <= MAX_TRACKED_INTS);
     let shapes: Vec<&[D]> = present.iter().filter_map(|v| v.shape.as_deref()).collect();
     let Some(first) = shapes.first() else { return Ok(vec![Value { dtype, shape: None, ints, floats: None }]) };
     let rank = first.len();
@@ -155,7 +157,7 @@ pub(crate) fn infer_reshape(node: &NodeProto, inputs: &[Option<Value>]) -> Resul
             }
         }
     }
-    Ok(vec![Value { dtype: data.dtype, shape: Some(out), ints: None, floats: None }])
+    Ok(vec![Value { dtype: data.dtype, shape: Some(out), ints: data.ints.clone(), floats: None }])
 }
 
 pub(crate) fn product(dims: &[D]) -> D {
@@ -206,7 +208,77 @@ pub(crate) fn infer_transpose(node: &NodeProto, x: &Value) -> Result<Vec<Value>,
         }
         None => (0..shape.len()).rev().collect(),
     };
-    Ok(vec![Value::with_shape(x.dtype, perm.iter().map(|&a| shape[a].clone()).collect())])
+    let out: Vec<D> = perm.iter().map(|&a| shape[a].clone()).collect();
+    let ints = x.ints.as_ref().and_then(|values| permute_contents(values, shape, &perm));
+    Ok(vec![Value { dtype: x.dtype, shape: Some(out), ints, floats: None }])
+}
+
+/// Row-major strides of `dims`, or `None` when a size is not known.
+fn strides_of(dims: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1; dims.len()];
+    for axis in (0..dims.len().saturating_sub(1)).rev() {
+        strides[axis] = strides[axis + 1] * dims[axis + 1];
+    }
+    strides
+}
+
+fn known_sizes(shape: &[D], count: usize) -> Option<Vec<usize>> {
+    let sizes: Vec<usize> =
+        shape.iter().map(|d| d.known().and_then(|v| usize::try_from(v).ok())).collect::<Option<_>>()?;
+    (sizes.iter().try_fold(1usize, |acc, s| acc.checked_mul(*s)) == Some(count)).then_some(sizes)
+}
+
+/// The contents of a small tracked tensor after `Transpose` with `perm`.
+fn permute_contents(values: &[D], shape: &[D], perm: &[usize]) -> Option<Vec<D>> {
+    let sizes = known_sizes(shape, values.len())?;
+    let strides = strides_of(&sizes);
+    let out_sizes: Vec<usize> = perm.iter().map(|&a| sizes[a]).collect();
+    let mut out = Vec::with_capacity(values.len());
+    for flat in 0..values.len() {
+        let mut rest = flat;
+        let mut source = 0;
+        for (axis, size) in out_sizes.iter().enumerate().rev() {
+            source += (rest % size) * strides[perm[axis]];
+            rest /= size;
+        }
+        out.push(values.get(source)?.clone());
+    }
+    Some(out)
+}
+
+/// The contents of a small tracked tensor after slicing `ranges` (axis, start, end, step) out of it.
+fn slice_contents(values: &[D], shape: &[D], ranges: &[(usize, i64, i64, i64)]) -> Option<Vec<D>> {
+    let sizes = known_sizes(shape, values.len())?;
+    let mut picks: Vec<Vec<usize>> = sizes.iter().map(|&s| (0..s).collect()).collect();
+    for &(axis, start, end, step) in ranges {
+        let size = i64::try_from(sizes[axis]).ok()?;
+        let wrap = |v: i64| if v < 0 { v.saturating_add(size) } else { v };
+        let mut chosen = Vec::new();
+        if step > 0 {
+            let (mut at, stop) = (wrap(start).clamp(0, size), wrap(end).clamp(0, size));
+            while at < stop {
+                chosen.push(usize::try_from(at).ok()?);
+                at = at.checked_add(step)?;
+            }
+        } else {
+            let (mut at, stop) = (wrap(start).clamp(-1, size - 1), wrap(end).clamp(-1, size - 1));
+            while at > stop {
+                chosen.push(usize::try_from(at).ok()?);
+                at = at.checked_add(step)?;
+            }
+        }
+        picks[axis] = chosen;
+    }
+    let strides = strides_of(&sizes);
+    let mut out = vec![0usize];
+    for (axis, chosen) in picks.iter().enumerate() {
+        let stride = strides[axis];
+        out = out.iter().flat_map(|base| chosen.iter().map(move |i| base + i * stride)).collect();
+        if out.len() > MAX_TRACKED_INTS {
+            return None;
+        }
+    }
+    out.iter().map(|&i| values.get(i).cloned()).collect()
 }
 
 pub(crate) fn infer_shape_op(node: &NodeProto, x: &Value) -> Result<Vec<Value>, String> {
@@ -382,13 +454,15 @@ pub(crate) fn infer_slice(inputs: &[Option<Value>]) -> Result<Vec<Value>, String
         if steps[index] == 0 {
             return Err("a slice step is 0".to_string());
         }
+        let whole = steps[index] == 1 && starts[index] == 0 && ends[index] >= i64::MAX / 2;
         out[axis] = match &shape[axis] {
             D::Known(size) => slice_len(*size, starts[index], ends[index], steps[index]).map_or(D::Unknown, D::Known),
+            other if whole => other.clone(),
             _ => D::Unknown,
         };
         ranges.push((axis, starts[index], ends[index], steps[index]));
     }
-    // Slicing a tracked 1-D shape value (e.g. `Shape -> Slice [0:1]`).
+    // Slicing a tracked shape value (e.g. `Shape -> Slice [0:1]`) or a small constant table.
     let ints = match (&x.ints, shape.as_slice(), ranges.as_slice()) {
         (Some(values), [_], [(0, start, end, 1)]) => {
             let len = i64::try_from(values.len()).unwrap_or(i64::MAX);
@@ -397,6 +471,7 @@ pub(crate) fn infer_slice(inputs: &[Option<Value>]) -> Result<Vec<Value>, String
             let (from, to) = (usize::try_from(from).unwrap_or(0), usize::try_from(to).unwrap_or(0));
             Some(if from < to { values[from..to].to_vec() } else { Vec::new() })
         }
+        (Some(values), _, _) => slice_contents(values, shape, &ranges),
         _ => None,
     };
     Ok(vec![Value { dtype: x.dtype, shape: Some(out), ints, floats: None }])
@@ -508,6 +583,26 @@ mod tests {
         let out = infer_squeeze(&node("Squeeze", vec![]), &[tensor(&[8, 1, 3]), ints(&[1])]).unwrap();
         assert_eq!(shape_of(&out), Some(known(&[8, 3])));
         assert!(infer_squeeze(&node("Squeeze", vec![]), &[tensor(&[8, 1, 3]), ints(&[0])]).is_err());
+    }
+
+    #[test]
+    fn small_integer_tables_are_followed_through_reshape_slice_and_transpose() {
+        // The padding table exporters build: [[0, 64], [0, 0]] reversed by rows, then transposed.
+        let table = Some(Value { shape: Some(known(&[2, 2])), ..ints(&[0, 64, 0, 0]).unwrap() });
+        let reversed = infer_slice(&[table, ints(&[-1]), ints(&[-i64::MAX]), ints(&[0]), ints(&[-1])]).unwrap();
+        assert_eq!(reversed[0].ints, Some(known(&[0, 0, 0, 64])));
+        let transpose = node("Transpose", vec![int_list("perm", &[1, 0])]);
+        let flipped = Value { shape: Some(known(&[2, 2])), ..ints(&[1, 2, 3, 4]).unwrap() };
+        assert_eq!(infer_transpose(&transpose, &flipped).unwrap()[0].ints, Some(known(&[1, 3, 2, 4])));
+        let flat = infer_reshape(&node("Reshape", vec![]), &[Some(flipped), ints(&[-1])]).unwrap();
+        assert_eq!((flat[0].shape.clone(), flat[0].ints.clone()), (Some(known(&[4])), Some(known(&[1, 2, 3, 4]))));
+    }
+
+    #[test]
+    fn a_whole_slice_keeps_a_symbolic_size() {
+        let x = Some(Value::with_shape(Some(1), vec![D::Sym("n".into()), D::Known(10)]));
+        let out = infer_slice(&[x, ints(&[0]), ints(&[i64::MAX]), ints(&[0])]).unwrap();
+        assert_eq!(shape_of(&out), Some(vec![D::Sym("n".into()), D::Known(10)]));
     }
 
     #[test]

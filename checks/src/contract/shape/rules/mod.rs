@@ -16,7 +16,7 @@ mod resize;
 
 use super::super::onnx_proto::{DTYPE_BOOL, DTYPE_FLOAT, DTYPE_INT32, DTYPE_INT64, NodeProto};
 use super::attrs::{self as attrs, attribute, int_attr};
-use super::value::{D, Value, input_at};
+use super::value::{D, MAX_TRACKED_INTS, Value, constant_value, input_at};
 use constant::infer_constant;
 use conv::{infer_conv, infer_conv_transpose, infer_pool};
 use grow::{infer_depth_space, infer_expand, infer_one_hot, infer_pad, infer_tile};
@@ -177,8 +177,16 @@ pub(crate) fn infer_node(node: &NodeProto, inputs: &[Option<Value>]) -> Result<V
         "Constant" => Ok(vec![infer_constant(node)]),
         "ConstantOfShape" => {
             let shape = input_at(inputs, 0).and_then(|v| v.ints.clone());
-            let dtype = attribute(node, "value").and_then(|a| a.t.as_ref()).map_or(DTYPE_FLOAT, |t| t.data_type);
-            Ok(vec![Value { dtype: Some(dtype), shape, ints: None, floats: None }])
+            let fill = attribute(node, "value").and_then(|a| a.t.as_ref());
+            let dtype = fill.map_or(DTYPE_FLOAT, |t| t.data_type);
+            // A small integer table filled with one known value (exporters build padding tables this way).
+            let count = shape.as_ref().and_then(|s| s.iter().try_fold(1i64, |acc, d| acc.checked_mul(d.known()?)));
+            let value = fill.and_then(|t| constant_value(t).ints).and_then(|v| v.first().cloned());
+            let ints = match (count.and_then(|c| usize::try_from(c).ok()), value) {
+                (Some(count), Some(value)) if count <= MAX_TRACKED_INTS => Some(vec![value; count]),
+                _ => None,
+            };
+            Ok(vec![Value { dtype: Some(dtype), shape, ints, floats: None }])
         }
         "Expand" => infer_expand(inputs),
         "Pad" => infer_pad(node, inputs),
