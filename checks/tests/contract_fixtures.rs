@@ -104,13 +104,22 @@ fn fixing_the_batch_dim_breaks_the_contract() {
             "output \"logits\": shape [batch,10] -> [1,10] (dim 0 was symbolic \"batch\", now fixed 1)",
         ]
     );
-    // The shape checks use the declared batch and say so, without counting it as a mismatch.
+    // Against a baseline whose batch was dynamic, the pinned batch fails every batch size it excludes.
+    assert!(report.residual_checks[0].passed, "batch 1 still fits");
     let at_eight = &report.residual_checks[1];
-    assert!(at_eight.passed);
+    assert!(!at_eight.passed);
     assert_eq!(
-        at_eight.notes,
+        at_eight.findings[0].describe(),
+        "graph input \"pixels\" (inputs \"pixels\" [1,3,16,16]): the batch axis (axis 0) was dynamic (batch) in the \
+         baseline and is fixed to 1 in the candidate, so batch size 8 cannot be taken"
+    );
+    // Checked alone, a fixed batch is the model's declared contract: a note, not a failure.
+    let alone = check_contract(&fixture("resnet_small_fixed_batch.onnx"), None, &ContractOptions::default()).unwrap();
+    assert!(alone.compatible, "{}", alone.to_text());
+    assert_eq!(
+        alone.residual_checks[1].notes,
         [
-            "input \"pixels\": its batch dimension is fixed to 1, so the model cannot take batch size 8; it was checked with its declared shape"
+            "input \"pixels\": its batch axis (axis 0) is fixed to 1, so the model cannot take batch size 8; it was checked with its declared shape"
         ]
     );
 }
