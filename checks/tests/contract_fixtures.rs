@@ -213,6 +213,13 @@ fn cli_exits_0_when_compatible_1_when_not_and_2_when_unreadable() {
     assert_eq!(code, 2);
     assert!(stdout.is_empty());
     assert!(stderr.contains("is not a readable model"), "{stderr}");
+    // Asked for JSON, the caller gets the error as JSON on stdout, not an empty document.
+    let (code, stdout, _) = rampart_check(&["contract", "--candidate", garbage.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, 2);
+    let error: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(error["compatible"], false);
+    assert_eq!(error["error"]["kind"], "not_a_model");
+    assert!(error["error"]["message"].as_str().unwrap().contains("is not a readable model"), "{stdout}");
 
     let missing = dir.path().join("missing.onnx");
     let (code, _, stderr) = rampart_check(&["contract", "--candidate", missing.to_str().unwrap()]);

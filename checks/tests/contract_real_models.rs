@@ -13,6 +13,8 @@
 
 use std::path::{Path, PathBuf};
 
+use std::process::Command;
+
 use rampart_checks::contract::{ContractOptions, ContractReport, check_contract};
 use serde::Deserialize;
 
@@ -125,4 +127,69 @@ fn every_real_model_and_break_gets_the_answer_the_reference_gives() {
         manifest.cases.len()
     );
     assert!(misses.is_empty(), "{} answer(s) differ from the reference:\n{}", misses.len(), misses.join("\n"));
+}
+
+fn corpus_file(relative: &str) -> PathBuf {
+    let path = corpus_dir().join(relative);
+    assert!(path.is_file(), "{} is missing; run scripts/ci-deps (or scripts/real-models) first", path.display());
+    path
+}
+
+#[test]
+fn the_cli_refuses_a_model_cut_short_after_its_graph_with_exit_2_and_json_on_stdout() {
+    let cut = corpus_file("cases/silero_vad__no_opset.onnx");
+    let baseline = corpus_file("original/silero_vad.onnx");
+    let output = Command::new(env!("CARGO_BIN_EXE_rampart-check"))
+        .args(["contract", "--candidate", cut.to_str().unwrap(), "--baseline", baseline.to_str().unwrap()])
+        .args(["--format", "json"])
+        .env_remove("RAMPART_TERMINATION_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let error: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(error["error"]["kind"], "invalid_model");
+    assert!(error["error"]["problems"][0].as_str().unwrap().contains("imports no operator set"), "{error}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a valid ONNX model"));
+}
+
+#[test]
+fn recurrent_state_inputs_are_not_called_batch_fixed() {
+    for model in ["silero_vad", "silero_vad_16k_op15", "silero_vad_half", "silero_vad_op18_ifless"] {
+        let path = corpus_file(&format!("original/{model}.onnx"));
+        let report = check_contract(&path, Some(&path), &ContractOptions::default()).unwrap();
+        assert!(report.compatible, "{model}: {}", report.to_text());
+        for check in &report.residual_checks {
+            assert!(check.notes.iter().all(|n| !n.contains("\"state\"")), "{model}: {:?}", check.notes);
+        }
+        let state = report.candidate.inputs.iter().find(|i| i.name == "state").unwrap();
+        assert_eq!(state.batch_axis, Some(1), "{model}: state is [layers, batch, hidden]");
+    }
+}
+
+/// Prints, per model, how many elementwise nodes the shape check could check at batch 8 (subgraphs
+/// included). The architectures our script builds must be covered completely; the shipped models are
+/// printed for the record (docs/model-checks.md quotes this table).
+#[test]
+fn prints_the_share_of_elementwise_nodes_checked_on_each_model() {
+    let manifest = load_manifest();
+    let mut models: Vec<&Case> = manifest.cases.iter().filter(|c| c.name.ends_with("/self")).collect();
+    models.sort_by(|a, b| a.model.cmp(&b.model));
+    let options = ContractOptions { batch_sizes: vec![8], ..ContractOptions::default() };
+    println!("{:<34} {:>9} {:>7}  first node where shapes became unknown", "model", "checked", "share");
+    for case in models {
+        let report = check_contract(&corpus_file(&case.candidate), None, &options).unwrap();
+        let coverage = &report.residual_checks[0].coverage;
+        let share = 100.0 * coverage.elementwise_checked as f64 / coverage.elementwise_nodes.max(1) as f64;
+        println!(
+            "{:<34} {:>4}/{:<4} {:>6.1}%  {}",
+            case.model,
+            coverage.elementwise_checked,
+            coverage.elementwise_nodes,
+            share,
+            coverage.unknown_from.first().map(String::as_str).unwrap_or("-")
+        );
+        if case.model.starts_with("arch_") {
+            assert!(coverage.complete(), "{}: {}", case.model, report.to_text());
+        }
+    }
 }

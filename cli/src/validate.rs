@@ -22,9 +22,9 @@ pub async fn run(args: &ValidateArgs, global: &GlobalArgs) -> Result<ExitCode, C
 }
 
 fn run_local(args: &ValidateArgs) -> Result<ExitCode, CliError> {
-    let candidate = load(&args.candidate, "candidate")?;
+    let candidate = load(args, &args.candidate, "candidate")?;
     let baseline = match &args.baseline {
-        Some(path) => Some(load(path, "baseline")?),
+        Some(path) => Some(load(args, path, "baseline")?),
         None => None,
     };
     report(args, &compare_models(&candidate, baseline.as_ref(), &options(args)?), baseline_label(args))
@@ -33,7 +33,7 @@ fn run_local(args: &ValidateArgs) -> Result<ExitCode, CliError> {
 /// Validates against the contract recorded for the model's `production` version.
 async fn run_with_registry(args: &ValidateArgs, global: &GlobalArgs, model: &str) -> Result<ExitCode, CliError> {
     // Read the candidate first: a malformed file is reported without needing the database.
-    let candidate = load(&args.candidate, "candidate")?;
+    let candidate = load(args, &args.candidate, "candidate")?;
     let options = options(args)?;
     let database = Database::connect(global).await?;
     let production =
@@ -61,12 +61,32 @@ async fn run_with_registry(args: &ValidateArgs, global: &GlobalArgs, model: &str
     report(args, &compare_models(&candidate, Some(&baseline), &options), label)
 }
 
-fn load(path: &std::path::Path, role: &str) -> Result<LoadedModel, CliError> {
+/// Reads a model; with `--format json` an unreadable or invalid model is also reported as JSON (on stdout, or
+/// in the `--output` file), so a CI job that parses the report sees why instead of an empty document.
+fn load(args: &ValidateArgs, path: &std::path::Path, role: &str) -> Result<LoadedModel, CliError> {
     load_model(path).map_err(|err| {
-        CliError::input(
-            format!("cannot read the {role} model: {err}"),
-            Some("give an ONNX model file or a safetensors file".into()),
-        )
+        if args.format == ValidateFormat::Json {
+            let mut value = err.to_json();
+            if let Some(error) = value.get_mut("error").and_then(|e| e.as_object_mut()) {
+                error.insert("role".into(), serde_json::json!(role));
+            }
+            let text = format!("{}\n", serde_json::to_string_pretty(&value).unwrap_or_default());
+            match &args.output {
+                Some(output) => {
+                    if let Err(write_err) = std::fs::write(output, text.as_bytes()) {
+                        eprintln!("rampart validate: cannot write the report to {}: {write_err}", output.display());
+                    }
+                }
+                None => print!("{text}"),
+            }
+        }
+        let hint = match err {
+            rampart_checks::contract::ContractError::InvalidModel { .. } => {
+                "re-export the model; ONNX's own checker (onnx.checker.check_model) rejects it too"
+            }
+            _ => "give an ONNX model file or a safetensors file",
+        };
+        CliError::input(format!("cannot read the {role} model: {err}"), Some(hint.into()))
     })
 }
 

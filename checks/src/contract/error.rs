@@ -41,3 +41,23 @@ impl ContractError {
         }
     }
 }
+
+impl ContractError {
+    /// The error as the JSON a `--format json` caller reads on stdout instead of a report:
+    /// `{"compatible": false, "error": {"kind", "path", "message", "problems"}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (path, problems) = match self {
+            ContractError::Io { path, .. } | ContractError::NotAModel { path, .. } => (path, Vec::new()),
+            ContractError::InvalidModel { path, problems } => (path, problems.clone()),
+        };
+        serde_json::json!({
+            "compatible": false,
+            "error": {
+                "kind": self.metric_label(),
+                "path": path.display().to_string(),
+                "message": self.to_string(),
+                "problems": problems,
+            }
+        })
+    }
+}

@@ -1,5 +1,6 @@
 //! `rampart-check contract`: compare a candidate model's tensor contract with the baseline's and check
-//! its shapes at several batch sizes. Exit 0 compatible, 1 incompatible, 2 a file could not be read.
+//! its shapes at several batch sizes. Exit 0 compatible, 1 incompatible, 2 a file could not be read or is not a
+//! valid ONNX model (with `--format json`, that error is JSON on stdout as well).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,10 @@ pub fn run(args: Args) -> ExitCode {
         Ok(report) => report,
         Err(err) => {
             eprintln!("rampart-check contract: {err}");
+            if matches!(args.format, Format::Json) {
+                // A caller that asked for JSON reads stdout; it gets the error there too.
+                println!("{}", serde_json::to_string_pretty(&err.to_json()).unwrap_or_default());
+            }
             let message = TerminationMessage {
                 check: "contract".to_string(),
                 passed: false,
