@@ -250,7 +250,7 @@ impl<'g> Walker<'g> {
         self.coverage.elementwise_nodes += 1;
         let unknown: Vec<String> = present
             .iter()
-            .filter(|(_, value)| value.shape.as_ref().is_none_or(|dims| dims.iter().any(|d| *d == D::Unknown)))
+            .filter(|(_, value)| value.shape.as_ref().is_none_or(|dims| dims.contains(&D::Unknown)))
             .map(|(name, _)| format!("\"{name}\""))
             .collect();
         let shapes: Vec<&[D]> = present.iter().filter_map(|(_, v)| v.shape.as_deref()).collect();

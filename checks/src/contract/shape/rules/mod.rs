@@ -242,6 +242,11 @@ pub(crate) fn infer_node(node: &NodeProto, inputs: &[Option<Value>]) -> Result<V
     }
 }
 
+/// Integer convolutions and products accumulate in int32 whatever their inputs' type.
+fn as_int32(values: Vec<Value>) -> Vec<Value> {
+    values.into_iter().map(|value| Value { dtype: Some(DTYPE_INT32), ..value }).collect()
+}
+
 /// Small builders for the rules' unit tests.
 #[cfg(test)]
 pub(crate) mod test_support {
@@ -288,9 +293,4 @@ pub(crate) mod test_support {
     pub(crate) fn shape_of(outputs: &[Value]) -> Option<Vec<D>> {
         outputs.first().and_then(|v| v.shape.clone())
     }
-}
-
-/// Integer convolutions and products accumulate in int32 whatever their inputs' type.
-fn as_int32(values: Vec<Value>) -> Vec<Value> {
-    values.into_iter().map(|value| Value { dtype: Some(DTYPE_INT32), ..value }).collect()
 }

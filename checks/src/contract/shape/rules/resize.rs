@@ -67,7 +67,7 @@ fn scale_dim(size: &D, scale: f64) -> D {
     match size {
         D::Known(value) => {
             let scaled = (*value as f64 * scale).floor();
-            if scaled.is_finite() && scaled >= 0.0 && scaled < 9.0e15 { D::Known(scaled as i64) } else { D::Unknown }
+            if (0.0..9.0e15).contains(&scaled) { D::Known(scaled as i64) } else { D::Unknown }
         }
         D::Sym(name) => D::Sym(format!("({name}*{scale})")),
         D::Unknown => D::Unknown,
