@@ -145,6 +145,15 @@ fn validate_a_file_that_is_not_a_model_exits_2_and_says_what_to_give() {
     let outcome = run(&["validate", "--candidate", path_str(&baseline), "--baseline", path_str(&missing)]);
     outcome.expect_code(2);
     assert!(outcome.stderr.contains("cannot read the baseline model"), "{}", outcome.stderr);
+
+    // A CI job that asked for JSON parses stdout: it gets the error there, not an empty document.
+    let outcome =
+        run(&["validate", "--candidate", path_str(&garbage), "--baseline", path_str(&baseline), "--format", "json"]);
+    outcome.expect_code(2);
+    let error: serde_json::Value = serde_json::from_str(&outcome.stdout).unwrap();
+    assert_eq!(error["compatible"], false);
+    assert_eq!(error["error"]["kind"], "not_a_model");
+    assert_eq!(error["error"]["role"], "candidate");
 }
 
 #[test]
