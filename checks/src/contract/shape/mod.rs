@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 
 mod attrs;
 pub(crate) mod batch;
+mod control_flow;
 mod rules;
 mod value;
 
 use super::onnx_proto::{GraphProto, NodeProto, ValueInfoProto};
 use super::types::{Dim, shape_text};
-use attrs::{attribute, int_attr, ints_attr};
 use rules::{infer_node, is_elementwise};
 use value::{D, Value, constant_value, dims_text};
 
@@ -299,96 +299,6 @@ impl<'g> Walker<'g> {
         self.scopes.pop();
         outputs
     }
-
-    /// `If`: when the condition is known (exporters branch on shapes, e.g. squeeze an axis only when it is 1),
-    /// only the branch taken is walked; otherwise both are, and their outputs merged.
-    fn infer_if(&mut self, node: &'g NodeProto, inputs: &[Option<Value>], label: &str) -> Vec<Value> {
-        let condition =
-            inputs.first().and_then(|v| v.as_ref()).and_then(|v| v.ints.as_ref()).and_then(|i| match i.as_slice() {
-                [D::Known(value)] => Some(*value != 0),
-                _ => None,
-            });
-        let taken: &[&str] = match condition {
-            Some(true) => &["then_branch"],
-            Some(false) => &["else_branch"],
-            None => &["then_branch", "else_branch"],
-        };
-        let mut branches = Vec::new();
-        for &name in taken {
-            if let Some(graph) = attribute(node, name).and_then(|a| a.g.as_deref()) {
-                branches.push(self.run_subgraph(graph, Vec::new(), &format!("{label} {name} > ")));
-            }
-        }
-        match branches.as_slice() {
-            [then, otherwise] => then.iter().zip(otherwise).map(|(a, b)| merge(a, b)).collect(),
-            [only] => only.clone(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// `Loop`: the body gets the iteration number, the condition and the loop-carried values; the node's
-    /// outputs are the carried values' final shapes, then each scan output with the iterations stacked first.
-    fn infer_loop(&mut self, node: &'g NodeProto, inputs: &[Option<Value>], label: &str) -> Vec<Value> {
-        let Some(body) = attribute(node, "body").and_then(|a| a.g.as_deref()) else { return Vec::new() };
-        let carried: Vec<Value> = inputs.iter().skip(2).map(|v| v.clone().unwrap_or_default()).collect();
-        let mut bound = vec![Value::with_shape(Some(7), Vec::new()), Value::with_shape(Some(9), Vec::new())];
-        bound.extend(carried.iter().cloned());
-        let outputs = self.run_subgraph(body, bound, &format!("{label} body > "));
-        let trips =
-            inputs.first().and_then(|v| v.as_ref()).and_then(|v| v.ints.as_ref()).and_then(|i| i.first().cloned());
-        let mut results: Vec<Value> =
-            carried.iter().zip(outputs.iter().skip(1)).map(|(initial, last)| merge(initial, last)).collect();
-        for scanned in outputs.iter().skip(1 + carried.len()) {
-            let shape = scanned.shape.as_ref().map(|dims| {
-                let mut stacked = vec![trips.clone().unwrap_or(D::Unknown)];
-                stacked.extend(dims.iter().cloned());
-                stacked
-            });
-            results.push(Value { dtype: scanned.dtype, shape, ints: None, floats: None });
-        }
-        results
-    }
-
-    /// `Scan` (opset 9+): states, then scan inputs sliced along their scan axis; outputs are the final
-    /// states, then each scan output with the sequence axis put back.
-    fn infer_scan(&mut self, node: &'g NodeProto, inputs: &[Option<Value>], label: &str) -> Result<Vec<Value>, String> {
-        let Some(body) = attribute(node, "body").and_then(|a| a.g.as_deref()) else { return Ok(Vec::new()) };
-        let scan_count = usize::try_from(int_attr(node, "num_scan_inputs", 0)).unwrap_or(0).min(inputs.len());
-        let state_count = inputs.len() - scan_count;
-        let input_axes = ints_attr(node, "scan_input_axes").unwrap_or(&[]);
-        let mut bound: Vec<Value> = inputs[..state_count].iter().map(|v| v.clone().unwrap_or_default()).collect();
-        let mut sequence = None;
-        for (position, scanned) in inputs[state_count..].iter().enumerate() {
-            let value = scanned.clone().unwrap_or_default();
-            let slice = match &value.shape {
-                Some(dims) if !dims.is_empty() => {
-                    let axis = attrs::axis_index(input_axes.get(position).copied().unwrap_or(0), dims.len())?;
-                    sequence.get_or_insert_with(|| dims[axis].clone());
-                    let mut rest = dims.clone();
-                    rest.remove(axis);
-                    Some(rest)
-                }
-                _ => None,
-            };
-            bound.push(Value { dtype: value.dtype, shape: slice, ints: None, floats: None });
-        }
-        let outputs = self.run_subgraph(body, bound, &format!("{label} body > "));
-        let output_axes = ints_attr(node, "scan_output_axes").unwrap_or(&[]);
-        let mut results: Vec<Value> = outputs.iter().take(state_count).cloned().collect();
-        for (position, element) in outputs.iter().skip(state_count).enumerate() {
-            let shape = match &element.shape {
-                Some(dims) => {
-                    let axis = attrs::axis_index(output_axes.get(position).copied().unwrap_or(0), dims.len() + 1)?;
-                    let mut stacked = dims.clone();
-                    stacked.insert(axis, sequence.clone().unwrap_or(D::Unknown));
-                    Some(stacked)
-                }
-                None => None,
-            };
-            results.push(Value { dtype: element.dtype, shape, ints: None, floats: None });
-        }
-        Ok(results)
-    }
 }
 
 /// Gives each unknown size of a value of known rank its own symbol (`<value>?<axis>`): one definite but
@@ -402,20 +312,6 @@ fn name_unknown_sizes(value: &mut Value, name: &str) {
             }
         }
     }
-}
-
-/// What is known about a value that is one of two things (the branches of an `If`, a loop's first and
-/// later iterations): sizes that agree are kept, others become unknown, and different ranks unknown shape.
-fn merge(a: &Value, b: &Value) -> Value {
-    let shape = match (&a.shape, &b.shape) {
-        (Some(x), Some(y)) if x.len() == y.len() => {
-            Some(x.iter().zip(y).map(|(p, q)| if p == q { p.clone() } else { D::Unknown }).collect())
-        }
-        _ => None,
-    };
-    let dtype = if a.dtype == b.dtype { a.dtype } else { None };
-    let ints = if a.ints == b.ints { a.ints.clone() } else { None };
-    Value { dtype, shape, ints, floats: None }
 }
 
 /// True when broadcasting these shapes can be decided at every axis: the sizes other than 1 at an axis are

@@ -8,12 +8,8 @@ use super::super::value::{D, Value, dims_text, input_at};
 use super::conv::infer_conv;
 use super::elementwise::broadcast_values;
 use super::linalg::{infer_gemm, infer_matmul};
+use super::pick;
 use super::recurrent::infer_recurrent;
-
-/// The inputs at `positions`, in that order (a quantized operator's data inputs).
-fn pick(inputs: &[Option<Value>], positions: &[usize]) -> Vec<Option<Value>> {
-    positions.iter().map(|&p| inputs.get(p).cloned().flatten()).collect()
-}
 
 pub(crate) fn infer_microsoft(node: &NodeProto, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
     let x = input_at(inputs, 0).cloned().unwrap_or_default();
