@@ -58,7 +58,12 @@ impl<'g> Walker<'g> {
 
     /// `Scan` (opset 9+): states, then scan inputs sliced along their scan axis; outputs are the final
     /// states, then each scan output with the sequence axis put back.
-    pub(super) fn infer_scan(&mut self, node: &'g NodeProto, inputs: &[Option<Value>], label: &str) -> Result<Vec<Value>, String> {
+    pub(super) fn infer_scan(
+        &mut self,
+        node: &'g NodeProto,
+        inputs: &[Option<Value>],
+        label: &str,
+    ) -> Result<Vec<Value>, String> {
         let Some(body) = attribute(node, "body").and_then(|a| a.g.as_deref()) else { return Ok(Vec::new()) };
         let scan_count = usize::try_from(int_attr(node, "num_scan_inputs", 0)).unwrap_or(0).min(inputs.len());
         let state_count = inputs.len() - scan_count;
