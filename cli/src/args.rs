@@ -118,6 +118,16 @@ Examples:
 The input format (apiVersion rampart.dev/analysis/v1) is described by analysis/schema/analysis-document.schema.json.
 Exit codes: 0 no look failed, 1 the analysis decided Fail, 2 the document is invalid.")]
     Analyze(AnalyzeArgs),
+    /// A local web dashboard: rollouts across namespaces, one rollout's steps, checks and per-look analysis charts,
+    /// a model's versions and history. Uses your kubeconfig (your RBAC applies) and, when given, the registry.
+    #[command(after_help = "\
+Examples:
+  rampart dashboard                                   # http://127.0.0.1:3100
+  rampart dashboard --database-url postgres://rampart@db:5432/rampart --address 127.0.0.1:8080
+
+Read-only unless your rights allow patching a rollout (then promote, abort and retry buttons appear). It listens on
+loopback by default; everything it serves is built into the binary.")]
+    Dashboard(DashboardArgs),
     /// Print a shell completion script.
     #[command(after_help = "\
 Examples:
@@ -293,6 +303,16 @@ pub struct AnalyzeArgs {
     /// Output format: the report as JSON (the engine's schema), or a summary per look.
     #[arg(long, value_enum, default_value = "json")]
     pub format: TextOrJson,
+}
+
+#[derive(Args, Debug)]
+pub struct DashboardArgs {
+    /// Address to listen on. Keep it on loopback: the dashboard acts with your Kubernetes credentials.
+    #[arg(long, default_value = "127.0.0.1:3100", value_name = "HOST:PORT")]
+    pub address: String,
+    /// Seconds between refreshes of what the pages show (sent to the browser as server-sent events).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    pub refresh: f64,
 }
 
 #[derive(Args, Debug)]

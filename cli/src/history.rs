@@ -198,7 +198,7 @@ fn chain_text(chain: &ChainReport) -> String {
     }
 }
 
-fn chain_json(chain: &ChainReport) -> Value {
+pub(crate) fn chain_json(chain: &ChainReport) -> Value {
     json!({
         "intact": chain.is_intact(),
         "rowsChecked": chain.rows_checked,
@@ -208,7 +208,7 @@ fn chain_json(chain: &ChainReport) -> Value {
     })
 }
 
-fn rollout_json(rollout: &RolloutRecord) -> Value {
+pub(crate) fn rollout_json(rollout: &RolloutRecord) -> Value {
     json!({
         "namespace": rollout.namespace,
         "name": rollout.name,
@@ -222,11 +222,11 @@ fn rollout_json(rollout: &RolloutRecord) -> Value {
     })
 }
 
-fn rollback_json(rollback: &RollbackRecord) -> Value {
+pub(crate) fn rollback_json(rollback: &RollbackRecord) -> Value {
     json!({"reason": rollback.reason, "statistics": rollback.statistics, "decidedAt": rollback.decided_at})
 }
 
-fn version_json(version: &VersionRecord) -> Value {
+pub(crate) fn version_json(version: &VersionRecord) -> Value {
     json!({
         "version": version.version,
         "digest": version.digest,

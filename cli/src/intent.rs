@@ -23,7 +23,7 @@ pub enum Intent {
 }
 
 impl Intent {
-    fn verb(self) -> &'static str {
+    pub fn verb(self) -> &'static str {
         match self {
             Intent::Promote => "promote",
             Intent::Abort => "abort",
@@ -34,8 +34,17 @@ impl Intent {
 
 pub async fn run(intent: Intent, args: &IntentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let cluster = Cluster::connect(global).await?;
-    let rollout = cluster.get_rollout(&args.name).await?;
-    let id = format!("{}/{}", cluster.namespace, args.name);
+    let explanation = request(intent, &cluster, &args.name).await?;
+    println!("{explanation}");
+    println!("follow it with: rampart status {} -n {} --watch", args.name, cluster.namespace);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the intent's annotation on rollout `name` in the cluster's namespace, after checking that it makes sense in
+/// the rollout's phase; returns what will happen. Shared by the command and the dashboard's buttons.
+pub async fn request(intent: Intent, cluster: &Cluster, name: &str) -> Result<String, CliError> {
+    let rollout = cluster.get_rollout(name).await?;
+    let id = format!("{}/{}", cluster.namespace, name);
     let explanation = plan(intent, &rollout, &id)?;
     let requested_at = Timestamp::now().to_string();
     let annotations: Value = match intent {
@@ -49,12 +58,10 @@ pub async fn run(intent: Intent, args: &IntentArgs, global: &GlobalArgs) -> Resu
     let params = PatchParams { field_manager: Some(format!("{FIELD_MANAGER}-cli")), ..PatchParams::default() };
     cluster
         .rollouts()
-        .patch(&args.name, &params, &Patch::Merge(&patch))
+        .patch(name, &params, &Patch::Merge(&patch))
         .await
-        .map_err(|err| cluster.api_error(err, "ModelRollout", &args.name, "patch"))?;
-    println!("{explanation}");
-    println!("follow it with: rampart status {} -n {} --watch", args.name, cluster.namespace);
-    Ok(ExitCode::SUCCESS)
+        .map_err(|err| cluster.api_error(err, "ModelRollout", name, "patch"))?;
+    Ok(explanation)
 }
 
 /// What will happen, or why the request makes no sense in this phase.

@@ -9,6 +9,7 @@ mod analyze;
 mod args;
 mod cluster;
 mod completions;
+mod dashboard;
 mod database;
 mod error;
 mod history;
@@ -86,6 +87,7 @@ fn run(cli: Cli, invoked_as: &str) -> Result<ExitCode, CliError> {
             Command::Retry(args) => intent::run(intent::Intent::Retry, &args, &global).await,
             Command::History(args) => history::run(&args, &global).await,
             Command::Analyze(args) => analyze::run(&args),
+            Command::Dashboard(args) => dashboard::run(&args, &global).await,
             Command::Completions(args) => completions::run(&args, invoked_as),
         }
     })

@@ -69,6 +69,7 @@ fn render(helm: &Path, release: &str, namespace: &str) -> String {
         .arg(chart_dir())
         .args(["--namespace", namespace, "--kube-version", "1.34.4", "--include-crds"])
         .args(["--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true"])
+        .args(["--set", "prometheusRule.enabled=true", "--set", "grafanaDashboard.enabled=true"])
         .args(["--set", "replicaCount=2"])
         .output()
         .unwrap();
@@ -76,16 +77,18 @@ fn render(helm: &Path, release: &str, namespace: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// A minimal ServiceMonitor CRD (the test API server has no prometheus-operator), so the optional template can be
-/// applied too.
-async fn install_service_monitor_crd(client: &kube::Client) {
+/// A minimal prometheus-operator CRD (the test API server has no prometheus-operator), so the optional templates
+/// (ServiceMonitor, PrometheusRule) can be applied too.
+async fn install_monitoring_crd(client: &kube::Client, kind: &str) {
+    let plural = format!("{}s", kind.to_lowercase());
+    let name = format!("{plural}.monitoring.coreos.com");
     let crd: CustomResourceDefinition = serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "metadata": {"name": name},
         "spec": {
             "group": "monitoring.coreos.com",
-            "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor"},
+            "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase()},
             "scope": "Namespaced",
             "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
                 "type": "object", "x-kubernetes-preserve-unknown-fields": true
@@ -95,15 +98,15 @@ async fn install_service_monitor_crd(client: &kube::Client) {
     .unwrap();
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply("rampart-chart-test").force();
-    api.patch("servicemonitors.monitoring.coreos.com", &params, &Patch::Apply(&crd)).await.unwrap();
-    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
+    api.patch(&name, &params, &Patch::Apply(&crd)).await.unwrap();
+    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", kind);
     for _ in 0..100 {
         if pinned_kind(client, &gvk).await.is_ok() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the ServiceMonitor CRD was not served within 10 s");
+    panic!("the {kind} CRD was not served within 10 s");
 }
 
 #[tokio::test]
@@ -119,10 +122,22 @@ async fn the_rendered_chart_applies_to_the_api_server() {
     let client = env.client().await.unwrap();
     let namespace = env.namespace(&client, "chart").await.unwrap();
     let release = format!("rampart-{namespace}");
-    install_service_monitor_crd(&client).await;
+    install_monitoring_crd(&client, "ServiceMonitor").await;
+    install_monitoring_crd(&client, "PrometheusRule").await;
 
     let rendered = render(&helm, &release, &namespace);
     let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&rendered).unwrap();
+    // The PrometheusRule carries exactly the promtool-tested rules, the ConfigMap exactly the query-tested dashboard.
+    let rules: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(chart_dir().join("files/alerts.yaml")).unwrap()).unwrap();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(chart_dir().join("files/dashboard.json")).unwrap()).unwrap();
+    let rule = documents.iter().find(|d| d["kind"] == "PrometheusRule").unwrap();
+    assert_eq!(rule["spec"], rules);
+    let config_map = documents.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped: serde_json::Value = serde_json::from_str(config_map["data"]["rampart.json"].as_str().unwrap()).unwrap();
+    assert_eq!(shipped, dashboard);
     let mut kinds = Vec::new();
     for document in documents.into_iter().filter(|d| !d.is_null()) {
         let object: DynamicObject = serde_json::from_value(document).unwrap();
@@ -151,9 +166,11 @@ async fn the_rendered_chart_applies_to_the_api_server() {
         [
             "ClusterRole",
             "ClusterRoleBinding",
+            "ConfigMap",
             "CustomResourceDefinition",
             "Deployment",
             "NetworkPolicy",
+            "PrometheusRule",
             "Role",
             "RoleBinding",
             "Service",

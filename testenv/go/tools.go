@@ -1,8 +1,10 @@
 //go:build tools
 
-// Package tools pins the upstream commands that testenv/build compiles, so `go mod tidy` keeps them in go.mod.
+// Package tools pins the upstream commands that testenv/build compiles (kube-apiserver, and kubectl from the same
+// Kubernetes modules), so `go mod tidy` keeps them in go.mod.
 package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )
