@@ -136,7 +136,8 @@ async fn the_rendered_chart_applies_to_the_api_server() {
     assert_eq!(rule["spec"], rules);
     let config_map = documents.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
     assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
-    let shipped: serde_json::Value = serde_json::from_str(config_map["data"]["rampart.json"].as_str().unwrap()).unwrap();
+    let shipped: serde_json::Value =
+        serde_json::from_str(config_map["data"]["rampart.json"].as_str().unwrap()).unwrap();
     assert_eq!(shipped, dashboard);
     let mut kinds = Vec::new();
     for document in documents.into_iter().filter(|d| !d.is_null()) {

@@ -58,7 +58,8 @@ fn start_dashboard(kubeconfig: &Path, database_url: Option<&str>) -> (Running, S
 
 /// chromedriver on a free port, and a WebDriver session in headless Chromium.
 async fn start_browser() -> (Running, Client) {
-    let chromedriver = which("chromedriver").expect("chromedriver not found: run scripts/ci-deps (Debian's chromium-driver)");
+    let chromedriver =
+        which("chromedriver").expect("chromedriver not found: run scripts/ci-deps (Debian's chromium-driver)");
     let chromium = which("chromium").expect("chromium not found: run scripts/ci-deps (Debian's chromium)");
     let port = rampart_testenv::free_port().unwrap();
     let driver = Running(
@@ -193,7 +194,7 @@ async fn set_status(world: &World, name: &str, status: Value) {
 /// the -0.01 tolerance, the error rate stays level.
 fn look(i: u32, failing: bool) -> Value {
     let n = f64::from(i + 1);
-    let width = 0.09 / n.sqrt();
+    let width = 0.06 / n.sqrt();
     let effect = -0.04;
     let verdict = if failing { "Fail" } else { "Continue" };
     json!({"metrics": [
@@ -297,10 +298,7 @@ async fn read_only_kubeconfig(world: &World, dir: &Path) -> PathBuf {
     Api::<RoleBinding>::namespaced(world.client.clone(), ns).create(&PostParams::default(), &binding).await.unwrap();
     let request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                          "spec": {"expirationSeconds": 3600}});
-    let token: Value = accounts
-        .create_subresource("token", "viewer", &PostParams::default(), &request)
-        .await
-        .unwrap();
+    let token: Value = accounts.create_subresource("token", "viewer", &PostParams::default(), &request).await.unwrap();
     let token = token["status"]["token"].as_str().unwrap().to_string();
     let admin = rampart_testenv::shared().unwrap().kubeconfig_path();
     let mut kubeconfig: Value = serde_saphyr::from_str(&std::fs::read_to_string(admin).unwrap()).unwrap();

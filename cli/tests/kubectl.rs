@@ -135,7 +135,9 @@ fn explain(args: &[&str]) -> Outcome {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let outcome = run_command(kubectl(args));
-        if outcome.code == 0 || std::time::Instant::now() > deadline || !outcome.stderr.contains("couldn't find resource")
+        if outcome.code == 0
+            || std::time::Instant::now() > deadline
+            || !outcome.stderr.contains("couldn't find resource")
         {
             outcome.expect_code(0);
             return outcome;
@@ -152,7 +154,11 @@ async fn kubectl_explain_shows_the_field_documentation() {
     assert!(spec.stdout.contains("VERSION:    v1alpha1"), "{}", spec.stdout);
     // Every top-level spec field is listed, with the doc comment from the Rust type as its description.
     for field in ["model", "candidate", "serving", "steps", "analysis"] {
-        assert!(spec.stdout.contains(&format!("  {field}\t")), "kubectl explain does not list spec.{field}:\n{}", spec.stdout);
+        assert!(
+            spec.stdout.contains(&format!("  {field}\t")),
+            "kubectl explain does not list spec.{field}:\n{}",
+            spec.stdout
+        );
     }
     assert!(spec.stdout.contains("Name of the model in the Rampart registry"), "{}", spec.stdout);
 

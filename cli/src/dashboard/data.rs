@@ -110,17 +110,11 @@ pub async fn rollout(state: &Dashboard, namespace: &str, name: &str) -> Result<V
                             })
                         })
                         .collect();
-                    if looks.is_empty() {
-                        (latest_look(&status), "status", None)
-                    } else {
-                        (looks, "registry", None)
-                    }
+                    if looks.is_empty() { (latest_look(&status), "status", None) } else { (looks, "registry", None) }
                 }
-                Err(RegistryError::RolloutNotFound { .. }) => (
-                    latest_look(&status),
-                    "status",
-                    Some("the registry has no record of this rollout yet".to_string()),
-                ),
+                Err(RegistryError::RolloutNotFound { .. }) => {
+                    (latest_look(&status), "status", Some("the registry has no record of this rollout yet".to_string()))
+                }
                 Err(err) => (latest_look(&status), "status", Some(database.error(err).to_string())),
             }
         }

@@ -82,12 +82,8 @@ pub async fn run(args: &DashboardArgs, global: &GlobalArgs) -> Result<ExitCode, 
         Some(database) => format!("registry {}", database.location),
         None => "no registry (pass --database-url for model pages and per-look charts)".into(),
     };
-    let state = Arc::new(Dashboard {
-        cluster,
-        database,
-        refresh: Duration::from_secs_f64(args.refresh),
-        allowed_hosts,
-    });
+    let state =
+        Arc::new(Dashboard { cluster, database, refresh: Duration::from_secs_f64(args.refresh), allowed_hosts });
     println!("rampart dashboard: http://{local}/ (cluster {}, {registry_note}); Ctrl-C stops it", state.cluster.server);
 
     axum::serve(listener, router(state))
@@ -118,7 +114,8 @@ async fn check_host(State(state): State<Arc<Dashboard>>, request: Request, next:
     if state.allowed_hosts.iter().any(|allowed| allowed == host) {
         next.run(request).await
     } else {
-        (StatusCode::FORBIDDEN, "rampart dashboard: unexpected Host header; open the address it printed").into_response()
+        (StatusCode::FORBIDDEN, "rampart dashboard: unexpected Host header; open the address it printed")
+            .into_response()
     }
 }
 
@@ -187,7 +184,9 @@ async fn intent(
 /// Server-sent events: the overview (every rollout's phase, weight and resourceVersion) each time it changes, checked
 /// every `--refresh` seconds. The list page renders it as it comes; the other pages refetch when their rollout's
 /// resourceVersion (or anything, for a model) changes.
-async fn events(State(state): State<Arc<Dashboard>>) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
+async fn events(
+    State(state): State<Arc<Dashboard>>,
+) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
     let stream = futures::stream::unfold((state, None::<String>), |(state, mut last)| async move {
         loop {
             if last.is_some() {

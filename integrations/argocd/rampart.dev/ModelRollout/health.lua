@@ -1,6 +1,7 @@
 -- Argo CD health for rampart.dev ModelRollout. Argo CD runs this with gopher-lua and no string library, so it uses
--- only base Lua. Order: a spec the controller has not seen yet is Progressing; then the kstatus conditions
--- (Stalled, Ready) when the controller writes them; then the phase.
+-- only base Lua. Order: a spec the controller has not seen yet is Progressing; an ended rollout is Healthy
+-- (promoted) or Degraded (rolled back, failed); a pause is Suspended; otherwise the kstatus conditions (Stalled,
+-- Ready) decide, and anything still moving is Progressing.
 local hs = { status = "Progressing", message = "Waiting for the Rampart controller" }
 
 local function condition(status, kind)
@@ -17,8 +18,12 @@ end
 
 local function weight(status)
   local text = "canary weight " .. tostring(status.canaryWeight or 0) .. "%"
-  if status.currentStep ~= nil then
-    text = text .. ", step " .. tostring(status.currentStep + 1)
+  local steps = 0
+  if obj.spec ~= nil and obj.spec.steps ~= nil then
+    steps = #obj.spec.steps
+  end
+  if status.currentStep ~= nil and status.currentStep < steps then
+    text = text .. ", step " .. tostring(status.currentStep + 1) .. " of " .. tostring(steps)
   end
   return text
 end
@@ -47,16 +52,17 @@ if phase == "RolledBack" or phase == "Failed" then
   return hs
 end
 
+-- A pause waits for a person on purpose (Rampart also reports it as Stalled): Suspended, not Degraded.
+if phase == "Paused" then
+  hs.status = "Suspended"
+  hs.message = "Paused (" .. weight(status) .. "): " .. message
+  return hs
+end
+
 local stalled = condition(status, "Stalled")
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
   hs.message = "Stalled: " .. (stalled.message or stalled.reason or message)
-  return hs
-end
-
-if phase == "Paused" then
-  hs.status = "Suspended"
-  hs.message = "Paused (" .. weight(status) .. "): " .. message
   return hs
 end
 
