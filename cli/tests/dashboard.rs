@@ -7,6 +7,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,12 +29,20 @@ fn screenshots_dir() -> PathBuf {
     dir
 }
 
-/// A process that is killed when the test ends, pass or fail.
-struct Running(Child);
+/// A process that is killed when the test ends, pass or fail. chromedriver runs in a process group of its own, so
+/// the Chromium it started goes with it even when a failed test never closed its session.
+struct Running {
+    child: Child,
+    /// The child leads its own process group; kill the whole group.
+    group: bool,
+}
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if self.group {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -53,7 +62,7 @@ fn start_dashboard(kubeconfig: &Path, database_url: Option<&str>) -> (Running, S
         .find(|word| word.starts_with("http://"))
         .unwrap_or_else(|| panic!("the dashboard did not print its URL: {line:?}"))
         .to_string();
-    (Running(child), url)
+    (Running { child, group: false }, url)
 }
 
 /// chromedriver on a free port, and a WebDriver session in headless Chromium.
@@ -62,14 +71,14 @@ async fn start_browser() -> (Running, Client) {
         which("chromedriver").expect("chromedriver not found: run scripts/ci-deps (Debian's chromium-driver)");
     let chromium = which("chromium").expect("chromium not found: run scripts/ci-deps (Debian's chromium)");
     let port = rampart_testenv::free_port().unwrap();
-    let driver = Running(
-        Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let child = Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let driver = Running { child, group: true };
     let capabilities: serde_json::Map<String, Value> = serde_json::from_value(json!({
         "goog:chromeOptions": {
             "binary": chromium,
