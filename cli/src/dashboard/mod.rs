@@ -72,6 +72,9 @@ pub async fn run(args: &DashboardArgs, global: &GlobalArgs) -> Result<ExitCode, 
     if local.ip().is_loopback() {
         allowed_hosts.push(format!("localhost:{}", local.port()));
     }
+    if local.ip().is_unspecified() {
+        allowed_hosts.push(format!("*:{}", local.port()));
+    }
     if !local.ip().is_loopback() {
         eprintln!(
             "rampart dashboard: warning: listening on {local}, not loopback: anyone who reaches it acts with your \
@@ -111,7 +114,12 @@ fn router(state: Arc<Dashboard>) -> Router {
 /// Refuses requests whose Host is not the dashboard's own address (a DNS-rebinding page would send its own name).
 async fn check_host(State(state): State<Arc<Dashboard>>, request: Request, next: Next) -> Response {
     let host = request.headers().get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("");
-    if state.allowed_hosts.iter().any(|allowed| allowed == host) {
+    let allowed = state.allowed_hosts.iter().any(|allowed| match allowed.strip_prefix("*:") {
+        // Bound to every interface (the user was warned): any name, on the dashboard's port.
+        Some(port) => host.rsplit_once(':').is_some_and(|(_, host_port)| host_port == port),
+        None => allowed == host,
+    });
+    if allowed {
         next.run(request).await
     } else {
         (StatusCode::FORBIDDEN, "rampart dashboard: unexpected Host header; open the address it printed")
