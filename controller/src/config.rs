@@ -57,7 +57,7 @@ impl Default for ControllerConfig {
             lease_duration: Duration::from_secs(15),
             renew_interval: Duration::from_secs(5),
             default_analysis_interval: Duration::from_secs(60),
-            analysis_status_interval: Duration::from_secs(10),
+            analysis_status_interval: Duration::ZERO,
             namespace: None,
             metrics_settle: Duration::from_secs(30),
             database_url: None,

@@ -47,8 +47,9 @@ struct Args {
     #[arg(long, env = "RAMPART_METRICS_SETTLE_SECONDS", default_value_t = 30.0)]
     metrics_settle_seconds: f64,
     /// While an analysis is still undecided, write its status at most this often, in seconds (each look is still
-    /// taken; a changed verdict is written at once). 0 writes every look.
-    #[arg(long, env = "RAMPART_ANALYSIS_STATUS_INTERVAL_SECONDS", default_value_t = 10.0)]
+    /// taken; a changed verdict is written at once). 0 (the default) writes every look; large fleets with short look
+    /// intervals can trade status freshness for API-server load.
+    #[arg(long, env = "RAMPART_ANALYSIS_STATUS_INTERVAL_SECONDS", default_value_t = 0.0)]
     analysis_status_interval_seconds: f64,
     /// Postgres URL of the registry (every rollout, step, verdict and rollback is recorded there).
     #[arg(long, env = "RAMPART_DATABASE_URL", hide_env_values = true)]
