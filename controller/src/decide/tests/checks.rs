@@ -1,0 +1,110 @@
+//! Decisions: The check Jobs before traffic.
+
+use serde_json::json;
+
+use super::*;
+
+// ----- checks ---------------------------------------------------------------------------------------------------
+
+fn checking_spec() -> ModelRolloutSpec {
+    spec_with(json!({"checks": {
+        "contract": {"batchSizes": [1, 8]},
+        "smokeTraining": {"image": "registry.example.com/ml/trainer:v2"}
+    }}))
+}
+
+fn job() -> Box<k8s_openapi::api::batch::v1::Job> {
+    let mut job = k8s_openapi::api::batch::v1::Job::default();
+    job.metadata.name = Some("fraud-v2-contract".into());
+    Box::new(job)
+}
+
+fn check_status(contract: Option<CheckOutcome>, smoke: Option<CheckOutcome>) -> ModelRolloutStatus {
+    let result = |outcome: Option<CheckOutcome>| {
+        outcome.map(|result| CheckResult { result, message: None, signer: None, job: Some("j".into()) })
+    };
+    ModelRolloutStatus {
+        checks: Some(ChecksStatus { signature: None, contract: result(contract), smoke_training: result(smoke) }),
+        ..status(Phase::Checking, 0, 0.0)
+    }
+}
+
+#[test]
+fn checking_builds_the_first_check_job() {
+    let case = Case::new(checking_spec(), check_status(None, None), 1.0);
+    assert_eq!(case.need(), Need::Job { check: Check::Contract, started: false });
+}
+
+#[test]
+fn a_built_check_job_is_created_and_shown_running() {
+    let case = Case::new(checking_spec(), check_status(None, None), 1.0);
+    let act = case.act(Observation::JobToCreate { check: Check::Contract, job: Ok(job()) });
+    assert_eq!(act.effects, vec![Effect::CreateCheckJob(job())]);
+    let contract = act.status.checks.as_ref().and_then(|c| c.contract.clone()).unwrap();
+    assert_eq!(contract.result, CheckOutcome::Running);
+    assert_eq!(contract.job.as_deref(), Some("fraud-v2-contract"));
+    assert_eq!(act.status.phase, Some(Phase::Checking));
+    assert_eq!(condition(&act.status, "ChecksPassed"), "Unknown");
+    assert_eq!(act.event.map(|e| e.reason), Some("CheckStarted"));
+}
+
+#[test]
+fn a_check_job_that_cannot_be_built_fails_the_check() {
+    let case = Case::new(checking_spec(), check_status(None, None), 1.0);
+    let act = case.act(Observation::JobToCreate {
+        check: Check::Contract,
+        job: Err("the baseline's model URI is unknown".into()),
+    });
+    assert_eq!(act.status.phase, Some(Phase::Failed));
+    assert!(act.effects.is_empty());
+    assert!(act.status.message.as_deref().unwrap().contains("baseline's model URI is unknown"));
+}
+
+#[test]
+fn a_running_check_job_is_read_and_waited_for() {
+    let case = Case::new(checking_spec(), check_status(Some(CheckOutcome::Running), None), 1.0);
+    assert_eq!(case.need(), Need::Job { check: Check::Contract, started: true });
+    let act = case.act(Observation::Job { check: Check::Contract, state: JobState::Running });
+    assert_eq!(act.status, case.status.clone().tap_conditions(&case));
+    assert!(matches!(act.requeue, Requeue::After(_)));
+}
+
+#[test]
+fn a_passed_contract_is_recorded_and_smoke_training_comes_next() {
+    let case = Case::new(checking_spec(), check_status(Some(CheckOutcome::Running), None), 1.0);
+    let act = case.act(Observation::Job { check: Check::Contract, state: JobState::Passed("compatible".into()) });
+    let contract = act.status.checks.as_ref().and_then(|c| c.contract.clone()).unwrap();
+    assert_eq!(contract.result, CheckOutcome::Passed);
+    assert_eq!(act.status.phase, Some(Phase::Checking));
+    assert_eq!(act.event.map(|e| e.reason), Some("CheckPassed"));
+    let next = Case::new(checking_spec(), act.status, 2.0);
+    assert_eq!(next.need(), Need::Job { check: Check::SmokeTraining, started: false });
+}
+
+#[test]
+fn a_failed_check_job_fails_before_traffic_with_its_reason() {
+    let case = Case::new(checking_spec(), check_status(Some(CheckOutcome::Passed), Some(CheckOutcome::Running)), 1.0);
+    let act =
+        case.act(Observation::Job { check: Check::SmokeTraining, state: JobState::Failed("loss diverged".into()) });
+    assert_eq!(act.status.phase, Some(Phase::Failed));
+    assert!(act.status.message.as_deref().unwrap().contains("loss diverged"));
+    assert_eq!(record_kinds(&act.status), vec!["finish"]);
+    assert_eq!(act.event.map(|e| e.reason), Some("CheckFailed"));
+    assert!(act.effects.is_empty());
+}
+
+#[test]
+fn an_observation_for_another_check_is_not_taken_for_this_one() {
+    let case = Case::new(checking_spec(), check_status(Some(CheckOutcome::Running), None), 1.0);
+    let decision = case.decide(Observation::Job { check: Check::SmokeTraining, state: JobState::Passed("x".into()) });
+    assert_eq!(decision, Decision::Observe(Need::Job { check: Check::Contract, started: true }));
+}
+
+#[test]
+fn all_checks_passed_start_the_steps() {
+    let case = Case::new(checking_spec(), check_status(Some(CheckOutcome::Passed), Some(CheckOutcome::Passed)), 1.0);
+    let act = case.act(Observation::Nothing);
+    assert_eq!(act.status.phase, Some(Phase::Progressing));
+    assert_eq!(act.status.current_step, Some(0));
+    assert_eq!(act.event.map(|e| e.reason), Some("ChecksPassed"));
+}
