@@ -53,11 +53,14 @@ fn symbolic_window(
     pad_end: i64,
     auto_pad: &str,
     ceil_mode: bool,
-) -> D {
+) -> Result<D, String> {
+    if stride <= 0 || dilation <= 0 || kernel <= 0 {
+        return Err(format!("invalid window: kernel {kernel}, stride {stride}, dilation {dilation}"));
+    }
     let effective = dilation.checked_mul(kernel - 1).and_then(|v| v.checked_add(1));
     let same = matches!(auto_pad, "SAME_UPPER" | "SAME_LOWER");
     let pads = pad_begin.checked_add(pad_end);
-    match (effective, pads) {
+    Ok(match (effective, pads) {
         _ if stride == 1 && same => D::Sym(name.to_string()),
         (Some(effective), Some(pads)) if stride == 1 && auto_pad != "VALID" && pads == effective - 1 => {
             D::Sym(name.to_string())
@@ -66,10 +69,11 @@ fn symbolic_window(
         (Some(effective), Some(pads)) => {
             let pads = if auto_pad == "VALID" { 0 } else { pads };
             let round = if ceil_mode { "ceil" } else { "floor" };
-            D::Sym(format!("({round}(({name}{:+})/{stride})+1)", pads - effective))
+            pads.checked_sub(effective)
+                .map_or(D::Unknown, |offset| D::Sym(format!("({round}(({name}{offset:+})/{stride})+1)")))
         }
         _ => D::Unknown,
-    }
+    })
 }
 
 pub(crate) fn spatial_outputs(
@@ -103,7 +107,10 @@ pub(crate) fn spatial_outputs(
         let (size, k) = match (&spatial[axis], &kernel[axis]) {
             (D::Known(size), D::Known(k)) => (size, k),
             (D::Sym(name), D::Known(k)) => {
-                out.push(symbolic_window(name, *k, stride, dilation, pad_begin, pad_end, &auto_pad, ceil_mode));
+                out.push(
+                    symbolic_window(name, *k, stride, dilation, pad_begin, pad_end, &auto_pad, ceil_mode)
+                        .map_err(|e| format!("spatial axis {axis}: {e}"))?,
+                );
                 continue;
             }
             _ => {
@@ -228,11 +235,19 @@ pub(crate) fn infer_conv_transpose(node: &NodeProto, inputs: &[Option<Value>]) -
                 }
             }
             (D::Sym(name), Some(D::Known(k))) => {
-                let trim = pads[axis] + pads[axis + count] - extra[axis] - dilations[axis] * (k - 1) - 1;
-                if same || trim.checked_neg() == Some(strides[axis]) {
-                    super::grow::mul_dim(&D::Sym(name.clone()), strides[axis])
-                } else {
-                    D::Sym(format!("(({name}-1)*{}{:+})", strides[axis], -trim))
+                // Output = (size - 1) * stride + grow, with grow = output_padding + dilated kernel - pads.
+                let grow = k
+                    .checked_sub(1)
+                    .and_then(|k| dilations[axis].checked_mul(k))
+                    .and_then(|v| v.checked_add(1))
+                    .and_then(|v| v.checked_add(extra[axis]))
+                    .and_then(|v| v.checked_sub(pads[axis]))
+                    .and_then(|v| v.checked_sub(pads[axis + count]));
+                match grow {
+                    _ if same => super::grow::mul_dim(&D::Sym(name.clone()), strides[axis]),
+                    Some(grow) if grow == strides[axis] => super::grow::mul_dim(&D::Sym(name.clone()), strides[axis]),
+                    Some(grow) => D::Sym(format!("(({name}-1)*{}{grow:+})", strides[axis])),
+                    None => D::Unknown,
                 }
             }
             _ => D::Unknown,
@@ -297,6 +312,19 @@ mod tests {
             Some(Value::with_shape(Some(1), vec![D::Known(8), D::Known(4), D::Sym("h".into()), D::Known(5)]));
         let out = infer_conv_transpose(&up, &[symbolic, tensor(&[4, 6, 2, 2])]).unwrap();
         assert_eq!(shape_of(&out).unwrap()[2], D::Sym("(h*2)".into()));
+    }
+
+    #[test]
+    fn extreme_attributes_on_symbolic_sizes_are_errors_or_unknown_never_overflows() {
+        // Found by the shape_rules fuzz target: these used to overflow.
+        let x = Some(Value::with_shape(Some(1), vec![D::Known(1), D::Known(4), D::Sym("h".into())]));
+        let huge =
+            node("ConvTranspose", vec![int_list("pads", &[i64::MAX, i64::MAX]), int_list("kernel_shape", &[i64::MIN])]);
+        assert!(infer_conv_transpose(&huge, &[x.clone(), tensor(&[4, 2, 3])]).is_ok());
+        let bad_kernel = node("Conv", vec![int_list("kernel_shape", &[i64::MIN])]);
+        assert!(infer_conv(&bad_kernel, &[x.clone(), tensor(&[2, 4, 3])]).unwrap_err().contains("invalid window"));
+        let wide = node("Conv", vec![int_list("pads", &[i64::MIN, i64::MIN])]);
+        assert!(infer_conv(&wide, &[x, tensor(&[2, 4, 3])]).is_ok());
     }
 
     #[test]
