@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Reference values for rampart-analysis' textbook pieces, computed with scipy and statsmodels.
+"""Reference values for rampart-analysis, computed with scipy and statsmodels: the textbook pieces, and the
+stratified (per-look) methods of issue 14: the Cochran-Mantel-Haenszel test over looks (statsmodels'
+StratifiedTable), per-look rank statistics (scipy's rankdata and mannwhitneyu), the effect mixture's p-values and the
+whole stratified ratio test, written out here independently of the Rust code.
 
-Regenerate (from the repository root):
-    pip install scipy statsmodels && python3 analysis/oracle/oracle.py > analysis/oracle/oracle.json
+Regenerate (from the repository root, any Python 3 with pip):
+    python3 -m venv target/py && target/py/bin/pip install scipy statsmodels
+    target/py/bin/python analysis/oracle/oracle.py > analysis/oracle/oracle.json
 
 The Rust tests in analysis/tests/oracle.rs read the committed oracle.json; they never run Python.
 """
@@ -12,7 +16,8 @@ import sys
 import numpy as np
 import scipy
 import statsmodels
-from scipy import optimize, stats
+from scipy import optimize, special, stats
+from statsmodels.stats.contingency_tables import StratifiedTable
 from statsmodels.stats.proportion import proportions_ztest
 
 
@@ -116,6 +121,111 @@ def mixture_tuning():
     return out
 
 
+# Per-look increments (canary successes, canary trials, baseline successes, baseline trials, canary weight): a base
+# rate that drifts while the canary's share changes, a real drop, and sparse errors.
+RATIO_SEQUENCES = [
+    [(475, 500, 9025, 9500, 0.05), (455, 500, 8740, 9500, 0.05), (760, 1000, 6840, 9000, 0.1), (700, 1000, 6300, 9000, 0.1)],
+    [(40, 50, 410, 450, 0.1), (43, 50, 398, 450, 0.1), (41, 50, 405, 450, 0.1), (39, 50, 401, 450, 0.1),
+     (42, 50, 409, 450, 0.1), (40, 50, 404, 450, 0.1), (38, 50, 406, 450, 0.1), (41, 50, 402, 450, 0.1)],
+    [(199, 200, 3796, 3800, 0.05), (200, 200, 3799, 3800, 0.05), (197, 200, 3797, 3800, 0.05), (398, 400, 3598, 3600, 0.1)],
+]
+
+
+def mantel_haenszel():
+    out = []
+    for seq in RATIO_SEQUENCES:
+        tables = [np.array([[cs, cn - cs], [bs, bn - bs]], dtype=float) for cs, cn, bs, bn, _ in seq]
+        res = StratifiedTable(tables).test_null_odds(correction=False)
+        out.append({"looks": [list(x) for x in seq], "statistic": float(res.statistic), "p_value": float(res.pvalue)})
+    return out
+
+
+LOG_WEIGHTS = np.log(np.array([8.0, 4.0, 2.0, 1.0]) / 15.0)
+
+
+def smallest_effect(alpha, expected_samples):
+    return (stats.norm.ppf(1 - alpha) + stats.norm.ppf(0.8)) / np.sqrt(expected_samples)
+
+
+def mixture_p(theta, y, t):
+    thetas = theta * 2.0 ** np.arange(4)
+    log_ratio = special.logsumexp(LOG_WEIGHTS + thetas * y - 0.5 * thetas ** 2 * t)
+    return float(min(1.0, np.exp(-log_ratio)))
+
+
+def effect_mixture():
+    cases = [(0.05, 500.0, 3.0, 400.0), (0.05, 2700.0, 150.0, 2700.0), (0.01, 500.0, -2.0, 100.0), (0.2, 50.0, 40.0, 900.0),
+             (0.05, 500.0, 80.0, 500.0)]
+    return [{"alpha": a, "expected_samples": m, "y": y, "t": t, "smallest_effect": float(smallest_effect(a, m)),
+             "p_value": mixture_p(smallest_effect(a, m), y, t)} for a, m, y, t in cases]
+
+
+def stratified_ratio():
+    """The whole ratio test at tolerance 0 (alpha 0.05, expectedSamples 500, minSamples 100): after the last look,
+    the within-look effect and the running minima over the looks of the fail and pass p-values."""
+    out = []
+    theta = smallest_effect(0.05, 500.0)
+
+    def smooth(p, n):
+        q = (p * n + 1) / (n + 2)
+        return q * (1 - q)
+
+    for seq in RATIO_SEQUENCES:
+        time = total = cw = bw = 0.0
+        cs = cn = bs = bn = 0.0
+        fail_p = pass_p = 1.0
+        for s_c, n_c, s_b, n_b, _ in seq:
+            t = n_c * n_b / (n_c + n_b)
+            time += t
+            total += t * (s_c / n_c - s_b / n_b)
+            cw += t * t / n_c
+            bw += t * t / n_b
+            cs, cn, bs, bn = cs + s_c, cn + n_c, bs + s_b, bn + n_b
+            if cn < 100 or bn < 100:
+                continue
+            pooled = (cs + bs) / (cn + bn)
+            variance = (smooth(pooled, cn) * cw + smooth(pooled, bn) * bw) / time ** 2
+            effect = total / time
+            y = effect / np.sqrt(variance) * np.sqrt(time)
+            fail_p = min(fail_p, mixture_p(theta, -y, time))
+            pass_p = min(pass_p, mixture_p(theta, y, time))
+        out.append({"looks": [list(x) for x in seq], "effect": total / time, "fail_p": fail_p, "pass_p": pass_p})
+    return out
+
+
+# Per-look bucket increments of canary and baseline over the same buckets (the last is +Inf).
+RANK_SEQUENCES = [
+    [([0, 5, 20, 40, 25, 8, 2, 0], [3, 40, 200, 380, 260, 90, 20, 7])],
+    [([0, 0, 10, 30, 10], [0, 5, 100, 300, 45]), ([0, 1, 5, 30, 14], [1, 10, 150, 250, 39]),
+     ([2, 2, 20, 60, 16], [3, 30, 300, 500, 67])],
+    [([10, 30, 10, 0], [100, 300, 50, 0]), ([0, 20, 20, 10], [50, 300, 100, 0])],
+]
+
+
+def rank_strata():
+    out = []
+    for seq in RANK_SEQUENCES:
+        looks = []
+        time = total = 0.0
+        for canary, baseline in seq:
+            canary, baseline = np.array(canary, float), np.array(baseline, float)
+            x = np.repeat(np.arange(len(canary)), canary.astype(int))
+            y = np.repeat(np.arange(len(baseline)), baseline.astype(int))
+            ranks = stats.rankdata(np.concatenate([x, y]))
+            n = len(ranks)
+            d = (ranks[: len(x)].mean() - ranks[len(x):].mean()) / n
+            t = len(x) * len(y) / n
+            # Permutation variance of t·d: t · N/(N−1) · population variance of the scores rank/N.
+            variance = t * n / (n - 1) * np.var(ranks / n)
+            mw = stats.mannwhitneyu(x, y, alternative="two-sided", method="asymptotic", use_continuity=False)
+            looks.append({"canary": canary.tolist(), "baseline": baseline.tolist(), "difference": float(d),
+                          "variance": float(variance), "mann_whitney_p": float(mw.pvalue)})
+            time += t
+            total += t * d
+        out.append({"looks": looks, "effect": total / time})
+    return out
+
+
 def main():
     doc = {
         "generated_by": "analysis/oracle/oracle.py",
@@ -130,6 +240,10 @@ def main():
         "two_proportion_z": two_proportion_z(),
         "welch_t": welch_t(),
         "mixture_tuning": mixture_tuning(),
+        "mantel_haenszel": mantel_haenszel(),
+        "effect_mixture": effect_mixture(),
+        "stratified_ratio": stratified_ratio(),
+        "rank_strata": rank_strata(),
     }
     json.dump(doc, sys.stdout, indent=1)
     sys.stdout.write("\n")

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AnalysisError;
-use crate::sequence::MixingPrecision;
+use crate::sequence::{EffectMixture, MixingPrecision};
 
 /// Default family-wise error rate for rollbacks and for passes.
 pub const DEFAULT_ALPHA: f64 = 0.05;
@@ -44,16 +44,19 @@ fn default_min_samples() -> f64 {
     DEFAULT_MIN_SAMPLES
 }
 
-/// How the mixing distribution of the confidence sequence is chosen. Both forms are fixed before any data is seen,
-/// which the validity of the sequence requires.
+/// How the mixture of the anytime-valid tests is chosen. Both forms are fixed before any data is seen, which the
+/// validity of the tests requires. Either form stays valid at any number of samples; it decides where the tests are
+/// most powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum Tuning {
-    /// Make the boundary tightest at this *effective* sample size `n_c·n_b/(n_c+n_b)` (about the canary's count
-    /// when the baseline is much larger). Good values: the samples you expect the canary to get in one step.
+    /// The *effective* sample size `n_c·n_b/(n_c+n_b)` a step is expected to reach (about the canary's count when
+    /// the baseline is much larger): its horizon. The tests are matched to the smallest effect a fixed test would
+    /// detect at that size, so a step that reaches it catches that effect about as often as the fixed test would.
+    /// Good values: the samples you expect the canary to get in one analysis step.
     ExpectedSamples(f64),
-    /// The variance of the normal mixture over the standardized effect (effect divided by the per-sample standard
-    /// deviation). Larger values favour detecting large effects quickly.
+    /// The square of the smallest standardized effect (effect divided by the per-sample standard deviation) the
+    /// tests are matched to; the mixture puts weight on 1, 2, 4 and 8 times that effect.
     MixingVariance(f64),
 }
 
@@ -242,7 +245,16 @@ impl AnalysisConfig {
         }
     }
 
-    /// The mixing precision ρ of the confidence sequences, from the tuning.
+    /// The mixture of the metric tests, from the tuning.
+    pub fn effect_mixture(&self) -> Result<EffectMixture, AnalysisError> {
+        self.mixing_precision()?;
+        Ok(match self.tuning {
+            Tuning::ExpectedSamples(n) => EffectMixture::for_expected_samples(n, self.alpha),
+            Tuning::MixingVariance(v) => EffectMixture { smallest_effect: v.sqrt() },
+        })
+    }
+
+    /// The mixing precision ρ of the two-sided normal mixture (the sample-ratio-mismatch check), from the tuning.
     pub fn mixing_precision(&self) -> Result<MixingPrecision, AnalysisError> {
         match self.tuning {
             Tuning::ExpectedSamples(n) if n.is_finite() && n > 0.0 => Ok(MixingPrecision::tuned_for(n, self.alpha)),

@@ -55,6 +55,11 @@ impl Histogram {
         &self.bounds
     }
 
+    /// The count in each bucket (not cumulative), the `+Inf` bucket last.
+    pub fn counts(&self) -> &[f64] {
+        &self.counts
+    }
+
     /// The number of observations (the `+Inf` bucket).
     pub fn total(&self) -> f64 {
         self.total
@@ -107,6 +112,33 @@ impl Histogram {
         }
         reps
     }
+}
+
+/// One look of the stratified rank comparison: the difference of the arms' mean mid-rank scores within the look
+/// (each bucket scores `F(below) + f(bucket)/2` of the look's pooled histogram, so higher means slower), which
+/// equals P(canary slower than baseline) + ½·P(tie) − ½; and the permutation variance of `t·d` under "both arms
+/// draw from the same distribution in this look". `None` when an arm got nothing in the look.
+pub fn rank_stratum(canary: &[f64], baseline: &[f64]) -> Option<(f64, f64)> {
+    let n_c: f64 = canary.iter().sum();
+    let n_b: f64 = baseline.iter().sum();
+    let n = n_c + n_b;
+    if !(n_c > 0.0 && n_b > 0.0) || canary.len() != baseline.len() {
+        return None;
+    }
+    let (mut below, mut mean_c, mut mean_b, mut first, mut second) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for (c, b) in canary.iter().zip(baseline) {
+        let share = (c + b) / n;
+        let score = below + 0.5 * share;
+        mean_c += c * score;
+        mean_b += b * score;
+        first += share * score;
+        second += share * score * score;
+        below += share;
+    }
+    let difference = mean_c / n_c - mean_b / n_b;
+    let t = n_c * n_b / n;
+    let variance = if n > 1.0 { t * (second - first * first).max(0.0) * n / (n - 1.0) } else { 0.0 };
+    Some((difference, variance))
 }
 
 /// Mann-Whitney U on two binned samples, with the tie correction for observations sharing a bucket, and the

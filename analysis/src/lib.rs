@@ -15,10 +15,12 @@ pub mod histogram;
 pub mod holm;
 pub mod input;
 mod metric;
+pub mod seal;
 pub mod sequence;
 pub mod srm;
 pub mod state;
 pub mod step;
+pub mod strata;
 pub mod textbook;
 pub mod verdict;
 
@@ -26,6 +28,9 @@ pub use config::{AnalysisConfig, Direction, MetricConfig, MetricKind, SrmConfig,
 pub use document::{AnalysisDocument, AnalysisReport, Interval, analyze_document, analyze_json};
 pub use error::AnalysisError;
 pub use input::{ArmCounts, ArmPair, Bucket, MetricObservation, StepInput};
-pub use state::{AnalysisState, MetricState};
-pub use step::{StepOutcome, evaluate_step};
-pub use verdict::{ArmEstimate, LatencyDetail, MetricVerdict, SrmVerdict, StepVerdict, Verdict};
+pub use seal::StateSeal;
+pub use state::{AnalysisState, Decided, MetricState, SrmState};
+pub use step::{StepOutcome, evaluate_step, evaluate_step_sealed};
+pub use verdict::{
+    ArmEstimate, LatencyDetail, MetricVerdict, Movement, QuantileShift, SrmVerdict, StepVerdict, Verdict,
+};

@@ -1,22 +1,25 @@
-//! One metric at one look: check the counts, estimate both arms, run the confidence sequence against the
-//! tolerance and update the running p-values. The step (see [`crate::step`]) then applies Holm–Bonferroni.
+//! One metric at one look: check the counts, fold this look's increments into the metric's strata (see
+//! [`crate::strata`]), test the stratified difference against the tolerance with the effect mixture and update the
+//! running p-values. The step (see [`crate::step`]) then applies Holm–Bonferroni and keeps decisions final.
 
 use crate::config::{Direction, MetricConfig, MetricKind};
 use crate::format::{p, sig};
-use crate::histogram::{Histogram, compare_histograms};
+use crate::histogram::{Histogram, compare_histograms, rank_stratum};
 use crate::input::{ArmCounts, MetricObservation};
-use crate::sequence::{
-    DifferenceEstimate, MixingPrecision, half_width, p_value_above_with, p_value_below_with, score_bounds,
-};
+use crate::sequence::{EffectMixture, NullTest};
 use crate::state::MetricState;
-use crate::textbook::welch_t_test;
-use crate::verdict::{ArmEstimate, LatencyDetail, MetricVerdict, Verdict};
+use crate::strata::{MAX_BUCKETS, Shape, Strata, Stratum};
+use crate::textbook::{TestResult, chi_square_sf, welch_t_test};
+use crate::verdict::{ArmEstimate, LatencyDetail, MetricVerdict, Movement, QuantileShift, Verdict};
+
+/// The quantiles whose movement a latency verdict reports.
+const REPORTED_QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
 
 /// Settings shared by all metrics of a step.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
     pub alpha: f64,
-    pub rho: MixingPrecision,
+    pub mixture: EffectMixture,
     pub min_samples: f64,
 }
 
@@ -31,33 +34,6 @@ pub(crate) struct Assessment {
     pub tested: bool,
     /// Words that describe where the confidence sequence lies, for the final reason.
     pub summary: String,
-}
-
-/// The estimates of both arms of a metric, in the metric's units.
-struct ArmsEstimate {
-    canary: ArmEstimate,
-    baseline: ArmEstimate,
-    canary_var: f64,
-    baseline_var: f64,
-    direction: Direction,
-    latency: Option<LatencyDetail>,
-    welch: Option<crate::textbook::TestResult>,
-    /// For shares: (canary successes, canary trials, baseline successes, baseline trials), to compute the
-    /// variance under a null value of the difference.
-    shares: Option<(f64, f64, f64, f64)>,
-}
-
-/// The variance of the difference of two shares when the true difference is `null` (canary − baseline): both
-/// shares re-estimated from the pooled counts under that constraint, then smoothed as in [`share`].
-fn share_null_variance(shares: (f64, f64, f64, f64), null: f64) -> f64 {
-    let (cs, cn, bs, bn) = shares;
-    let baseline = ((cs + bs - cn * null) / (cn + bn)).clamp((-null).max(0.0), (1.0 - null).min(1.0));
-    let canary = (baseline + null).clamp(0.0, 1.0);
-    let smooth = |p: f64, n: f64| {
-        let q = (p * n + 1.0) / (n + 2.0);
-        q * (1.0 - q) / n
-    };
-    smooth(canary, cn) + smooth(baseline, bn)
 }
 
 fn inconclusive(config: &MetricConfig, previous: &MetricState, reason: String) -> Assessment {
@@ -76,11 +52,103 @@ fn inconclusive(config: &MetricConfig, previous: &MetricState, reason: String) -
             pass_p: previous.pass_p,
             fail_threshold: None,
             latency: None,
+            mantel_haenszel: None,
             welch: None,
         },
         state: previous.clone(),
         tested: false,
         summary: String::new(),
+    }
+}
+
+/// This look's cumulative counts of both arms as flat vectors, in the shape the strata keep.
+struct Cumulative {
+    shape: Shape,
+    canary: Vec<f64>,
+    baseline: Vec<f64>,
+    histograms: Option<(Histogram, Histogram)>,
+}
+
+fn cumulative(observation: &MetricObservation) -> Result<Cumulative, String> {
+    match (&observation.canary, &observation.baseline) {
+        (ArmCounts::Ratio { successes: cs, trials: cn }, ArmCounts::Ratio { successes: bs, trials: bn }) => {
+            Ok(Cumulative { shape: Shape::Ratio, canary: vec![*cs, *cn], baseline: vec![*bs, *bn], histograms: None })
+        }
+        (
+            ArmCounts::Mean { sum: csum, sum_sq: csq, count: cn },
+            ArmCounts::Mean { sum: bsum, sum_sq: bsq, count: bn },
+        ) => Ok(Cumulative {
+            shape: Shape::Mean,
+            canary: vec![*csum, *csq, *cn],
+            baseline: vec![*bsum, *bsq, *bn],
+            histograms: None,
+        }),
+        (ArmCounts::Histogram { buckets: cb }, ArmCounts::Histogram { buckets: bb }) => {
+            let canary = Histogram::from_cumulative(cb)?;
+            let baseline = Histogram::from_cumulative(bb)?;
+            if canary.bounds() != baseline.bounds() {
+                return Err("canary and baseline histograms have different bucket bounds; both versions must use the same buckets".into());
+            }
+            if canary.counts().len() > MAX_BUCKETS {
+                return Err(format!(
+                    "the histogram has {} buckets; at most {MAX_BUCKETS} are supported, so aggregate buckets in the query",
+                    canary.counts().len()
+                ));
+            }
+            Ok(Cumulative {
+                shape: Shape::Histogram(canary.counts().len()),
+                canary: canary.counts().to_vec(),
+                baseline: baseline.counts().to_vec(),
+                histograms: Some((canary, baseline)),
+            })
+        }
+        _ => Err("counts have the wrong shape for this metric".into()),
+    }
+}
+
+/// One look's contribution, from the increments of both arms.
+fn stratum(shape: Shape, canary: &[f64], baseline: &[f64]) -> Option<Stratum> {
+    match shape {
+        Shape::Ratio => {
+            let (cs, cn, bs, bn) = (canary[0], canary[1], baseline[0], baseline[1]);
+            if !(cn > 0.0 && bn > 0.0) {
+                return None;
+            }
+            let (pc, pb) = ((cs / cn).clamp(0.0, 1.0), (bs / bn).clamp(0.0, 1.0));
+            let n = cn + bn;
+            let pooled = (pc * cn + pb * bn) / n;
+            // The exact variance of t·d given the look's margins (Cochran-Mantel-Haenszel), for the reference test.
+            let exact = if n > 1.0 { cn * bn / n * pooled * (1.0 - pooled) * n / (n - 1.0) } else { 0.0 };
+            Some(Stratum { canary_n: cn, baseline_n: bn, difference: pc - pb, spread: vec![exact] })
+        }
+        Shape::Mean => {
+            let (csum, csq, cn, bsum, bsq, bn) =
+                (canary[0], canary[1], canary[2], baseline[0], baseline[1], baseline[2]);
+            if !(cn > 0.0 && bn > 0.0) {
+                return None;
+            }
+            let within = |sum: f64, sq: f64, n: f64| (sq - sum * sum / n).max(0.0);
+            Some(Stratum {
+                canary_n: cn,
+                baseline_n: bn,
+                difference: csum / cn - bsum / bn,
+                spread: vec![within(csum, csq, cn), (cn - 1.0).max(0.0), within(bsum, bsq, bn), (bn - 1.0).max(0.0)],
+            })
+        }
+        Shape::Histogram(buckets) => {
+            let (difference, variance) = rank_stratum(canary, baseline)?;
+            let (cn, bn): (f64, f64) = (canary.iter().sum(), baseline.iter().sum());
+            let t = cn * bn / (cn + bn);
+            let mut spread = Vec::with_capacity(buckets);
+            spread.push(variance);
+            let (mut c_below, mut b_below) = (0.0, 0.0);
+            for (c, b) in canary.iter().zip(baseline).take(buckets.saturating_sub(1)) {
+                c_below += c;
+                b_below += b;
+                spread.push(t * (c_below / cn - b_below / bn));
+            }
+            Some(Stratum { canary_n: cn, baseline_n: bn, difference, spread })
+        }
     }
 }
 
@@ -118,14 +186,51 @@ pub(crate) fn assess(
             ),
         );
     }
-    let mut state = MetricState { canary_samples: canary_n, baseline_samples: baseline_n, ..previous.clone() };
+    let now = match cumulative(observation) {
+        Ok(now) => now,
+        Err(problem) => return inconclusive(config, previous, problem),
+    };
+    // The strata carried from earlier looks, if they are consistent with this look's counts; else start over
+    // with everything since the step began as one stratum (what the first look does).
+    let mut note = String::new();
+    let mut strata = match &previous.strata {
+        Some(carried) => match carried.check(now.shape, &now.canary, &now.baseline) {
+            Ok(()) => carried.clone(),
+            Err(problem) => {
+                note = format!(" (the carried per-look sums were discarded: {problem})");
+                Strata::empty(now.shape)
+            }
+        },
+        None => Strata::empty(now.shape),
+    };
+    let (canary_increment, baseline_increment) = strata.increments(&now.canary, &now.baseline);
+    let decreasing = |increment: &[f64]| {
+        increment.iter().enumerate().any(|(i, x)| *x < 0.0 && !(now.shape == Shape::Mean && i == 0))
+    };
+    if decreasing(&canary_increment) || decreasing(&baseline_increment) {
+        return inconclusive(
+            config,
+            previous,
+            "a cumulative count went down since the last look (a counter reset or a racing scrape); query increases \
+             since the step began"
+                .into(),
+        );
+    }
+    let look = stratum(now.shape, &canary_increment, &baseline_increment);
+    strata.absorb(now.canary.clone(), now.baseline.clone(), look);
+    let mut state = MetricState {
+        canary_samples: canary_n,
+        baseline_samples: baseline_n,
+        strata: Some(strata),
+        ..previous.clone()
+    };
     let min_samples = config.min_samples_or(settings.min_samples);
     if canary_n < min_samples || baseline_n < min_samples {
         let mut waiting = inconclusive(
             config,
             &state,
             format!(
-                "waiting for {} samples per version (canary {}, baseline {})",
+                "waiting for {} samples per version (canary {}, baseline {}){note}",
                 sig(min_samples),
                 sig(canary_n),
                 sig(baseline_n)
@@ -134,95 +239,258 @@ pub(crate) fn assess(
         waiting.verdict.verdict = Verdict::Continue;
         return waiting;
     }
-    let arms = match estimate_arms(config, observation, &mut state) {
-        Ok(arms) => arms,
-        Err(problem) => return inconclusive(config, previous, problem),
-    };
-    let estimate = DifferenceEstimate::from_arms(
-        arms.canary.estimate,
-        arms.canary_var,
-        arms.canary.samples,
-        arms.baseline.estimate,
-        arms.baseline_var,
-        arms.baseline.samples,
-    );
-    if !(estimate.variance > 0.0 && estimate.variance.is_finite() && estimate.difference.is_finite()) {
-        return inconclusive(
-            config,
-            previous,
-            "the metric shows no variation in either version, so no comparison is possible; check the query".into(),
+    match judge(config, observation, &now, &mut state, settings) {
+        Ok(mut assessment) => {
+            assessment.verdict.reason.push_str(&note);
+            assessment
+        }
+        Err(problem) => {
+            // Keep the strata (this look's counts are folded in) so the next look takes the right increments.
+            inconclusive(config, &state, problem)
+        }
+    }
+}
+
+/// The estimate of both arms and the test of the stratified difference against the tolerance.
+fn judge(
+    config: &MetricConfig,
+    observation: &MetricObservation,
+    now: &Cumulative,
+    state: &mut MetricState,
+    settings: Settings,
+) -> Result<Assessment, String> {
+    let strata = state.strata.clone().ok_or("no strata")?;
+    if !(strata.time > 0.0) {
+        return Err("no look yet had samples from both versions in the same interval".into());
+    }
+    let time = strata.time;
+    let difference = strata.difference();
+    let (cw, bw) = (strata.canary_weight, strata.baseline_weight);
+    let mut latency = None;
+    let mut mantel_haenszel = None;
+    let mut welch = None;
+    let (direction, canary, baseline, limits): (Direction, ArmEstimate, ArmEstimate, (f64, f64));
+    let variance_at: Box<dyn Fn(f64) -> f64>;
+    match (&config.kind, &observation.canary, &observation.baseline) {
+        (
+            MetricKind::Ratio { direction: d },
+            ArmCounts::Ratio { successes: cs, trials: cn },
+            ArmCounts::Ratio { successes: bs, trials: bn },
+        ) => {
+            direction = *d;
+            canary = ArmEstimate { estimate: cs / cn, samples: *cn };
+            baseline = ArmEstimate { estimate: bs / bn, samples: *bn };
+            limits = (-1.0, 1.0);
+            let (cs, cn, bs, bn) = (*cs, *cn, *bs, *bn);
+            variance_at = Box::new(move |null| {
+                let (vc, vb) = share_null_variances((cs, cn, bs, bn), null);
+                (vc * cw + vb * bw) / (time * time)
+            });
+            let exact = strata.spread[0];
+            if exact > 0.0 {
+                let statistic = strata.sum * strata.sum / exact;
+                mantel_haenszel = Some(TestResult {
+                    statistic,
+                    p_value: chi_square_sf(statistic, 1.0),
+                    degrees_of_freedom: Some(1.0),
+                });
+            }
+        }
+        (
+            MetricKind::Mean { direction: d },
+            ArmCounts::Mean { sum: csum, sum_sq: csq, count: cn },
+            ArmCounts::Mean { sum: bsum, sum_sq: bsq, count: bn },
+        ) => {
+            direction = *d;
+            let (c, cv) = mean_and_variance(*csum, *csq, *cn);
+            let (b, bv) = mean_and_variance(*bsum, *bsq, *bn);
+            canary = ArmEstimate { estimate: c, samples: *cn };
+            baseline = ArmEstimate { estimate: b, samples: *bn };
+            welch = welch_t_test(c, cv, *cn, b, bv, *bn);
+            // Per-arm variance within looks (a drift of the mean over time is not noise); the whole-step variance
+            // when too few looks had two samples of an arm.
+            let within = |ss: f64, df: f64, fallback: f64| if df >= 1.0 { ss / df } else { fallback };
+            let sc = within(strata.spread[0], strata.spread[1], cv);
+            let sb = within(strata.spread[2], strata.spread[3], bv);
+            let variance = (sc * cw + sb * bw) / (time * time);
+            // Far beyond any bound the mixture can give (its largest component needs under 100 standard errors).
+            let reach = 1e3 * variance.sqrt();
+            limits = (difference - reach, difference + reach);
+            variance_at = Box::new(move |_| variance);
+        }
+        (
+            MetricKind::Latency { quantile, threshold_slack, threshold_seconds },
+            ArmCounts::Histogram { .. },
+            ArmCounts::Histogram { .. },
+        ) => {
+            let (canary_h, baseline_h) = now.histograms.as_ref().ok_or("no histograms")?;
+            direction = Direction::LowerIsBetter;
+            canary = ArmEstimate { estimate: 0.5 + difference, samples: canary_h.total() };
+            baseline = ArmEstimate { estimate: 0.5, samples: baseline_h.total() };
+            limits = (-0.5, 0.5);
+            let variance = strata.spread[0] / (time * time);
+            variance_at = Box::new(move |_| variance);
+            latency = Some(latency_detail(
+                canary_h,
+                baseline_h,
+                (*quantile, *threshold_slack, *threshold_seconds),
+                &strata,
+                state,
+                settings,
+            )?);
+        }
+        _ => return Err("counts have the wrong shape for this metric".into()),
+    }
+    let test = NullTest { difference, time, variance_at: variance_at.as_ref() };
+    if !((test.variance_at)(difference) > 0.0 && difference.is_finite()) {
+        return Err(
+            "the metric shows no variation in either version, so no comparison is possible; check the query".into()
         );
     }
-    let sign = arms.direction.sign();
-    let margin = config.tolerance.margin(arms.baseline.estimate);
-    let oriented = DifferenceEstimate { difference: sign * estimate.difference, ..estimate };
+    let sign = direction.sign();
+    let margin = config.tolerance.margin(baseline.estimate);
     let boundary = -sign * margin;
-    // Shares use the variance under the tested null value (score-type); means use each arm's own variance.
-    let variance_at = |null: f64| match arms.shares {
-        Some(shares) => share_null_variance(shares, null),
-        None => estimate.variance,
+    // Fail: surely worse than the tolerance allows; Pass: surely not.
+    let (fail_now, pass_now) = if sign > 0.0 {
+        (test.p_below(settings.mixture, boundary), test.p_above(settings.mixture, boundary))
+    } else {
+        (test.p_above(settings.mixture, boundary), test.p_below(settings.mixture, boundary))
     };
-    let null_variance = variance_at(boundary);
-    // Oriented so that positive is better: fail when surely below −margin, pass when surely above it.
-    let fail_p = p_value_below_with(&oriented, settings.rho, -margin, null_variance);
-    let pass_p = p_value_above_with(&oriented, settings.rho, -margin, null_variance);
-    state.fail_p = state.fail_p.min(fail_p);
-    state.pass_p = state.pass_p.min(pass_p);
-    let (lower, upper) = match arms.shares {
-        Some(_) => score_bounds(&estimate, settings.rho, settings.alpha, &variance_at, (-1.0, 1.0)),
-        None => {
-            let h = half_width(&estimate, settings.rho, settings.alpha);
-            (estimate.difference - h, estimate.difference + h)
-        }
-    };
-    let side = match (lower > boundary, upper < boundary) {
-        (true, _) => "above",
-        (_, true) => "below",
-        _ => "around",
+    state.fail_p = state.fail_p.min(fail_now);
+    state.pass_p = state.pass_p.min(pass_now);
+    let (lower, upper) = test.bounds(settings.mixture, settings.alpha, limits);
+    let oriented_worse = if sign > 0.0 { upper < boundary } else { lower > boundary };
+    let oriented_better = if sign > 0.0 { lower > boundary } else { upper < boundary };
+    let side = match (oriented_better, oriented_worse) {
+        (true, _) => "on the better side of",
+        (_, true) => "on the worse side of",
+        _ => "still straddles",
     };
     let summary = format!(
-        "canary {} vs baseline {} (n {}/{}), effect {}, {}% confidence sequence [{}, {}] {} the tolerance boundary {}",
-        sig(arms.canary.estimate),
-        sig(arms.baseline.estimate),
-        sig(arms.canary.samples),
-        sig(arms.baseline.samples),
-        sig(estimate.difference),
-        sig(100.0 * (1.0 - settings.alpha)),
+        "canary {} vs baseline {} (n {}/{}), within-look effect {}, confidence sequence [{}, {}] {} the tolerance \
+         boundary {}",
+        sig(canary.estimate),
+        sig(baseline.estimate),
+        sig(canary.samples),
+        sig(baseline.samples),
+        sig(difference),
         sig(lower),
         sig(upper),
-        if side == "around" { "still straddles" } else { side },
+        side,
         sig(boundary),
     );
-    let verdict = if state.pass_p <= settings.alpha && state.decided != Some(Verdict::Fail) {
-        Verdict::Pass
-    } else {
-        Verdict::Continue
-    };
+    let verdict = if state.pass_p <= settings.alpha { Verdict::Pass } else { Verdict::Continue };
     let reason = match verdict {
         Verdict::Pass => format!("{summary}: within tolerance (pass p {})", p(state.pass_p)),
         _ => format!("{summary}: need more samples (fail p {}, pass p {})", p(state.fail_p), p(state.pass_p)),
     };
-    Assessment {
+    Ok(Assessment {
         verdict: MetricVerdict {
             name: config.name.clone(),
             verdict,
             reason,
-            canary: Some(arms.canary),
-            baseline: Some(arms.baseline),
-            effect: Some(estimate.difference),
+            canary: Some(canary),
+            baseline: Some(baseline),
+            effect: Some(difference),
             margin: Some(margin),
             lower_bound: Some(lower),
             upper_bound: Some(upper),
             always_valid_p: state.fail_p,
             pass_p: state.pass_p,
             fail_threshold: None,
-            latency: arms.latency,
-            welch: arms.welch,
+            latency,
+            mantel_haenszel,
+            welch,
         },
-        state,
+        state: state.clone(),
         tested: true,
         summary,
-    }
+    })
+}
+
+/// The per-arm variances of a share when the true difference canary − baseline is `null`: both shares
+/// re-estimated from the pooled counts under that constraint, then smoothed by one pseudo-success and one
+/// pseudo-failure so that 0/n and n/n do not claim zero variance.
+fn share_null_variances(shares: (f64, f64, f64, f64), null: f64) -> (f64, f64) {
+    let (cs, cn, bs, bn) = shares;
+    let baseline = ((cs + bs - cn * null) / (cn + bn)).clamp((-null).max(0.0), (1.0 - null).min(1.0));
+    let canary = (baseline + null).clamp(0.0, 1.0);
+    let smooth = |p: f64, n: f64| {
+        let q = (p * n + 1.0) / (n + 2.0);
+        q * (1.0 - q)
+    };
+    (smooth(canary, cn), smooth(baseline, bn))
+}
+
+/// The latency details: the slow-request threshold (fixed at the first usable look), quantiles and which of them
+/// surely moved, and the fixed-horizon Mann-Whitney for parity with Kayenta.
+fn latency_detail(
+    canary: &Histogram,
+    baseline: &Histogram,
+    (quantile, threshold_slack, threshold_seconds): (f64, f64, Option<f64>),
+    strata: &Strata,
+    state: &mut MetricState,
+    settings: Settings,
+) -> Result<LatencyDetail, String> {
+    let baseline_quantile = baseline.quantile(quantile);
+    let threshold = match (state.latency_threshold, threshold_seconds) {
+        (Some(fixed), _) => Some(fixed),
+        (None, Some(configured)) => baseline.bound_at_or_above(configured),
+        (None, None) => baseline_quantile.and_then(|q| baseline.bound_at_or_above(q * (1.0 + threshold_slack))),
+    };
+    state.latency_threshold = threshold;
+    let slow_share = |h: &Histogram, t: f64| (h.total() - h.count_at_most(t)) / h.total();
+    // Per bucket bound: the stratified difference of the shares at or below it, tested both ways at alpha over
+    // the number of bounds; a quantile moved when the bound just above the baseline's quantile moved.
+    let bounds = baseline.bounds();
+    let time = strata.time;
+    let edge_test = |index: usize| -> Movement {
+        let (Some(sum), Some(bound)) = (strata.spread.get(index + 1), bounds.get(index)) else {
+            return Movement::Unchanged;
+        };
+        let share = |h: &Histogram| h.count_at_most(*bound) / h.total();
+        let (fc, fb) = (share(canary), share(baseline));
+        let smooth = |f: f64, n: f64| {
+            let q = (f * n + 1.0) / (n + 2.0);
+            q * (1.0 - q)
+        };
+        let variance = (smooth(fc, canary.total()) * strata.canary_weight
+            + smooth(fb, baseline.total()) * strata.baseline_weight)
+            / (time * time);
+        let test = NullTest { difference: sum / time, time, variance_at: &|_| variance };
+        let level = settings.alpha / bounds.len().max(1) as f64;
+        if test.p_below(settings.mixture, 0.0) <= level {
+            Movement::Slower
+        } else if test.p_above(settings.mixture, 0.0) <= level {
+            Movement::Faster
+        } else {
+            Movement::Unchanged
+        }
+    };
+    let quantiles = REPORTED_QUANTILES
+        .iter()
+        .map(|q| {
+            let baseline_seconds = baseline.quantile(*q);
+            let index = baseline_seconds.and_then(|s| bounds.iter().position(|b| *b >= s));
+            QuantileShift {
+                quantile: *q,
+                canary_seconds: canary.quantile(*q),
+                baseline_seconds,
+                bound_seconds: index.and_then(|i| bounds.get(i).copied()),
+                moved: index.map_or(Movement::Unchanged, edge_test),
+            }
+        })
+        .collect();
+    Ok(LatencyDetail {
+        threshold_seconds: threshold,
+        quantile,
+        canary_quantile_seconds: canary.quantile(quantile),
+        baseline_quantile_seconds: baseline_quantile,
+        mann_whitney: compare_histograms(canary, baseline),
+        canary_slow_share: threshold.map(|t| slow_share(canary, t)),
+        baseline_slow_share: threshold.map(|t| slow_share(baseline, t)),
+        quantiles,
+    })
 }
 
 /// Checks that the counts have the metric's shape and are finite, non-negative and consistent.
@@ -266,114 +534,8 @@ fn check_counts(config: &MetricConfig, observation: &MetricObservation) -> Resul
     Ok(())
 }
 
-/// A share with its per-sample variance, smoothed by one pseudo-success and one pseudo-failure so that 0/n and
-/// n/n do not claim zero variance.
-fn share(successes: f64, trials: f64) -> (f64, f64) {
-    let smoothed = (successes + 1.0) / (trials + 2.0);
-    (successes / trials, smoothed * (1.0 - smoothed))
-}
-
 fn mean_and_variance(sum: f64, sum_sq: f64, count: f64) -> (f64, f64) {
     let mean = sum / count;
     let variance = ((sum_sq - sum * sum / count) / (count - 1.0)).max(0.0);
     (mean, variance)
-}
-
-fn estimate_arms(
-    config: &MetricConfig,
-    observation: &MetricObservation,
-    state: &mut MetricState,
-) -> Result<ArmsEstimate, String> {
-    match (&config.kind, &observation.canary, &observation.baseline) {
-        (
-            MetricKind::Ratio { direction },
-            ArmCounts::Ratio { successes: cs, trials: cn },
-            ArmCounts::Ratio { successes: bs, trials: bn },
-        ) => {
-            let (c, cv) = share(*cs, *cn);
-            let (b, bv) = share(*bs, *bn);
-            Ok(ArmsEstimate {
-                canary: ArmEstimate { estimate: c, samples: *cn },
-                baseline: ArmEstimate { estimate: b, samples: *bn },
-                canary_var: cv,
-                baseline_var: bv,
-                direction: *direction,
-                latency: None,
-                welch: None,
-                shares: Some((*cs, *cn, *bs, *bn)),
-            })
-        }
-        (
-            MetricKind::Mean { direction },
-            ArmCounts::Mean { sum: csum, sum_sq: csq, count: cn },
-            ArmCounts::Mean { sum: bsum, sum_sq: bsq, count: bn },
-        ) => {
-            let (c, cv) = mean_and_variance(*csum, *csq, *cn);
-            let (b, bv) = mean_and_variance(*bsum, *bsq, *bn);
-            Ok(ArmsEstimate {
-                canary: ArmEstimate { estimate: c, samples: *cn },
-                baseline: ArmEstimate { estimate: b, samples: *bn },
-                canary_var: cv,
-                baseline_var: bv,
-                direction: *direction,
-                latency: None,
-                welch: welch_t_test(c, cv, *cn, b, bv, *bn),
-                shares: None,
-            })
-        }
-        (
-            MetricKind::Latency { quantile, threshold_slack, threshold_seconds },
-            ArmCounts::Histogram { buckets: cb },
-            ArmCounts::Histogram { buckets: bb },
-        ) => {
-            let canary = Histogram::from_cumulative(cb)?;
-            let baseline = Histogram::from_cumulative(bb)?;
-            if canary.bounds() != baseline.bounds() {
-                return Err("canary and baseline histograms have different bucket bounds; both versions must use the same buckets".into());
-            }
-            let baseline_quantile = baseline.quantile(*quantile);
-            let threshold = match (state.latency_threshold, threshold_seconds) {
-                (Some(fixed), _) => fixed,
-                (None, Some(configured)) => baseline.bound_at_or_above(*configured).ok_or_else(|| {
-                    format!(
-                        "the threshold {}s is above the largest finite bucket bound; add buckets or lower it",
-                        sig(*configured)
-                    )
-                })?,
-                (None, None) => {
-                    let base = baseline_quantile.ok_or("the baseline histogram is empty")?;
-                    baseline.bound_at_or_above(base * (1.0 + threshold_slack)).ok_or_else(|| {
-                        format!(
-                            "the baseline p{} x (1 + {}) = {}s is above the largest finite bucket bound; add larger buckets",
-                            sig(100.0 * quantile),
-                            sig(*threshold_slack),
-                            sig(base * (1.0 + threshold_slack))
-                        )
-                    })?
-                }
-            };
-            state.latency_threshold = Some(threshold);
-            let slow = |h: &Histogram| h.total() - h.count_at_most(threshold);
-            let (canary_slow, baseline_slow) = (slow(&canary), slow(&baseline));
-            let (c, cv) = share(canary_slow, canary.total());
-            let (b, bv) = share(baseline_slow, baseline.total());
-            Ok(ArmsEstimate {
-                canary: ArmEstimate { estimate: c, samples: canary.total() },
-                baseline: ArmEstimate { estimate: b, samples: baseline.total() },
-                canary_var: cv,
-                baseline_var: bv,
-                direction: Direction::LowerIsBetter,
-                latency: Some(LatencyDetail {
-                    threshold_seconds: threshold,
-                    quantile: *quantile,
-                    canary_quantile_seconds: canary.quantile(*quantile),
-                    baseline_quantile_seconds: baseline_quantile,
-                    mann_whitney: compare_histograms(&canary, &baseline),
-                }),
-                welch: None,
-                shares: Some((canary_slow, canary.total(), baseline_slow, baseline.total())),
-            })
-        }
-        _ => Err("counts have the wrong shape for this metric".into()),
-    }
 }

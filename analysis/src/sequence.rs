@@ -1,11 +1,124 @@
-//! The anytime-valid confidence sequence: Robbins' normal-mixture boundary on the standardized difference of two
-//! arms' means (Howard et al. 2021, two-sided form), with the always-valid p-value it implies.
+//! The anytime-valid tests. Metric verdicts use [`EffectMixture`]: one-sided likelihood-ratio martingales on the
+//! standardized difference, mixed over a few effect sizes from the smallest effect worth catching upwards (see
+//! docs/statistics.md, section 3). The sample-ratio-mismatch check and the comparison runs in the simulation use
+//! Robbins' two-sided normal mixture (Howard et al. 2021), kept below as [`MixingPrecision`] and friends.
 //!
 //! Notation (see docs/statistics.md): `d` is the observed difference canary − baseline, `V` its estimated variance
 //! `s_c²/n_c + s_b²/n_b`, `t = n_c·n_b/(n_c+n_b)` the effective sample size (intrinsic time) and `ρ` the mixing
 //! precision. The sequence is `d ± sqrt(V) · z(t)` with `z(t)² = (1 + ρ/t)·(ln((t+ρ)/ρ) + 2 ln(1/α))`.
 
 use serde::{Deserialize, Serialize};
+
+use crate::textbook::normal_quantile;
+
+/// Power at which the smallest effect is matched: the mixture's first component sits at the standardized effect a
+/// one-sided fixed-horizon test at level alpha would detect with this power at the expected sample size.
+pub const MATCHED_POWER: f64 = 0.8;
+
+/// Relative weights of the mixture components at θ*, 2θ*, 4θ*, 8θ* (halving: most weight on the smallest effect).
+const COMPONENT_WEIGHTS: [f64; 4] = [8.0 / 15.0, 4.0 / 15.0, 2.0 / 15.0, 1.0 / 15.0];
+
+/// A one-sided mixture of likelihood ratios `exp(θ·y − θ²·t/2)` over standardized effects θ = θ*, 2θ*, 4θ*, 8θ*
+/// with weights 8:4:2:1. For evidence `y` (a standardized sum that drifts like a Brownian motion in the intrinsic
+/// time `t`, with drift 0 under the null) it is a non-negative martingale with mean 1 under the null, so by
+/// Ville's inequality it ever reaches 1/α with probability at most α, whatever the looks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EffectMixture {
+    /// θ*: the smallest standardized effect (effect divided by the per-sample standard deviation) the mixture is
+    /// matched to.
+    pub smallest_effect: f64,
+}
+
+impl EffectMixture {
+    /// The mixture matched to the effect a one-sided fixed-horizon test at `alpha` detects with 80% power at
+    /// `expected_samples` effective samples: θ* = (z(1 − α) + z(0.8)) / sqrt(m).
+    pub fn for_expected_samples(expected_samples: f64, alpha: f64) -> Self {
+        let z = normal_quantile(1.0 - alpha) + normal_quantile(MATCHED_POWER);
+        EffectMixture { smallest_effect: z / expected_samples.sqrt() }
+    }
+
+    /// Natural log of the mixture's likelihood ratio for standardized evidence `y` at intrinsic time `t`.
+    pub fn log_ratio(&self, y: f64, t: f64) -> f64 {
+        let terms: Vec<f64> = COMPONENT_WEIGHTS
+            .iter()
+            .enumerate()
+            .map(|(j, w)| {
+                let theta = self.smallest_effect * f64::from(1u32 << j);
+                w.ln() + theta * y - 0.5 * theta * theta * t
+            })
+            .collect();
+        let top = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !top.is_finite() {
+            return top;
+        }
+        top + terms.iter().map(|x| (x - top).exp()).sum::<f64>().ln()
+    }
+
+    /// The always-valid p-value at this look for standardized evidence `y` at intrinsic time `t`: min(1, 1/Λ).
+    pub fn p_value(&self, y: f64, t: f64) -> f64 {
+        let log_ratio = self.log_ratio(y, t);
+        if log_ratio.is_nan() { 1.0 } else { (-log_ratio).exp().min(1.0) }
+    }
+}
+
+/// A difference estimated from the looks of a step, with a variance that may depend on the null value tested
+/// (score-type for shares).
+pub struct NullTest<'a> {
+    /// The estimate of the difference canary − baseline.
+    pub difference: f64,
+    /// Intrinsic time: effective samples `Σ n_c·n_b/(n_c+n_b)` over the looks.
+    pub time: f64,
+    /// The variance of the estimate when the true difference is the argument.
+    pub variance_at: &'a dyn Fn(f64) -> f64,
+}
+
+impl NullTest<'_> {
+    /// The always-valid p-value of "the difference is at least `null`" (small when the estimate is surely below).
+    pub fn p_below(&self, mixture: EffectMixture, null: f64) -> f64 {
+        self.p(mixture, null, null - self.difference)
+    }
+
+    /// The always-valid p-value of "the difference is at most `null`" (small when the estimate is surely above).
+    pub fn p_above(&self, mixture: EffectMixture, null: f64) -> f64 {
+        self.p(mixture, null, self.difference - null)
+    }
+
+    fn p(&self, mixture: EffectMixture, null: f64, gap: f64) -> f64 {
+        let variance = (self.variance_at)(null);
+        if !(variance > 0.0 && variance.is_finite() && self.time > 0.0) {
+            return 1.0;
+        }
+        // Standardized evidence: the gap in units of its standard deviation, scaled to intrinsic time.
+        let y = gap / variance.sqrt() * self.time.sqrt();
+        mixture.p_value(y, self.time)
+    }
+
+    /// The confidence sequence: each end is a one-sided (1 − α) bound, the set of null values the one-sided test
+    /// on that side does not reject, found by bisection within `limits`.
+    pub fn bounds(&self, mixture: EffectMixture, alpha: f64, limits: (f64, f64)) -> (f64, f64) {
+        let d = self.difference;
+        let search = |mut inside: f64, mut outside: f64, rejected: &dyn Fn(f64) -> bool| {
+            if !rejected(outside) {
+                return outside;
+            }
+            for _ in 0..100 {
+                let middle = 0.5 * (inside + outside);
+                if rejected(middle) {
+                    outside = middle;
+                } else {
+                    inside = middle;
+                }
+                if (outside - inside).abs() <= 1e-12 * (1.0 + d.abs()) {
+                    break;
+                }
+            }
+            0.5 * (inside + outside)
+        };
+        let lower = search(d, limits.0.min(d), &|null| self.p_above(mixture, null) <= alpha);
+        let upper = search(d, limits.1.max(d), &|null| self.p_below(mixture, null) <= alpha);
+        (lower, upper)
+    }
+}
 
 /// The precision ρ of the normal mixture, in units of effective samples. Fixed before the data is seen.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

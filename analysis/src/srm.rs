@@ -1,11 +1,13 @@
-//! Sample ratio mismatch: is traffic reaching the canary in the share the route configures? A chi-square
-//! goodness-of-fit test of the request counts per version against the configured weights, with its p-value made
-//! anytime-valid by the same normal mixture as the metrics (the check runs at every look, so a fixed-horizon
-//! p-value would raise false alarms more often than its level says).
+//! Sample ratio mismatch: is traffic reaching the canary in the share the route configures? Each look's requests
+//! are compared with the weight configured for that look (so a weight that changes within a step is no mismatch),
+//! and the excess of canary requests summed over the looks is tested with an anytime-valid normal mixture (the
+//! check runs at every look, so a fixed-horizon p-value would raise false alarms more often than its level says).
+//! With one weight for the whole step this is the chi-square goodness-of-fit test of the cumulative counts.
 
 use crate::format::{p, sig};
 use crate::input::ArmPair;
 use crate::sequence::MixingPrecision;
+use crate::state::SrmState;
 use crate::textbook::chi_square_goodness_of_fit;
 use crate::verdict::{SrmVerdict, Verdict};
 
@@ -25,15 +27,27 @@ pub fn always_valid_srm_p(chi_square: f64, total: f64, rho: MixingPrecision) -> 
     (0.5 * ((total + r) / r).ln() - chi_square * total / (2.0 * (total + r))).exp().min(1.0)
 }
 
+/// The always-valid p-value from the per-look sums: `sqrt((W+ρw)/ρw) · exp(−E² / (2(W+ρw)))` with `E` the summed
+/// excess of canary requests, `W` its variance and `ρw = ρ·w(1 − w)` the mixing precision in variance units.
+pub fn always_valid_stratified_srm_p(excess: f64, variance: f64, rho: MixingPrecision, weight: f64) -> f64 {
+    let r = rho.0 * weight * (1.0 - weight);
+    if !(r > 0.0) {
+        return 1.0;
+    }
+    (0.5 * ((variance + r) / r).ln() - excess * excess / (2.0 * (variance + r))).exp().min(1.0)
+}
+
 /// Checks the observed request split against `canary_weight` at significance `alpha`. `previous_p` is the
-/// smallest always-valid p-value of earlier looks of the step (1 on the first).
+/// smallest always-valid p-value of earlier looks of the step (1 on the first) and `previous` the per-look sums
+/// carried from the last look. Returns the verdict and the sums to carry on.
 pub fn check_sample_ratio(
     requests: ArmPair<f64>,
     canary_weight: f64,
     alpha: f64,
     rho: MixingPrecision,
     previous_p: f64,
-) -> SrmVerdict {
+    previous: Option<&SrmState>,
+) -> (SrmVerdict, Option<SrmState>) {
     let canary = requests.canary;
     let baseline = requests.baseline;
     let total = canary + baseline;
@@ -52,23 +66,32 @@ pub fn check_sample_ratio(
         verdict.verdict = Verdict::Inconclusive;
         verdict.reason =
             format!("request counts are not finite non-negative numbers (canary {canary}, baseline {baseline})");
-        return verdict;
+        return (verdict, previous.copied());
     }
+    // Carried sums that this look's counts contradict start over (everything so far becomes one look).
+    let carried = previous.copied().filter(|s| s.canary <= canary && s.baseline <= baseline);
+    let mut sums = carried.unwrap_or(SrmState { canary: 0.0, baseline: 0.0, excess: 0.0, variance: 0.0 });
+    let (canary_k, baseline_k) = (canary - sums.canary, baseline - sums.baseline);
+    sums.canary = canary;
+    sums.baseline = baseline;
     if !(canary_weight > 0.0 && canary_weight < 1.0) {
         verdict.reason = format!("canary weight {} leaves no split to check", sig(canary_weight));
-        return verdict;
+        return (verdict, Some(sums));
     }
+    sums.excess += canary_k - canary_weight * (canary_k + baseline_k);
+    sums.variance += (canary_k + baseline_k) * canary_weight * (1.0 - canary_weight);
     if total * canary_weight.min(1.0 - canary_weight) < MIN_EXPECTED_PER_ARM {
         verdict.reason = format!("too few requests ({}) to check the traffic split yet", sig(total));
-        return verdict;
+        return (verdict, Some(sums));
     }
     let Some(test) = chi_square_goodness_of_fit(&[canary, baseline], &[canary_weight, 1.0 - canary_weight]) else {
         verdict.verdict = Verdict::Inconclusive;
         verdict.reason = "the traffic split could not be tested".into();
-        return verdict;
+        return (verdict, Some(sums));
     };
     verdict.test = Some(test);
-    verdict.always_valid_p = previous_p.min(always_valid_srm_p(test.statistic, total, rho));
+    verdict.always_valid_p =
+        previous_p.min(always_valid_stratified_srm_p(sums.excess, sums.variance, rho, canary_weight));
     if verdict.always_valid_p < alpha {
         verdict.verdict = Verdict::Fail;
         verdict.reason = format!(
@@ -92,5 +115,5 @@ pub fn check_sample_ratio(
             p(verdict.always_valid_p)
         );
     }
-    verdict
+    (verdict, Some(sums))
 }

@@ -1,7 +1,12 @@
 //! One analysis look over all metrics: the function the controller calls every interval.
 //!
-//! Pipeline: validate configuration -> sample-ratio-mismatch check -> assess each metric -> Holm–Bonferroni over
-//! the fail p-values -> combine into the step verdict -> hand back the state for the next look.
+//! Pipeline: validate configuration -> check the carried state -> sample-ratio-mismatch check -> assess each
+//! metric -> Holm–Bonferroni over the fail p-values -> combine into the step verdict -> keep a reached Pass or Fail
+//! final -> hand back the state for the next look.
+//!
+//! Decisions are final: once a metric has passed or failed it keeps that verdict for the rest of the step, and
+//! once the step has passed or failed so does the step, whatever later looks show. Each decision is a test at its
+//! own level when it is made; revising it later would only add chances to be wrong.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -12,8 +17,9 @@ use crate::format::p;
 use crate::holm::holm_bonferroni;
 use crate::input::StepInput;
 use crate::metric::{Assessment, Settings, assess};
+use crate::seal::StateSeal;
 use crate::srm::{check_sample_ratio, srm_mixing_precision};
-use crate::state::{AnalysisState, MetricState};
+use crate::state::{AnalysisState, Decided, MetricState};
 use crate::verdict::{MetricVerdict, StepVerdict, Verdict};
 
 /// The verdict of a look and the state to pass to the next one.
@@ -29,10 +35,44 @@ pub struct StepOutcome {
 /// Evaluates one look. `previous` is the state returned by the previous look of the same analysis step (`None`
 /// on the first). Errors only for a broken configuration or counts for an unknown metric; bad data makes a
 /// metric `Inconclusive` instead.
+///
+/// The carried state is checked first ([`AnalysisState::checked`]); parts that no correct look could have
+/// produced start over. Use [`evaluate_step_sealed`] when the state is stored where others can write it.
 pub fn evaluate_step(
     config: &AnalysisConfig,
     input: &StepInput,
     previous: Option<&AnalysisState>,
+) -> Result<StepOutcome, AnalysisError> {
+    evaluate(config, input, previous, Vec::new())
+}
+
+/// [`evaluate_step`] for a caller that keeps the state where others can write it (the ModelRollout status): a
+/// `previous` state without this seal's digest is discarded whole (the analysis starts over from the counts, with
+/// a note in the reason), and the returned state is sealed.
+pub fn evaluate_step_sealed(
+    config: &AnalysisConfig,
+    input: &StepInput,
+    previous: Option<&AnalysisState>,
+    seal: &StateSeal,
+) -> Result<StepOutcome, AnalysisError> {
+    let mut notes = Vec::new();
+    let previous = previous.filter(|state| {
+        let intact = seal.verify(state);
+        if !intact {
+            notes.push("the carried analysis state was not sealed by this controller and was discarded".to_string());
+        }
+        intact
+    });
+    let mut outcome = evaluate(config, input, previous, notes)?;
+    seal.seal(&mut outcome.state);
+    Ok(outcome)
+}
+
+fn evaluate(
+    config: &AnalysisConfig,
+    input: &StepInput,
+    previous: Option<&AnalysisState>,
+    mut notes: Vec<String>,
 ) -> Result<StepOutcome, AnalysisError> {
     config.validate()?;
     if !(input.configured_canary_weight >= 0.0 && input.configured_canary_weight <= 1.0) {
@@ -44,20 +84,31 @@ pub fn evaluate_step(
     if let Some(unknown) = input.metrics.iter().find(|o| !config.metrics.iter().any(|m| m.name == o.name)) {
         return Err(AnalysisError::UnknownMetric(unknown.name.clone()));
     }
-    let settings = Settings { alpha: config.alpha, rho: config.mixing_precision()?, min_samples: config.min_samples };
-    let empty = AnalysisState::default();
-    let previous = previous.unwrap_or(&empty);
+    let settings = Settings { alpha: config.alpha, mixture: config.effect_mixture()?, min_samples: config.min_samples };
+    let previous = match previous {
+        Some(state) => {
+            let (checked, mut dropped) = state.checked(config);
+            notes.append(&mut dropped);
+            checked
+        }
+        None => AnalysisState::default(),
+    };
+    let previous = &previous;
     let look = previous.looks + 1;
 
-    let srm = match (config.srm.enabled, input.requests) {
-        (true, Some(requests)) => Some(check_sample_ratio(
-            requests,
-            input.configured_canary_weight,
-            config.srm.alpha,
-            srm_mixing_precision(config.expected_samples(), input.configured_canary_weight, config.srm.alpha),
-            previous.srm_p,
-        )),
-        _ => None,
+    let (srm, srm_state) = match (config.srm.enabled, input.requests) {
+        (true, Some(requests)) => {
+            let (verdict, sums) = check_sample_ratio(
+                requests,
+                input.configured_canary_weight,
+                config.srm.alpha,
+                srm_mixing_precision(config.expected_samples(), input.configured_canary_weight, config.srm.alpha),
+                previous.srm_p,
+                previous.srm.as_ref(),
+            );
+            (Some(verdict), sums)
+        }
+        _ => (None, previous.srm),
     };
 
     let mut assessments: Vec<Assessment> = config
@@ -75,9 +126,16 @@ pub fn evaluate_step(
     let holm = holm_bonferroni(&fail_p, config.alpha);
     for (assessment, (level, rejected)) in assessments.iter_mut().zip(holm) {
         let already_failed = assessment.state.decided == Some(Verdict::Fail);
+        let already_passed = assessment.state.decided == Some(Verdict::Pass);
         let v = &mut assessment.verdict;
         v.fail_threshold = Some(level);
-        if rejected || already_failed {
+        if already_passed {
+            // Final: a later look does not turn a Pass into anything else.
+            let now = if assessment.tested { assessment.summary.as_str() } else { v.reason.as_str() };
+            v.reason =
+                format!("passed at an earlier look (pass p {}), final for this step; this look: {now}", p(v.pass_p));
+            v.verdict = Verdict::Pass;
+        } else if rejected || already_failed {
             v.verdict = Verdict::Fail;
             v.reason = if assessment.tested {
                 format!(
@@ -109,9 +167,29 @@ pub fn evaluate_step(
     }
 
     let metrics: Vec<MetricVerdict> = assessments.iter().map(|a| a.verdict.clone()).collect();
-    let (verdict, reason) = combine(srm.as_ref(), &metrics, look);
+    let (mut verdict, mut reason) = combine(srm.as_ref(), &metrics, look);
+    let decided = match previous.decided {
+        Some(decided) => {
+            if verdict != decided.verdict {
+                reason = format!(
+                    "{} at look {} is final for this step; this look alone would say {verdict}: {reason}",
+                    decided.verdict, decided.look
+                );
+            }
+            verdict = decided.verdict;
+            Some(decided)
+        }
+        None if matches!(verdict, Verdict::Pass | Verdict::Fail) => Some(Decided { verdict, look }),
+        None => None,
+    };
+    if !notes.is_empty() {
+        reason = format!("{reason} (note: {})", notes.join("; "));
+    }
     let state = AnalysisState {
         looks: look,
+        srm: srm_state,
+        decided,
+        seal: None,
         srm_p: srm.as_ref().map_or(previous.srm_p, |s| s.always_valid_p),
         metrics: config
             .metrics

@@ -90,13 +90,15 @@ pub struct MetricVerdict {
     pub verdict: Verdict,
     /// One line for people: why.
     pub reason: String,
-    /// The canary's estimate and samples (for latency: the share of requests slower than the threshold).
+    /// The canary's estimate and samples (for latency: the probability that a canary request is slower than a
+    /// baseline request of the same look, ties counted half).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<ArmEstimate>,
     /// The baseline's estimate and samples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<ArmEstimate>,
-    /// canary − baseline.
+    /// canary − baseline, estimated within each look and summed over the looks (for latency: that probability
+    /// minus ½).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<f64>,
     /// The tolerance in the metric's units (always ≥ 0; worse means lower for higher-is-better metrics).
@@ -119,6 +121,10 @@ pub struct MetricVerdict {
     /// Latency details: the threshold and the Kayenta-style rank comparison.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencyDetail>,
+    /// The Cochran-Mantel-Haenszel test of ratio metrics over the looks as strata (fixed-horizon, for reference
+    /// only): chi-square with one degree of freedom and its p-value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mantel_haenszel: Option<TestResult>,
     /// Welch's t-test for mean metrics (fixed-horizon, for reference only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub welch: Option<TestResult>,
@@ -135,11 +141,14 @@ pub struct ArmEstimate {
 }
 
 /// Latency-specific numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LatencyDetail {
-    /// Requests slower than this many seconds count as slow.
-    pub threshold_seconds: f64,
+    /// Requests slower than this many seconds count as slow (the baseline's quantile × (1 + slack), rounded up to a
+    /// bucket bound, fixed at the first usable look; or the configured threshold). Absent when the histogram has no
+    /// finite bound that high.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_seconds: Option<f64>,
     /// The configured quantile.
     pub quantile: f64,
     /// The canary's quantile estimate in seconds.
@@ -152,4 +161,45 @@ pub struct LatencyDetail {
     /// (fixed-horizon, for parity with Kayenta; not used for the verdict).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mann_whitney: Option<MannWhitney>,
+    /// The canary's share of requests slower than `thresholdSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_slow_share: Option<f64>,
+    /// The baseline's share of requests slower than `thresholdSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_slow_share: Option<f64>,
+    /// Which quantiles moved: p50, p90, p95 and p99 of both versions, and whether the canary is surely slower or
+    /// faster there (anytime-valid, Bonferroni over the bucket bounds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quantiles: Vec<QuantileShift>,
+}
+
+/// One quantile of both versions and whether it surely moved.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuantileShift {
+    /// The quantile (0.95 = p95).
+    pub quantile: f64,
+    /// The canary's estimate in seconds (interpolated within the bucket, as `histogram_quantile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_seconds: Option<f64>,
+    /// The baseline's estimate in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_seconds: Option<f64>,
+    /// The bucket bound the comparison is made at: the first bound at or above the baseline's quantile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_seconds: Option<f64>,
+    /// `Slower` when fewer canary requests than baseline requests finish within that bound (surely, at level
+    /// alpha over all bounds), `Faster` when surely more, `Unchanged` otherwise.
+    pub moved: Movement,
+}
+
+/// Whether a quantile surely moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Movement {
+    /// The canary is surely slower at this quantile.
+    Slower,
+    /// The canary is surely faster at this quantile.
+    Faster,
+    /// No sure difference yet.
+    Unchanged,
 }

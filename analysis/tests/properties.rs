@@ -220,3 +220,106 @@ proptest! {
         }
     }
 }
+
+/// One random look for the finality property: increments of an accuracy metric and a latency histogram, a weight,
+/// and sometimes bad data.
+#[derive(Debug, Clone)]
+struct RandomLook {
+    canary: u32,
+    baseline: u32,
+    canary_correct: f64,
+    baseline_correct: f64,
+    canary_fast: f64,
+    weight_high: bool,
+    glitch: u8,
+}
+
+fn random_look() -> impl Strategy<Value = RandomLook> {
+    (0u32..=80, 0u32..=600, 0.3f64..1.0, 0.3f64..1.0, 0.0f64..1.0, any::<bool>(), 0u8..20).prop_map(
+        |(canary, baseline, canary_correct, baseline_correct, canary_fast, weight_high, glitch)| RandomLook {
+            canary,
+            baseline,
+            canary_correct,
+            baseline_correct,
+            canary_fast,
+            weight_high,
+            glitch,
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Must-show 4 of issue 14: once a step (or one of its metrics) has reached Pass or Fail, no later look of the
+    /// step says anything else, whatever the later data (shifting rates, split changes, bad numbers, the last look).
+    #[test]
+    fn a_verdict_once_reached_never_changes_later_in_the_step(
+        looks in prop::collection::vec(random_look(), 2..60),
+        tolerance in 0.0f64..0.1,
+        alpha in 0.05f64..0.5,
+    ) {
+        let mut config = AnalysisConfig::with_metrics(vec![
+            MetricConfig { name: "accuracy".into(), kind: ratio(), tolerance: Tolerance::Absolute(tolerance), min_samples: None },
+            MetricConfig {
+                name: "latency".into(),
+                kind: MetricKind::Latency { quantile: 0.9, threshold_slack: 0.1, threshold_seconds: None },
+                tolerance: Tolerance::Absolute(tolerance),
+                min_samples: None,
+            },
+        ]);
+        config.alpha = alpha;
+        config.min_samples = 20.0;
+        config.tuning = rampart_analysis::Tuning::ExpectedSamples(200.0);
+        let mut state: Option<AnalysisState> = None;
+        let (mut cs, mut cn, mut bs, mut bn) = (0.0, 0.0, 0.0, 0.0);
+        let (mut c_fast, mut b_fast) = (0.0, 0.0);
+        let mut step_decided: Option<rampart_analysis::Verdict> = None;
+        let mut metric_decided: [Option<rampart_analysis::Verdict>; 2] = [None, None];
+        let count = looks.len();
+        for (i, look) in looks.into_iter().enumerate() {
+            cn += f64::from(look.canary);
+            bn += f64::from(look.baseline);
+            cs += (f64::from(look.canary) * look.canary_correct).floor();
+            bs += (f64::from(look.baseline) * look.baseline_correct).floor();
+            c_fast += (f64::from(look.canary) * look.canary_fast).floor();
+            b_fast += (f64::from(look.baseline) * 0.5).floor();
+            let histogram = |fast: f64, total: f64| ArmCounts::Histogram { buckets: vec![
+                rampart_analysis::Bucket { le: 0.1, count: fast },
+                rampart_analysis::Bucket { le: f64::INFINITY, count: total },
+            ]};
+            let mut accuracy = MetricObservation { name: "accuracy".into(), canary: ratio_counts(cs, cn), baseline: ratio_counts(bs, bn) };
+            match look.glitch {
+                0 => accuracy.canary = ratio_counts(f64::NAN, cn),
+                1 => accuracy.baseline = ratio_counts(0.0, 0.0),
+                _ => {}
+            }
+            let input = StepInput {
+                configured_canary_weight: if look.weight_high { 0.1 } else { 0.05 },
+                requests: Some(rampart_analysis::ArmPair { canary: cn, baseline: bn }),
+                metrics: vec![
+                    accuracy,
+                    MetricObservation { name: "latency".into(), canary: histogram(c_fast, cn), baseline: histogram(b_fast, bn) },
+                ],
+                final_look: i + 1 == count,
+            };
+            let outcome = evaluate_step(&config, &input, state.as_ref()).unwrap();
+            let verdict = outcome.verdict.verdict;
+            if let Some(decided) = step_decided {
+                prop_assert_eq!(verdict, decided, "the step changed from {:?} at look {}: {}", decided, i + 1, outcome.verdict.reason);
+            } else if matches!(verdict, rampart_analysis::Verdict::Pass | rampart_analysis::Verdict::Fail) {
+                step_decided = Some(verdict);
+            }
+            for (slot, metric) in metric_decided.iter_mut().zip(&outcome.verdict.metrics) {
+                if let Some(decided) = *slot {
+                    prop_assert_eq!(metric.verdict, decided, "metric {} changed at look {}", metric.name, i + 1);
+                } else if matches!(metric.verdict, rampart_analysis::Verdict::Pass | rampart_analysis::Verdict::Fail) {
+                    *slot = Some(metric.verdict);
+                }
+            }
+            // The state goes through JSON, as it does through the ModelRollout status.
+            let text = serde_json::to_string(&outcome.state).unwrap();
+            state = Some(serde_json::from_str(&text).unwrap());
+        }
+    }
+}

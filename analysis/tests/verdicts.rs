@@ -192,8 +192,8 @@ fn fails_latency_when_the_canary_has_many_more_slow_requests() {
     let canary = histogram(&BOUNDS, &[50.0, 250.0, 300.0, 200.0, 100.0, 60.0, 40.0, 0.0, 0.0]);
     let outcome = evaluate_step(&config, &input(vec![observation("latency", canary, baseline)]), None).unwrap();
     assert_eq!(outcome.verdict.verdict, Verdict::Fail, "{}", outcome.verdict.reason);
-    let detail = outcome.verdict.metrics[0].latency.unwrap();
-    assert_eq!(detail.threshold_seconds, 0.25);
+    let detail = outcome.verdict.metrics[0].latency.clone().unwrap();
+    assert_eq!(detail.threshold_seconds, Some(0.25));
     let mw = detail.mann_whitney.unwrap();
     assert!(mw.z > 0.0 && mw.hodges_lehmann.unwrap() > 0.0, "canary should rank slower: {mw:?}");
 }
@@ -210,7 +210,7 @@ fn keeps_the_latency_threshold_fixed_across_looks() {
     let second =
         evaluate_step(&config, &input(vec![observation("latency", slower.clone(), slower)]), Some(&first.state))
             .unwrap();
-    assert_eq!(second.verdict.metrics[0].latency.unwrap().threshold_seconds, threshold);
+    assert_eq!(second.verdict.metrics[0].latency.clone().unwrap().threshold_seconds, Some(threshold));
 }
 
 #[test]
