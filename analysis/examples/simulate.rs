@@ -242,9 +242,9 @@ fn run_ratio(rollouts: u64, seed: u64, plan: &Plan, base: &[f64], drop: f64, con
         let mut previous = Previous::new(configs[0].metrics[0].tolerance.margin(0.0));
         let (mut cs, mut cn, mut bs, mut bn) = (0.0, 0.0, 0.0, 0.0);
         let (mut kayenta_failed, mut z_failed) = (false, false);
-        for k in 0..LOOKS {
-            cs += Binomial::new(plan.canary[k], (base[k] - drop).clamp(0.0, 1.0)).unwrap().sample(&mut rng) as f64;
-            bs += Binomial::new(plan.baseline[k], base[k]).unwrap().sample(&mut rng) as f64;
+        for (k, rate) in base.iter().enumerate().take(LOOKS) {
+            cs += Binomial::new(plan.canary[k], (rate - drop).clamp(0.0, 1.0)).unwrap().sample(&mut rng) as f64;
+            bs += Binomial::new(plan.baseline[k], *rate).unwrap().sample(&mut rng) as f64;
             cn += plan.canary[k] as f64;
             bn += plan.baseline[k] as f64;
             for tracker in &mut trackers {

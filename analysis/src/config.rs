@@ -101,7 +101,8 @@ pub struct MetricConfig {
     #[serde(flatten)]
     pub kind: MetricKind,
     /// The non-inferiority margin: how much worse the canary may be and still pass. For latency metrics it applies
-    /// to the share of slow requests (absolute share points, or relative to the baseline's share).
+    /// to the probability that a canary request is slower than a baseline request of the same look, minus ½
+    /// (absolute points: 0.05 lets the canary be slower in up to 55% of pairs; relative: a fraction of ½).
     #[serde(default)]
     pub tolerance: Tolerance,
     /// Per-metric override of the minimum samples per arm.
@@ -123,10 +124,12 @@ pub enum MetricKind {
         /// Whether a higher mean is better.
         direction: Direction,
     },
-    /// A latency histogram (Prometheus cumulative `le` buckets). The verdict is on the share of requests slower
-    /// than a threshold; lower is better.
+    /// A latency histogram (Prometheus cumulative `le` buckets). The verdict compares the whole histograms: within
+    /// each look, how often a canary request is slower than a baseline request (ranks over the buckets, ties
+    /// counted half); lower is better. The quantile and threshold below set the slow-request share and the
+    /// quantiles shown beside the verdict; they do not decide it.
     Latency {
-        /// The baseline quantile the threshold starts from (0.95 = p95).
+        /// The baseline quantile the reported slow-request threshold starts from (0.95 = p95).
         #[serde(default = "default_quantile")]
         quantile: f64,
         /// Relative slack on that quantile: threshold = baseline quantile × (1 + slack), rounded up to a bucket bound.

@@ -260,7 +260,7 @@ fn judge(
     settings: Settings,
 ) -> Result<Assessment, String> {
     let strata = state.strata.clone().ok_or("no strata")?;
-    if !(strata.time > 0.0) {
+    if strata.time.is_nan() || strata.time <= 0.0 {
         return Err("no look yet had samples from both versions in the same interval".into());
     }
     let time = strata.time;

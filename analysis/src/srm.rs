@@ -31,7 +31,7 @@ pub fn always_valid_srm_p(chi_square: f64, total: f64, rho: MixingPrecision) -> 
 /// excess of canary requests, `W` its variance and `ρw = ρ·w(1 − w)` the mixing precision in variance units.
 pub fn always_valid_stratified_srm_p(excess: f64, variance: f64, rho: MixingPrecision, weight: f64) -> f64 {
     let r = rho.0 * weight * (1.0 - weight);
-    if !(r > 0.0) {
+    if r.is_nan() || r <= 0.0 {
         return 1.0;
     }
     (0.5 * ((variance + r) / r).ln() - excess * excess / (2.0 * (variance + r))).exp().min(1.0)
