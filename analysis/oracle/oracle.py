@@ -171,7 +171,7 @@ def stratified_ratio():
         return q * (1 - q)
 
     for seq in RATIO_SEQUENCES:
-        time = total = cw = bw = 0.0
+        time = total = cw = bw = per_look = 0.0
         cs = cn = bs = bn = 0.0
         fail_p = pass_p = 1.0
         for s_c, n_c, s_b, n_b, _ in seq:
@@ -180,11 +180,14 @@ def stratified_ratio():
             total += t * (s_c / n_c - s_b / n_b)
             cw += t * t / n_c
             bw += t * t / n_b
+            # Variance of t·d under "no difference", from this look's pooled share.
+            a = (s_c + s_b) / (n_c + n_b)
+            per_look += t * t * (a * (1 - a) / n_c + a * (1 - a) / n_b)
             cs, cn, bs, bn = cs + s_c, cn + n_c, bs + s_b, bn + n_b
             if cn < 100 or bn < 100:
                 continue
             pooled = (cs + bs) / (cn + bn)
-            variance = (smooth(pooled, cn) * cw + smooth(pooled, bn) * bw) / time ** 2
+            variance = max(smooth(pooled, cn) * cw + smooth(pooled, bn) * bw, per_look) / time ** 2
             effect = total / time
             y = effect / np.sqrt(variance) * np.sqrt(time)
             fail_p = min(fail_p, mixture_p(theta, -y, time))

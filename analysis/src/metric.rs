@@ -117,9 +117,20 @@ fn stratum(shape: Shape, canary: &[f64], baseline: &[f64]) -> Option<Stratum> {
             let (pc, pb) = ((cs / cn).clamp(0.0, 1.0), (bs / bn).clamp(0.0, 1.0));
             let n = cn + bn;
             let pooled = (pc * cn + pb * bn) / n;
+            let t = cn * bn / n;
             // The exact variance of t·d given the look's margins (Cochran-Mantel-Haenszel), for the reference test.
-            let exact = if n > 1.0 { cn * bn / n * pooled * (1.0 - pooled) * n / (n - 1.0) } else { 0.0 };
-            Some(Stratum { canary_n: cn, baseline_n: bn, difference: pc - pb, spread: vec![exact] })
+            let exact = if n > 1.0 { t * pooled * (1.0 - pooled) * n / (n - 1.0) } else { 0.0 };
+            // t²·(p_c(1−p_c)/n_c + p_b(1−p_b)/n_b) with p_c = a + e·δ, p_b = a − c·δ (a the pooled share, c and e
+            // the arms' shares of the look's samples) is q0 + q1·δ − q2·δ².
+            let (c, e) = (cn / n, bn / n);
+            let quadratic =
+                [t * pooled * (1.0 - pooled), t * (1.0 - 2.0 * pooled) * (e - c), t * (e * e * e + c * c * c)];
+            Some(Stratum {
+                canary_n: cn,
+                baseline_n: bn,
+                difference: pc - pb,
+                spread: vec![exact, quadratic[0], quadratic[1], quadratic[2]],
+            })
         }
         Shape::Mean => {
             let (csum, csq, cn, bsum, bsq, bn) =
@@ -282,9 +293,14 @@ fn judge(
             baseline = ArmEstimate { estimate: bs / bn, samples: *bn };
             limits = (-1.0, 1.0);
             let (cs, cn, bs, bn) = (*cs, *cn, *bs, *bn);
+            let (q0, q1, q2) = (strata.spread[1], strata.spread[2], strata.spread[3]);
+            // The larger of two estimates of the variance under the null: look by look (right when the base rate
+            // drifts while the split changes) and from the smoothed totals (right when events are rare and a few
+            // looks hold them all). Both agree when neither happens.
             variance_at = Box::new(move |null| {
                 let (vc, vb) = share_null_variances((cs, cn, bs, bn), null);
-                (vc * cw + vb * bw) / (time * time)
+                let per_look = (q0 + q1 * null - q2 * null * null).max(0.0);
+                (vc * cw + vb * bw).max(per_look) / (time * time)
             });
             let exact = strata.spread[0];
             if exact > 0.0 {

@@ -31,7 +31,9 @@ pub struct Strata {
     pub canary_weight: f64,
     /// Σ t_k²/n_bk.
     pub baseline_weight: f64,
-    /// Kind-specific sums: ratio `[Σ exact (hypergeometric) variance of t_k·d_k]`; mean `[canary within-look sum of
+    /// Kind-specific sums: ratio `[Σ exact (hypergeometric) variance of t_k·d_k, then the coefficients q0, q1, q2 of
+    /// the variance of Σ t_k·d_k as a function of the null difference δ, q0 + q1·δ − q2·δ², each look's shares
+    /// re-estimated under δ]`; mean `[canary within-look sum of
     /// squares, its degrees of freedom, baseline sum of squares, degrees of freedom]`; latency `[Σ permutation
     /// variance of t_k·d_k, then for every finite bucket bound Σ t_k·(canary share − baseline share at or below it)]`.
     #[serde(default)]
@@ -57,7 +59,7 @@ impl Shape {
 
     fn spread_len(self) -> usize {
         match self {
-            Shape::Ratio => 1,
+            Shape::Ratio => 4,
             Shape::Mean => 4,
             Shape::Histogram(buckets) => buckets,
         }
@@ -140,11 +142,13 @@ impl Strata {
         }
         match shape {
             Shape::Ratio | Shape::Histogram(_) => {
-                let edges = self.spread.iter().skip(1);
+                let rest = self.spread.iter().skip(1);
+                let ratio_ok = shape != Shape::Ratio || (self.spread[1] >= 0.0 && self.spread[3] >= 0.0);
                 if self.sum.abs() > slack(self.time)
+                    || !ratio_ok
                     || self.spread[0] < 0.0
                     || self.spread[0] > slack(self.time)
-                    || edges.clone().any(|x| x.abs() > slack(self.time))
+                    || rest.clone().any(|x| x.abs() > slack(self.time))
                 {
                     return Err("its sums exceed what its effective samples allow".into());
                 }
