@@ -28,7 +28,7 @@ pub use config::{AnalysisConfig, Direction, MetricConfig, MetricKind, SrmConfig,
 pub use document::{AnalysisDocument, AnalysisReport, Interval, analyze_document, analyze_json};
 pub use error::AnalysisError;
 pub use input::{ArmCounts, ArmPair, Bucket, MetricObservation, StepInput};
-pub use seal::StateSeal;
+pub use seal::{StateKey, StateSeal};
 pub use state::{AnalysisState, Decided, MetricState, SrmState};
 pub use step::{StepOutcome, evaluate_step, evaluate_step_sealed};
 pub use verdict::{

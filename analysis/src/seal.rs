@@ -4,9 +4,33 @@
 //! key back in; a state whose seal does not match is discarded whole, so the analysis starts over from the counts
 //! (which come from the metrics provider, not from the status). At worst a forged state resets the analysis.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 
 use crate::state::AnalysisState;
+
+/// The caller's secret key, kept for making a [`StateSeal`] per rollout and step. Its `Debug` never shows the key.
+#[derive(Clone)]
+pub struct StateKey(Arc<[u8]>);
+
+impl StateKey {
+    /// A key from secret bytes (32 random bytes are a good key).
+    pub fn new(bytes: &[u8]) -> Self {
+        StateKey(bytes.into())
+    }
+
+    /// The seal for one rollout and step, e.g. context `"<rollout uid>/step 3"`.
+    pub fn seal_for(&self, context: impl Into<String>) -> StateSeal {
+        StateSeal::new(&self.0, context)
+    }
+}
+
+impl std::fmt::Debug for StateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateKey(<redacted>)")
+    }
+}
 
 /// A secret key for sealing states, with the context that binds a state to one rollout and analysis step (e.g.
 /// `"<rollout uid>/step 3"`), so that a sealed state cannot be copied from another rollout or step.
