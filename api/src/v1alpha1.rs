@@ -548,13 +548,15 @@ pub struct Metric {
     pub tolerance: Option<Tolerance>,
     /// PromQL returning cumulative counters for one version: `{{version}}` and `{{namespace}}` are substituted.
     pub queries: MetricQueries,
-    /// Latency metrics: how "slow" is defined. The verdict is on the share of requests slower than a threshold
-    /// taken from the baseline, and `tolerance` is then in share points (0.02 = two points more slow requests).
+    /// Latency metrics: the verdict compares the whole histograms, look by look: how often a canary request is
+    /// slower than a baseline request (ties within a bucket count half). `tolerance` is in points of that
+    /// probability above ½ (0.05 = the canary may be slower in up to 55% of pairs). These settings define the
+    /// slow-request threshold shown beside the verdict; they do not decide it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencySettings>,
 }
 
-/// How a latency metric defines a slow request.
+/// How a latency metric defines the slow-request threshold shown beside its verdict.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct LatencySettings {
