@@ -39,14 +39,12 @@ impl EffectMixture {
 
     /// Natural log of the mixture's likelihood ratio for standardized evidence `y` at intrinsic time `t`.
     pub fn log_ratio(&self, y: f64, t: f64) -> f64 {
-        let terms: Vec<f64> = COMPONENT_WEIGHTS
-            .iter()
-            .enumerate()
-            .map(|(j, w)| {
-                let theta = self.smallest_effect * f64::from(1u32 << j);
-                w.ln() + theta * y - 0.5 * theta * theta * t
-            })
-            .collect();
+        let mut terms = [0.0; COMPONENT_WEIGHTS.len()];
+        let mut theta = self.smallest_effect;
+        for (term, weight) in terms.iter_mut().zip(COMPONENT_WEIGHTS) {
+            *term = weight.ln() + theta * y - 0.5 * theta * theta * t;
+            theta *= 2.0;
+        }
         let top = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         if !top.is_finite() {
             return top;
