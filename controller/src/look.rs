@@ -126,5 +126,5 @@ async fn increase(
     let query = render(template, version, window.namespace);
     let now = prometheus.value(&query, Some(window.until)).await?;
     let before = prometheus.value(&query, Some(window.since)).await?;
-    Ok(now - before)
+    Ok(crate::prometheus::counter_increase(now, before))
 }

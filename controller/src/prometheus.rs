@@ -54,10 +54,14 @@ struct Sample {
 impl Prometheus {
     /// A client for `base_url` (e.g. `http://127.0.0.1:9090`) with a per-query time limit.
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, QueryError> {
-        let http = reqwest::Client::builder().timeout(timeout).build().map_err(|err| QueryError::Unreachable {
-            url: base_url.to_string(),
-            message: format!("cannot build an HTTP client: {err}"),
-        })?;
+        // No redirects: a metrics endpoint that redirects elsewhere is refused rather than followed.
+        let http =
+            reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build().map_err(
+                |err| QueryError::Unreachable {
+                    url: base_url.to_string(),
+                    message: format!("cannot build an HTTP client: {err}"),
+                },
+            )?;
         Ok(Self { http, base_url: base_url.trim_end_matches('/').to_string() })
     }
 
@@ -159,12 +163,23 @@ pub fn render(template: &str, version: &str, namespace: &str) -> String {
     template.replace("{{version}}", version).replace("{{namespace}}", namespace)
 }
 
-/// Subtracts the counts at the step's start from the counts now, bucket by bucket (missing start buckets are 0).
+/// How much a counter grew between two readings. A counter that went down was reset (its process restarted): it
+/// counted from zero since, so the growth is what it reads now, as Prometheus' `increase()` treats a reset. Counts
+/// from before the reset within the window are lost, never negative.
+pub fn counter_increase(now: f64, before: f64) -> f64 {
+    if now >= before { now - before } else { now.max(0.0) }
+}
+
+/// Subtracts the counts at the step's start from the counts now, bucket by bucket (missing start buckets are 0). A
+/// histogram whose total went down was reset: its counts now are the increase.
 pub fn bucket_increase(now: &[Bucket], start: &[Bucket]) -> Vec<Bucket> {
+    let total = |buckets: &[Bucket]| buckets.iter().map(|b| b.count).fold(0.0_f64, f64::max);
+    let reset = total(now) < total(start);
     now.iter()
         .map(|bucket| {
-            let before = start.iter().find(|b| b.le == bucket.le).map(|b| b.count).unwrap_or(0.0);
-            Bucket { le: bucket.le, count: bucket.count - before }
+            let before =
+                if reset { 0.0 } else { start.iter().find(|b| b.le == bucket.le).map(|b| b.count).unwrap_or(0.0) };
+            Bucket { le: bucket.le, count: counter_increase(bucket.count, before) }
         })
         .collect()
 }
@@ -191,6 +206,16 @@ mod tests {
         ];
         let diff = bucket_increase(&now, &start);
         assert_eq!(diff.iter().map(|b| b.count).collect::<Vec<_>>(), vec![3.0, 3.0, 10.0]);
+    }
+
+    #[test]
+    fn a_counter_reset_counts_from_zero_instead_of_going_negative() {
+        assert_eq!(counter_increase(150.0, 100.0), 50.0);
+        assert_eq!(counter_increase(30.0, 100.0), 30.0, "reset: the 30 counted since");
+        let start = vec![Bucket { le: 0.1, count: 50.0 }, Bucket { le: f64::INFINITY, count: 100.0 }];
+        let now = vec![Bucket { le: 0.1, count: 4.0 }, Bucket { le: f64::INFINITY, count: 10.0 }];
+        let diff = bucket_increase(&now, &start);
+        assert_eq!(diff.iter().map(|b| b.count).collect::<Vec<_>>(), vec![4.0, 10.0]);
     }
 
     #[test]

@@ -177,6 +177,8 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
         intent: &intent,
         settings: &ctx.settings,
         now: Timestamp::now(),
+        deleted_at: rollout.metadata.deletion_timestamp.as_ref().map(|t| t.0),
+        has_finalizer: rollout.finalizers().iter().any(|f| f == decide::FINALIZER),
         observed: Observation::Nothing,
     };
     let spec_error = |err: DecideError| match err {
@@ -206,16 +208,21 @@ async fn carry_out(
 ) -> Result<Action, Error> {
     let namespace = rollout.namespace().unwrap_or_default();
     let id = format!("{namespace}/{}", rollout.name_any());
+    // The status write carries the read's resourceVersion, or the one a finalizer change returned.
+    let mut resource_version = rollout.resource_version();
     for effect in &act.effects {
-        apply(ctx, rollout, &act.status, effect).await?;
+        if let Some(changed) = apply(ctx, rollout, &act.status, effect).await? {
+            resource_version = Some(changed);
+        }
         if let (Effect::RouteAllToBaseline { after_failing_verdict: true }, Some(at)) = (effect, observed_at) {
             let latency = at.elapsed();
             ctx.metrics.rollback_latency.observe(latency.as_secs_f64());
             tracing::info!(rollout = %id, latency_ms = latency.as_secs_f64() * 1000.0, "canary weight is 0 after a failing verdict");
         }
     }
-    if act.status != *read {
-        write_status(ctx, rollout, &act.status).await?;
+    let released = act.effects.contains(&Effect::ReleaseFinalizer);
+    if act.status != *read && !released {
+        write_status(ctx, rollout, resource_version, &act.status).await?;
         if let Some(analysis) = &act.status.analysis
             && read.analysis.as_ref() != Some(analysis)
         {
@@ -239,8 +246,54 @@ async fn carry_out(
     })
 }
 
-/// Carries out one effect.
+/// Carries out one effect. Returns the rollout's new resourceVersion when the effect changed the rollout itself.
 async fn apply(
+    ctx: &Context,
+    rollout: &ModelRollout,
+    status: &ModelRolloutStatus,
+    effect: &Effect,
+) -> Result<Option<String>, Error> {
+    if let Effect::AddFinalizer | Effect::ReleaseFinalizer = effect {
+        return set_finalizer(ctx, rollout, matches!(effect, Effect::AddFinalizer)).await.map(Some);
+    }
+    apply_to_cluster(ctx, rollout, status, effect).await.map(|()| None)
+}
+
+/// Adds or removes Rampart's finalizer with server-side apply under its own field manager, so other finalizers on
+/// the rollout are left alone.
+async fn set_finalizer(ctx: &Context, rollout: &ModelRollout, present: bool) -> Result<String, Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let finalizers: Vec<&str> = if present { vec![decide::FINALIZER] } else { vec![] };
+    let patch = serde_json::json!({
+        "apiVersion": ModelRollout::api_version(&()),
+        "kind": ModelRollout::kind(&()),
+        "metadata": {"name": rollout.name_any(), "finalizers": finalizers},
+    });
+    let params = PatchParams::apply(FINALIZER_MANAGER).force();
+    let changed = Api::<ModelRollout>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&rollout.name_any(), &params, &Patch::Apply(&patch))
+        .await
+        .map_err(|source| Error::Kube {
+            rollout: format!("{namespace}/{}", rollout.name_any()),
+            action: if present { "add the finalizer".into() } else { "remove the finalizer".into() },
+            source,
+        })?;
+    if let (Some(uid), Some(version)) = (rollout.uid(), changed.resource_version().and_then(|rv| rv.parse().ok())) {
+        ctx.written.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, version);
+    }
+    Ok(changed.resource_version().unwrap_or_default())
+}
+
+/// The field manager that owns Rampart's finalizer (separate from the one that owns status).
+const FINALIZER_MANAGER: &str = "rampart-finalizer";
+
+/// True when the error is the API server saying the object does not exist.
+fn not_found(err: &traffic::TrafficError) -> bool {
+    matches!(err, traffic::TrafficError::Kube { source: kube::Error::Api(status), .. } if status.code == 404)
+}
+
+/// Carries out one effect on objects other than the rollout.
+async fn apply_to_cluster(
     ctx: &Context,
     rollout: &ModelRollout,
     status: &ModelRolloutStatus,
@@ -299,17 +352,26 @@ async fn apply(
             }
         }
         Effect::RouteAllToBaseline { .. } => {
-            if spec.serving.deployment.is_some() {
-                if let Some(gateway) = spec.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
-                    traffic::set_gateway_weight(&ctx.client, &namespace, gateway, 0).await.map_err(traffic_error)?;
+            // A route (or InferenceService) that no longer exists sends nothing to the canary: that is weight 0, and
+            // a rollback must not wait forever for an object someone deleted.
+            let result = if spec.serving.deployment.is_some() {
+                match spec.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
+                    Some(gateway) => traffic::set_gateway_weight(&ctx.client, &namespace, gateway, 0).await,
+                    None => Ok(()),
                 }
             } else if let Some(kserve) = &spec.serving.kserve {
                 let uri = status.stable_uri.as_deref();
-                traffic::set_kserve(&ctx.client, &namespace, &kserve.inference_service, 0, uri)
-                    .await
-                    .map_err(traffic_error)?;
+                traffic::set_kserve(&ctx.client, &namespace, &kserve.inference_service, 0, uri).await
+            } else {
+                Ok(())
+            };
+            match result {
+                Err(err) if not_found(&err) => {
+                    tracing::warn!(rollout = %id(), error = %err, "the traffic object is gone; counting it as weight 0");
+                    Ok(())
+                }
+                other => other.map_err(traffic_error),
             }
-            Ok(())
         }
         Effect::DeleteCanary => match &spec.serving.deployment {
             Some(deployment) => {
@@ -323,6 +385,7 @@ async fn apply(
             }
             None => Ok(()),
         },
+        Effect::AddFinalizer | Effect::ReleaseFinalizer => Ok(()),
         Effect::PromoteKServe => match &spec.serving.kserve {
             Some(kserve) => {
                 let uri = Some(spec.candidate.artifact.uri.as_str());
@@ -336,7 +399,12 @@ async fn apply(
 }
 
 /// Writes status with server-side apply, carrying the read's resourceVersion, and remembers the new one.
-async fn write_status(ctx: &Context, rollout: &ModelRollout, status: &ModelRolloutStatus) -> Result<(), Error> {
+async fn write_status(
+    ctx: &Context,
+    rollout: &ModelRollout,
+    resource_version: Option<String>,
+    status: &ModelRolloutStatus,
+) -> Result<(), Error> {
     if !*ctx.leader.borrow() {
         return Err(Error::NotLeader);
     }
@@ -344,7 +412,7 @@ async fn write_status(ctx: &Context, rollout: &ModelRollout, status: &ModelRollo
     let patch = serde_json::json!({
         "apiVersion": ModelRollout::api_version(&()),
         "kind": ModelRollout::kind(&()),
-        "metadata": {"resourceVersion": rollout.resource_version()},
+        "metadata": {"resourceVersion": resource_version},
         "status": status,
     });
     let written = Api::<ModelRollout>::namespaced(ctx.client.clone(), &namespace)

@@ -218,6 +218,60 @@ pub fn retry(facts: &Facts<'_>, value: String) -> Decision {
     act(facts, status, vec![Effect::DeleteCheckJobs], Some(note), NEXT)
 }
 
+/// How long a deleted rollout waits for the registry to take its queued records before it goes anyway.
+pub const DELETE_GRACE: Duration = Duration::from_secs(300);
+
+/// The rollout was deleted: traffic goes back to the baseline (unless the candidate was promoted, when the baseline
+/// serves it already), the canary goes, the trail is written, then the finalizer is released. Waits up to
+/// [`DELETE_GRACE`] for the registry, never for anything else.
+pub fn release(facts: &Facts<'_>) -> Decision {
+    if !facts.has_finalizer {
+        return Decision::Act(Box::new(Act {
+            effects: vec![],
+            status: facts.status.clone(),
+            event: None,
+            requeue: Requeue::OnChange,
+        }));
+    }
+    let mut status = facts.status.clone();
+    let phase = status.phase.unwrap_or(Phase::Pending);
+    let mut effects = Vec::new();
+    if phase != Phase::Succeeded {
+        effects.push(Effect::RouteAllToBaseline { after_failing_verdict: false });
+        status.canary_weight = Some(0);
+    }
+    if facts.spec.serving.deployment.is_some() {
+        effects.push(Effect::DeleteCanary);
+    }
+    let mut event = None;
+    if !phase.is_terminal() {
+        let reason = "the rollout was deleted: all traffic returned to the baseline".to_string();
+        record(
+            facts,
+            &mut status,
+            TrailRecord::Finish { uid: facts.uid.into(), aborted: true, reason: reason.clone() },
+        );
+        status::transition(&mut status, Phase::RolledBack, reason.clone(), facts.now);
+        event = Some(Note { warning: true, reason: "Deleted", message: reason });
+    }
+    let pending = status.outbox.as_ref().map_or(0, Vec::len);
+    let deleted_for = facts
+        .deleted_at
+        .map(|at| facts.now.duration_since(at))
+        .filter(|d| d.is_positive())
+        .map(|d| d.unsigned_abs())
+        .unwrap_or(Duration::ZERO);
+    if facts.settings.registry && pending > 0 && deleted_for < DELETE_GRACE {
+        status.message = Some(format!(
+            "deleting: traffic is on the baseline; waiting for the registry to take {pending} trail records (at most {})",
+            format_duration(DELETE_GRACE)
+        ));
+        return act(facts, status, effects, event, Requeue::After(Duration::from_secs(2)));
+    }
+    effects.push(Effect::ReleaseFinalizer);
+    Decision::Act(Box::new(Act { effects, status, event, requeue: Requeue::OnChange }))
+}
+
 /// A timed pause step, as shown in messages.
 pub fn pause_text(duration: Duration) -> String {
     format_duration(duration)

@@ -89,6 +89,10 @@ pub struct Facts<'a> {
     pub settings: &'a Settings,
     /// Now.
     pub now: Timestamp,
+    /// When the rollout was deleted (`metadata.deletionTimestamp`), if it was.
+    pub deleted_at: Option<Timestamp>,
+    /// The rollout carries Rampart's finalizer.
+    pub has_finalizer: bool,
     /// What was observed for this decision.
     pub observed: Observation,
 }
@@ -211,6 +215,10 @@ pub enum Effect {
     PromoteBaseline,
     /// KServe: the candidate takes all traffic as the new default.
     PromoteKServe,
+    /// Add Rampart's finalizer, so that deleting the rollout first returns traffic to the baseline.
+    AddFinalizer,
+    /// Remove Rampart's finalizer: the rollout may go.
+    ReleaseFinalizer,
 }
 
 /// What to do now.
@@ -246,8 +254,27 @@ pub enum DecideError {
     Analysis(#[from] rampart_analysis::AnalysisError),
 }
 
+/// Rampart's finalizer on a ModelRollout.
+pub const FINALIZER: &str = "rampart.dev/return-traffic";
+
 /// The state machine: one decision for one rollout.
 pub fn decide(facts: &Facts<'_>) -> Result<Decision, DecideError> {
+    if facts.deleted_at.is_some() {
+        return Ok(endings::release(facts));
+    }
+    let mut decision = decide_phase(facts)?;
+    // A rollout that can still move traffic carries the finalizer, so deleting it returns traffic first.
+    let active = !facts.status.phase.unwrap_or(Phase::Pending).is_terminal();
+    if let Decision::Act(act) = &mut decision
+        && !facts.has_finalizer
+        && (active || act.status.phase.is_some_and(|p| !p.is_terminal()))
+    {
+        act.effects.insert(0, Effect::AddFinalizer);
+    }
+    Ok(decision)
+}
+
+fn decide_phase(facts: &Facts<'_>) -> Result<Decision, DecideError> {
     let status = facts.status;
     let phase = status.phase.unwrap_or(Phase::Pending);
 

@@ -76,3 +76,59 @@ fn kserve_promotion_makes_the_candidate_the_default() {
     assert_eq!(act.effects, vec![Effect::PromoteKServe]);
     assert_eq!(act.status.phase, Some(Phase::Succeeded));
 }
+
+// ----- deletion -------------------------------------------------------------------------------------------------
+
+#[test]
+fn an_active_rollout_gets_the_finalizer_with_its_first_change() {
+    let mut case = Case::new(spec(), status(Phase::Progressing, 0, 0.0), 1.0);
+    case.has_finalizer = false;
+    let act = case.act(Observation::Nothing);
+    assert_eq!(act.effects, vec![Effect::AddFinalizer, Effect::SetWeight { weight: 10, create_canary: true }]);
+    let mut done = Case::new(spec(), status(Phase::Succeeded, 6, 0.0), 1.0);
+    done.has_finalizer = false;
+    assert!(done.act(Observation::Nothing).effects.is_empty(), "a finished rollout needs no finalizer");
+}
+
+#[test]
+fn deleting_a_rollout_at_full_weight_returns_all_traffic_first_and_records_it() {
+    for phase in [Phase::Progressing, Phase::Paused, Phase::Promoting] {
+        let mut current = status(phase, 5, 0.0);
+        current.canary_weight = Some(100);
+        let mut case = Case::new(spec(), current, 10.0);
+        case.deleted_at = Some(9.0);
+        let act = case.act(Observation::Nothing);
+        assert_eq!(
+            act.effects,
+            vec![Effect::RouteAllToBaseline { after_failing_verdict: false }, Effect::DeleteCanary],
+            "{phase:?}: the finalizer waits for the trail"
+        );
+        assert_eq!(act.status.canary_weight, Some(0));
+        assert_eq!(act.status.phase, Some(Phase::RolledBack));
+        assert_eq!(record_kinds(&act.status), vec!["finish"]);
+        assert_eq!(act.event.map(|e| e.reason), Some("Deleted"));
+    }
+}
+
+#[test]
+fn a_deleted_rollout_goes_once_its_trail_is_written_or_the_grace_ran_out() {
+    let mut case = Case::new(spec(), status(Phase::RolledBack, 1, 0.0), 10.0);
+    case.deleted_at = Some(9.0);
+    let act = case.act(Observation::Nothing);
+    assert_eq!(act.effects.last(), Some(&Effect::ReleaseFinalizer));
+
+    let mut waiting = Case::new(spec(), status(Phase::RolledBack, 1, 0.0), 10.0);
+    waiting.status.outbox = Some(vec!["{}".into()]);
+    waiting.deleted_at = Some(9.0);
+    assert!(!waiting.act(Observation::Nothing).effects.contains(&Effect::ReleaseFinalizer));
+    waiting.now = 9.0 + endings::DELETE_GRACE.as_secs_f64() + 1.0;
+    assert_eq!(waiting.act(Observation::Nothing).effects.last(), Some(&Effect::ReleaseFinalizer));
+}
+
+#[test]
+fn deleting_a_promoted_rollout_leaves_the_traffic_alone() {
+    let mut case = Case::new(spec(), status(Phase::Succeeded, 6, 0.0), 10.0);
+    case.deleted_at = Some(9.0);
+    let act = case.act(Observation::Nothing);
+    assert_eq!(act.effects, vec![Effect::DeleteCanary, Effect::ReleaseFinalizer]);
+}

@@ -90,11 +90,21 @@ pub(super) struct Case {
     pub(super) intent: Intent,
     pub(super) settings: Settings,
     pub(super) now: f64,
+    pub(super) deleted_at: Option<f64>,
+    pub(super) has_finalizer: bool,
 }
 
 impl Case {
     pub(super) fn new(spec: ModelRolloutSpec, status: ModelRolloutStatus, now: f64) -> Self {
-        Case { spec, status, intent: Intent::default(), settings: settings(), now }
+        Case {
+            spec,
+            status,
+            intent: Intent::default(),
+            settings: settings(),
+            now,
+            deleted_at: None,
+            has_finalizer: true,
+        }
     }
 
     pub(super) fn decide(&self, observed: Observation) -> Decision {
@@ -108,6 +118,8 @@ impl Case {
             intent: &self.intent,
             settings: &self.settings,
             now: at(self.now),
+            deleted_at: self.deleted_at.map(at),
+            has_finalizer: self.has_finalizer,
             observed,
         };
         decide(&facts).expect("a decision")
