@@ -375,7 +375,9 @@ async fn apply_to_cluster(
         }
         Effect::DeleteCanary => match &spec.serving.deployment {
             Some(deployment) => {
-                serving::delete_canary(&ctx.client, &namespace, deployment).await.map_err(serving_error)
+                serving::delete_canary(&ctx.client, &namespace, deployment, &rollout.uid().unwrap_or_default())
+                    .await
+                    .map_err(serving_error)
             }
             None => Ok(()),
         },

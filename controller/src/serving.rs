@@ -146,6 +146,7 @@ pub async fn ensure_canary(
     selector.insert(ROLE_LABEL.into(), "canary".into());
     let owner = owner_reference(rollout);
     let name = canary_name(serving);
+    check_canary_owner(client, &namespace, &name, &owner.uid).await?;
     let canary = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -170,14 +171,53 @@ pub async fn ensure_canary(
     Ok(())
 }
 
-/// Deletes the canary Deployment; a canary that is already gone is fine.
+/// True when `deployment` is owned by the rollout with uid `owner`.
+fn owned_by(deployment: &Deployment, owner: &str) -> bool {
+    deployment.metadata.owner_references.iter().flatten().any(|r| r.uid == owner && r.kind == "ModelRollout")
+}
+
+/// Refuses a Deployment under the canary's name that this rollout did not create (another team's, or another
+/// rollout's): Rampart overwrites only its own canary.
+async fn check_canary_owner(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    owner: &str,
+) -> Result<(), ServingError> {
+    match Api::<Deployment>::namespaced(client.clone(), namespace).get_opt(name).await {
+        Ok(Some(existing)) if owned_by(&existing, owner) => Ok(()),
+        Ok(Some(_)) => Err(ServingError::Unusable(format!(
+            "Deployment {namespace}/{name} exists and was not created by this rollout; Rampart neither overwrites nor \
+             deletes it. Rename it, or delete it yourself if it is a leftover, then rampart retry"
+        ))),
+        Ok(None) => Ok(()),
+        Err(source) => Err(ServingError::Kube { action: format!("reading Deployment {namespace}/{name}"), source }),
+    }
+}
+
+/// Deletes the canary Deployment if this rollout (uid `owner`) created it; a canary that is already gone is fine.
 pub async fn delete_canary(
     client: &kube::Client,
     namespace: &str,
     serving: &DeploymentServing,
+    owner: &str,
 ) -> Result<(), ServingError> {
     let name = canary_name(serving);
-    match Api::<Deployment>::namespaced(client.clone(), namespace).delete(&name, &DeleteParams::background()).await {
+    let existing = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get_opt(&name)
+        .await
+        .map_err(|source| ServingError::Kube { action: format!("reading Deployment {namespace}/{name}"), source })?;
+    // Gone already, or not this rollout's: nothing of ours to delete.
+    let Some(uid) = existing.filter(|d| owned_by(d, owner)).and_then(|d| d.metadata.uid) else { return Ok(()) };
+    // The uid precondition deletes exactly the Deployment that was checked, never one created under its name since.
+    let params = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(uid).filter(|u| !u.is_empty()),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match Api::<Deployment>::namespaced(client.clone(), namespace).delete(&name, &params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(source) => {

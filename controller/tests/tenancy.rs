@@ -60,3 +60,31 @@ async fn an_abort_after_the_route_was_deleted_still_ends_rolled_back() {
     assert_eq!(done.status.unwrap().canary_weight, Some(0));
     rig.stop_controller().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_under_the_canarys_name_that_the_rollout_did_not_create_is_neither_overwritten_nor_deleted() {
+    let mut rig = Rig::new("squat", ModelServerConfig::new("v2").latency(QUICK, 0.3), None).await;
+    let deployments: Api<Deployment> = Api::namespaced(rig.client.clone(), &rig.namespace);
+    // Another team's Deployment that happens to carry the name Rampart would give the canary.
+    let mut foreign = deployments.get("model").await.unwrap();
+    foreign.metadata = kube::api::ObjectMeta { name: Some("model-canary".into()), ..Default::default() };
+    foreign.status = None;
+    deployments.create(&Default::default(), &foreign).await.unwrap();
+    let before = deployments.get("model-canary").await.unwrap();
+
+    rig.start_controller();
+    let steps = json!([{"setWeight": 50}, {"pause": {}}]);
+    rig.create_rollout(rollout("squatter", steps, json!([accuracy_metric(0.05)]), json!({}))).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after = deployments.get("model-canary").await.unwrap();
+    assert_eq!(after.metadata.uid, before.metadata.uid, "not deleted and recreated");
+    assert_eq!(after.spec, before.spec, "not overwritten");
+    assert_ne!(rig.route_canary_weight().await, Some(50), "no traffic moved to a Deployment the rollout does not own");
+    let status = rig.rollouts().get("squatter").await.unwrap().status.unwrap_or_default();
+    assert_eq!(status.current_step.unwrap_or(0), 0, "the step did not complete");
+
+    rig.annotate("squatter", "rampart.dev/abort", Some("true")).await;
+    rig.wait_for_phase("squatter", &[Phase::RolledBack], Duration::from_secs(30)).await;
+    assert!(deployments.get_opt("model-canary").await.unwrap().is_some(), "the abort leaves the foreign Deployment");
+    rig.stop_controller().await;
+}
