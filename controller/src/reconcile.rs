@@ -69,6 +69,7 @@ impl Context {
             default_analysis_interval: config.default_analysis_interval,
             analysis_status_interval: config.analysis_status_interval,
             smoke_image_allow_list: config.smoke_image_allow_list.clone(),
+            state_key: random_state_key(),
         };
         Context {
             registry: config.database_url.as_deref().map(|url| Arc::new(RegistryConnection::new(url))),
@@ -82,6 +83,20 @@ impl Context {
             outbox_backoff: Default::default(),
             prometheus: Default::default(),
             written: Default::default(),
+        }
+    }
+}
+
+/// A fresh key for sealing analysis states, from the kernel's random source. Per process: after a restart or a
+/// change of leader the running analyses start over from their totals (at worst a reset, never a forged Pass).
+fn random_state_key() -> Option<rampart_analysis::StateKey> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        Ok(()) => Some(rampart_analysis::StateKey::new(&bytes)),
+        Err(err) => {
+            tracing::warn!(error = %err, "no random source for sealing analysis state; states are only checked");
+            None
         }
     }
 }

@@ -94,7 +94,15 @@ pub fn look(facts: &Facts<'_>, index: i32, step: &AnalysisStep) -> Result<Decisi
     };
     let previous_state: Option<AnalysisState> =
         analysis.engine_state.as_deref().and_then(|text| serde_json::from_str(text).ok());
-    let outcome = rampart_analysis::evaluate_step(&config, &input, previous_state.as_ref())?;
+    // The state is sealed per rollout and step: one written by anyone else, or copied from another rollout or step,
+    // is discarded rather than trusted.
+    let outcome = match &facts.settings.state_key {
+        Some(key) => {
+            let seal = key.seal_for(format!("{}/step {index}", facts.uid));
+            rampart_analysis::evaluate_step_sealed(&config, &input, previous_state.as_ref(), &seal)?
+        }
+        None => rampart_analysis::evaluate_step(&config, &input, previous_state.as_ref())?,
+    };
     let verdict = outcome.verdict;
     analysis.provider_errors = None;
     analysis.last_error = None;

@@ -43,6 +43,9 @@ pub struct Settings {
     pub analysis_status_interval: Duration,
     /// Allowed smoke-training image prefixes (empty: none allowed).
     pub smoke_image_allow_list: Vec<String>,
+    /// Seals the statistics engine's state kept in status, so a state written by anyone else is discarded (the
+    /// analysis starts over) instead of trusted. None: the state is only checked for consistency.
+    pub state_key: Option<rampart_analysis::StateKey>,
 }
 
 impl Default for Settings {
@@ -53,6 +56,7 @@ impl Default for Settings {
             default_analysis_interval: Duration::from_secs(60),
             analysis_status_interval: Duration::ZERO,
             smoke_image_allow_list: Vec::new(),
+            state_key: None,
         }
     }
 }

@@ -95,6 +95,27 @@ fn an_undecided_look_within_the_status_interval_writes_nothing() {
 }
 
 #[test]
+fn a_pass_written_into_the_engine_state_by_someone_else_does_not_advance() {
+    let first = Case::new(spec(), analysing(0.0), 4.5).act(look((45.0, 50.0), (46.0, 50.0)));
+    assert_eq!(first.status.analysis.as_ref().unwrap().verdict, Some(Verdict::Continue));
+    // Someone with write access to the status claims the analysis already passed.
+    let mut forged = first.status.clone();
+    let analysis = forged.analysis.as_mut().unwrap();
+    let mut state: rampart_analysis::AnalysisState =
+        serde_json::from_str(analysis.engine_state.as_deref().unwrap()).unwrap();
+    assert!(state.seal.is_some(), "the controller seals the state it writes");
+    for metric in state.metrics.values_mut() {
+        metric.pass_p = 1e-9;
+        metric.decided = Some(rampart_analysis::Verdict::Pass);
+    }
+    state.decided = Some(rampart_analysis::Decided { verdict: rampart_analysis::Verdict::Pass, look: 1 });
+    analysis.engine_state = Some(serde_json::to_string(&state).unwrap());
+    let act = Case::new(spec(), forged, 7.5).act(look((90.0, 100.0), (92.0, 100.0)));
+    assert_eq!(act.status.current_step, Some(1), "{:?}", act.status.message);
+    assert_ne!(act.status.analysis.as_ref().unwrap().verdict, Some(Verdict::Pass));
+}
+
+#[test]
 fn unreadable_metrics_warn_once_and_never_promote() {
     let case = Case::new(spec(), analysing(0.0), 4.5);
     let act = case.act(Observation::Look(Err("Prometheus at http://p:9090 is unreachable".into())));

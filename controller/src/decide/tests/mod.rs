@@ -80,6 +80,7 @@ pub(super) fn settings() -> Settings {
         default_analysis_interval: Duration::from_secs(60),
         analysis_status_interval: Duration::ZERO,
         smoke_image_allow_list: vec!["registry.example.com/ml/".into()],
+        state_key: Some(rampart_analysis::StateKey::new(b"decide tests: a fixed state key")),
     }
 }
 
