@@ -3,5 +3,7 @@
 
 pub mod artifact;
 pub mod contract;
+#[cfg(feature = "fetch")]
+pub mod fetch;
 pub mod signing;
 pub mod smoke;

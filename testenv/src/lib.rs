@@ -20,6 +20,7 @@ pub mod model_server;
 mod postgres;
 mod process;
 pub mod prometheus;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -33,6 +34,7 @@ pub use postgres::Postgres;
 pub use process::Supervised;
 pub use process::free_port;
 pub use prometheus::{Prometheus, PrometheusOptions, Sample};
+pub use s3::S3Server;
 
 /// Everything that can go wrong while starting or talking to the test servers, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,8 @@ pub enum Error {
     NotReady { name: String, log_tail: String },
     #[error("{context}: {message}")]
     Kube { context: String, message: String },
+    #[error("{context}: {message}")]
+    S3 { context: String, message: String },
     #[error("the shared test environment failed to start earlier: {0}")]
     SharedFailed(String),
 }
@@ -180,6 +184,16 @@ pub fn shared_prometheus() -> Result<&'static Prometheus, Error> {
             Prometheus::start_with(PrometheusOptions::default().scrape_interval(std::time::Duration::from_millis(250)))
                 .map_err(|err| err.to_string())
         })
+        .as_ref()
+        .map_err(|err| Error::SharedFailed(err.clone()))
+}
+
+/// The S3 server shared by all tests of one test binary, started on first use. Tests isolate themselves with a bucket
+/// of their own ([`S3Server::create_bucket`]).
+pub fn shared_s3() -> Result<&'static S3Server, Error> {
+    static SHARED: OnceLock<Result<S3Server, String>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| S3Server::start().map_err(|err| err.to_string()))
         .as_ref()
         .map_err(|err| Error::SharedFailed(err.clone()))
 }

@@ -27,8 +27,8 @@ pub use local::{
     sign_to_file, verification_report, verify_files,
 };
 pub use manifest::{
-    FileDigest, GIT_PATHS, HashingOptions, ModelManifest, hash_file, hash_model, model_digest, parse_model_digest,
-    to_hex,
+    FileDigest, GIT_PATHS, HashingOptions, ModelManifest, hash_file, hash_model, model_digest, normalise_relative,
+    parse_model_digest, to_hex,
 };
 
 /// A freshly signed model.

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod contract;
+#[cfg(feature = "fetch")]
+mod fetch;
 mod sign;
 mod smoke_eval;
 #[cfg(feature = "trainer")]
@@ -27,6 +29,10 @@ enum Command {
     Sign(sign::Args),
     /// Verify a model file or directory against a signature bundle and trusted public keys.
     Verify(verify::Args),
+    /// Download a signed model (s3://, gs://, az://, https:// or a path) into a directory, keeping only files whose
+    /// digest matches the signed manifest.
+    #[cfg(feature = "fetch")]
+    Fetch(fetch::Args),
     /// Compare a candidate model's tensor contract with the baseline's.
     Contract(contract::Args),
     /// Evaluate the JSON-lines metrics of a smoke-training run.
@@ -48,6 +54,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
+        #[cfg(feature = "fetch")]
+        Command::Fetch(args) => fetch::run(args),
         Command::Contract(args) => contract::run(args),
         Command::SmokeEval(args) => smoke_eval::run(args),
         #[cfg(feature = "trainer")]
