@@ -164,14 +164,22 @@ async fn only_the_lease_holder_acts_and_the_other_replica_takes_over_when_it_die
 
     rig.annotate("ha", rampart_api::ANNOTATION_PROMOTE, Some("true")).await;
     rig.wait_for_phase("ha", &[Phase::Succeeded], Duration::from_secs(30)).await;
-    let promoted_by: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("Promoted"))
-        .filter_map(|e| e.reporting_instance)
-        .collect();
+    // The Event is published right after the status write that made the rollout Succeeded: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let promoted_by = loop {
+        let promoted_by: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("Promoted"))
+            .filter_map(|e| e.reporting_instance)
+            .collect();
+        if !promoted_by.is_empty() || Instant::now() > deadline {
+            break promoted_by;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(promoted_by, vec![survivor.to_string()]);
 }
