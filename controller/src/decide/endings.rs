@@ -272,11 +272,6 @@ pub fn release(facts: &Facts<'_>) -> Decision {
     Decision::Act(Box::new(Act { effects, status, event, requeue: Requeue::OnChange }))
 }
 
-/// A timed pause step, as shown in messages.
-pub fn pause_text(duration: Duration) -> String {
-    format_duration(duration)
-}
-
 fn scale_down_delay(facts: &Facts<'_>) -> Duration {
     facts
         .spec

@@ -65,7 +65,7 @@ fn a_running_check_job_is_read_and_waited_for() {
     let case = Case::new(checking_spec(), check_status(Some(CheckOutcome::Running), None), 1.0);
     assert_eq!(case.need(), Need::Job { check: Check::Contract, started: true });
     let act = case.act(Observation::Job { check: Check::Contract, state: JobState::Running });
-    assert_eq!(act.status, case.status.clone().tap_conditions(&case));
+    assert_eq!(act.status, case.status.clone().with_conditions_at(case.now));
     assert!(matches!(act.requeue, Requeue::After(_)));
 }
 

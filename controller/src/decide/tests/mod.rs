@@ -188,7 +188,6 @@ pub(super) const ACTIVE: [Phase; 6] =
 
 pub(super) trait WithConditions {
     fn with_conditions_at(self, now: f64) -> ModelRolloutStatus;
-    fn tap_conditions(self, case: &Case) -> ModelRolloutStatus;
 }
 
 impl WithConditions for ModelRolloutStatus {
@@ -197,9 +196,5 @@ impl WithConditions for ModelRolloutStatus {
         crate::status::set_conditions(&mut self, at(now), Some(2));
         self.observed_generation = Some(2);
         self
-    }
-
-    fn tap_conditions(self, case: &Case) -> ModelRolloutStatus {
-        self.with_conditions_at(case.now)
     }
 }
