@@ -44,6 +44,8 @@ pub struct ControllerConfig {
     /// Most reconciles running at once (0: unbounded). A bound keeps a burst of rollouts from queueing every API call
     /// behind every other, which is what delays a rollback under load.
     pub max_concurrent_reconciles: u16,
+    /// Where notifications go and how they are retried (they need `database_url`: the queue lives in the registry).
+    pub notifications: crate::notify::sinks::NotifyConfig,
 }
 
 impl Default for ControllerConfig {
@@ -67,6 +69,7 @@ impl Default for ControllerConfig {
             check_service_account: "rampart-checks".into(),
             smoke_image_allow_list: Vec::new(),
             max_concurrent_reconciles: 16,
+            notifications: Default::default(),
         }
     }
 }

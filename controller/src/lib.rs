@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod leader;
 pub mod look;
 pub mod metrics;
+pub mod notify;
 pub mod observe;
 pub mod outbox;
 pub mod prometheus;
@@ -64,19 +65,62 @@ fn watch_baselines(
     })
 }
 
+/// True when any notification sink is configured (controller-wide, or namespace sinks allowed).
+fn notifications_enabled(config: &ControllerConfig) -> bool {
+    let sinks = &config.notifications;
+    sinks.cloudevents_url.is_some() || sinks.slack_webhook_url.is_some() || !sinks.allowed_hosts.is_empty()
+}
+
+/// Aborts a spawned task when dropped (the controller returned), so no task outlives [`run`].
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
+    }
+}
+
 /// Runs the controller until `shutdown` becomes true: leader election, and the reconcile loop while this replica
 /// leads. Losing the lease stops the loop at once; regaining it starts a new one.
 pub async fn run(client: kube::Client, config: ControllerConfig, metrics: Metrics, shutdown: watch::Receiver<bool>) {
     let (leader_tx, leader_rx) = watch::channel(false);
     let election = tokio::spawn(leader::run_election(client.clone(), config.clone(), leader_tx, shutdown.clone()));
-    let reporter = Reporter { controller: "rampart-controller".into(), instance: Some(config.identity.clone()) };
-    let context = Arc::new(reconcile::Context::new(
+    let (notifier, offers) = notify::Notifier::channel();
+    let notifying = notifications_enabled(&config);
+    let mut context = reconcile::Context::new(
         client.clone(),
         config.clone(),
         metrics.clone(),
-        Recorder::new(client.clone(), reporter),
+        Recorder::new(
+            client.clone(),
+            Reporter { controller: "rampart-controller".into(), instance: Some(config.identity.clone()) },
+        ),
         leader_rx.clone(),
-    ));
+    );
+    let notifications = match (&context.registry, notifying) {
+        (Some(registry), true) => {
+            context.notifier = Some(notifier);
+            let task = notify::Task {
+                client: client.clone(),
+                config: config.notifications.clone(),
+                namespace: config.namespace.clone(),
+                registry: registry.clone(),
+                metrics: metrics.clone(),
+                leader: leader_rx.clone(),
+                shutdown: shutdown.clone(),
+            };
+            Some(tokio::spawn(notify::run(task, offers)))
+        }
+        (None, true) => {
+            tracing::warn!("notification sinks are configured but no --database-url: notifications need the registry");
+            None
+        }
+        _ => None,
+    };
+    let context = Arc::new(context);
+    let _notifications = AbortOnDrop(notifications);
 
     let mut leader = leader_rx.clone();
     let mut stop = shutdown.clone();

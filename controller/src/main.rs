@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use clap::Parser;
+use rampart_controller::notify::sinks::NotifyConfig;
 use rampart_controller::{ControllerConfig, Metrics};
 use tokio::sync::watch;
 
@@ -72,6 +73,27 @@ struct Args {
     /// Most reconciles running at once (0: unbounded).
     #[arg(long, env = "RAMPART_MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
     max_concurrent_reconciles: u16,
+    /// Controller-wide CloudEvents receiver: every rollout's deployed / upgraded / rolled-back events (CDEvents types)
+    /// are POSTed there. Needs --database-url (the delivery queue lives in the registry).
+    #[arg(long, env = "RAMPART_NOTIFY_CLOUDEVENTS_URL", hide_env_values = true)]
+    notify_cloudevents_url: Option<String>,
+    /// CloudEvents HTTP content mode of the controller-wide receiver: binary or structured.
+    #[arg(long, env = "RAMPART_NOTIFY_CLOUDEVENTS_MODE", default_value = "binary")]
+    notify_cloudevents_mode: String,
+    /// Controller-wide Slack-style incoming webhook (a credential: prefer the environment variable from a Secret).
+    #[arg(long, env = "RAMPART_NOTIFY_SLACK_WEBHOOK_URL", hide_env_values = true)]
+    notify_slack_webhook_url: Option<String>,
+    /// Hosts a namespace's `rampart-notifications` Secret may send to, comma-separated: `host`, `*.domain`, or `*`
+    /// for any. Empty (the default): namespace sinks are off, so tenants cannot make the controller call internal
+    /// addresses.
+    #[arg(long, env = "RAMPART_NOTIFY_ALLOWED_HOSTS", value_delimiter = ',')]
+    notify_allowed_hosts: Vec<String>,
+    /// Longest wait between two attempts of one notification, in seconds.
+    #[arg(long, env = "RAMPART_NOTIFY_RETRY_MAX_SECONDS", default_value_t = 300.0)]
+    notify_retry_max_seconds: f64,
+    /// Give up on a notification still undelivered this long after it was queued, in seconds.
+    #[arg(long, env = "RAMPART_NOTIFY_GIVE_UP_SECONDS", default_value_t = 86400.0)]
+    notify_give_up_seconds: f64,
     /// Address of the /metrics, /healthz and /readyz server.
     #[arg(long, env = "RAMPART_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     metrics_address: SocketAddr,
@@ -173,6 +195,7 @@ fn build_config(args: &Args) -> Result<ControllerConfig, String> {
         check_service_account: args.check_service_account.clone(),
         smoke_image_allow_list: args.smoke_image_allow.iter().filter(|p| !p.is_empty()).cloned().collect(),
         max_concurrent_reconciles: args.max_concurrent_reconciles,
+        notifications: notify_config(args)?,
         ..ControllerConfig::default()
     };
     if let Some(image) = &args.check_image {
@@ -185,6 +208,32 @@ fn build_config(args: &Args) -> Result<ControllerConfig, String> {
         return Err("--renew-interval-seconds must be shorter than --lease-duration-seconds".into());
     }
     Ok(config)
+}
+
+fn notify_config(args: &Args) -> Result<NotifyConfig, String> {
+    use rampart_controller::notify::render::ContentMode;
+    use rampart_controller::notify::sinks::parse_url;
+    let url = |value: &Option<String>, flag: &str| -> Result<Option<String>, String> {
+        match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            Some(v) => parse_url(v, &format!("--{flag}")).map(|_| Some(v.to_string())),
+            None => Ok(None),
+        }
+    };
+    Ok(NotifyConfig {
+        cloudevents_url: url(&args.notify_cloudevents_url, "notify-cloudevents-url")?,
+        cloudevents_mode: ContentMode::parse(&args.notify_cloudevents_mode)
+            .map_err(|err| format!("--notify-cloudevents-mode: {err}"))?,
+        slack_webhook_url: url(&args.notify_slack_webhook_url, "notify-slack-webhook-url")?,
+        allowed_hosts: args
+            .notify_allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect(),
+        retry_max: seconds(args.notify_retry_max_seconds, "notify-retry-max-seconds")?,
+        give_up_after: seconds(args.notify_give_up_seconds, "notify-give-up-seconds")?,
+        ..NotifyConfig::default()
+    })
 }
 
 async fn wait_for_signal() {

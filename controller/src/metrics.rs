@@ -40,6 +40,19 @@ pub struct StageLabels {
     pub stage: String,
 }
 
+/// Labels of notification deliveries.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    pub sink: String,
+}
+
+/// Labels of failed notification deliveries.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkFailureLabels {
+    pub sink: String,
+    pub reason: String,
+}
+
 /// All the controller's metrics, registered in one registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -51,6 +64,9 @@ pub struct Metrics {
     pub reconcile_errors: Family<StageLabels, Counter>,
     pub is_leader: Gauge,
     pub rollback_latency: Histogram,
+    pub notifications_delivered: Family<SinkLabels, Counter>,
+    pub notification_failures: Family<SinkFailureLabels, Counter>,
+    pub notification_backlog: Gauge,
 }
 
 const PHASES: [Phase; 10] = [
@@ -91,6 +107,24 @@ impl Default for Metrics {
             "Time from a failing verdict to the canary's traffic weight being 0",
             rollback_latency.clone(),
         );
+        let notifications_delivered = Family::<SinkLabels, Counter>::default();
+        let notification_failures = Family::<SinkFailureLabels, Counter>::default();
+        let notification_backlog = Gauge::default();
+        registry.register(
+            "notifications_delivered",
+            "Notifications a sink acknowledged (2xx), by sink",
+            notifications_delivered.clone(),
+        );
+        registry.register(
+            "notification_failures",
+            "Failed notification attempts by sink and reason (each is retried with backoff)",
+            notification_failures.clone(),
+        );
+        registry.register(
+            "notification_backlog",
+            "Notification deliveries queued and not yet acknowledged",
+            notification_backlog.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             phase,
@@ -100,6 +134,9 @@ impl Default for Metrics {
             reconcile_errors,
             is_leader,
             rollback_latency,
+            notifications_delivered,
+            notification_failures,
+            notification_backlog,
         }
     }
 }
@@ -138,6 +175,16 @@ impl Metrics {
     /// (a Prometheus look without metrics is part of the analysis, not an error of the reconcile).
     pub fn count_error(&self, stage: &str) {
         self.reconcile_errors.get_or_create(&StageLabels { stage: stage.into() }).inc();
+    }
+
+    /// Counts one notification a sink acknowledged.
+    pub fn count_notification_delivered(&self, sink: &str) {
+        self.notifications_delivered.get_or_create(&SinkLabels { sink: sink.into() }).inc();
+    }
+
+    /// Counts one failed notification attempt.
+    pub fn count_notification_failure(&self, sink: &str, reason: &str) {
+        self.notification_failures.get_or_create(&SinkFailureLabels { sink: sink.into(), reason: reason.into() }).inc();
     }
 
     /// The text exposition of every metric.

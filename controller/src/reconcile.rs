@@ -52,6 +52,8 @@ pub struct Context {
     pub prometheus: look::Clients,
     /// The resourceVersion of this controller's last status write, per rollout uid.
     pub written: Mutex<HashMap<String, u64>>,
+    /// Hands written statuses to the notification task (None: no sinks, or no registry for the queue).
+    pub notifier: Option<crate::notify::Notifier>,
 }
 
 impl Context {
@@ -83,6 +85,7 @@ impl Context {
             outbox_backoff: Default::default(),
             prometheus: Default::default(),
             written: Default::default(),
+            notifier: None,
         }
     }
 }
@@ -238,6 +241,12 @@ async fn carry_out(
     let released = act.effects.contains(&Effect::ReleaseFinalizer);
     if act.status != *read && !released {
         write_status(ctx, rollout, resource_version, &act.status).await?;
+        if let Some(notifier) = &ctx.notifier {
+            // Only hands the new status over (never waits); the notification task queues and sends.
+            let mut written = rollout.clone();
+            written.status = Some(act.status.clone());
+            notifier.offer(written);
+        }
         if let Some(analysis) = &act.status.analysis
             && read.analysis.as_ref() != Some(analysis)
         {

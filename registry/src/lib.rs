@@ -10,6 +10,7 @@ mod aliases;
 mod chain;
 mod error;
 mod events;
+mod notifications;
 mod records;
 mod rollouts;
 mod versions;
@@ -21,6 +22,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 pub use chain::{ChainBreak, ChainBreakKind, ChainReport, GENESIS_HASH, canonical_json};
 pub use error::RegistryError;
+pub use notifications::{DeliveryRecord, NewNotification, PendingDelivery};
 pub use records::{
     AliasMove, AliasMoveRecord, EventKind, EventRecord, NewEvent, NewRollout, NewVersion, Outcome, RollbackRecord,
     RolloutRecord, StepRecord, Timestamp, VerdictRecord, Verification, VersionRecord, VersionStatus,

@@ -43,6 +43,8 @@ pub struct Rig {
     pub allow_insecure: bool,
     /// Smoke-training image prefixes the controller allows.
     pub smoke_allow: Vec<String>,
+    /// Notification sinks and retry settings of the controller.
+    pub notifications: rampart_controller::notify::sinks::NotifyConfig,
     processes: Vec<std::process::Child>,
     kubelet: tokio::task::JoinHandle<()>,
     _heavy: tokio::sync::MutexGuard<'static, ()>,
@@ -129,6 +131,7 @@ impl Rig {
             trusted_keys: Vec::new(),
             allow_insecure: true,
             smoke_allow: Vec::new(),
+            notifications: Default::default(),
             processes: Vec::new(),
             kubelet,
             _heavy: heavy,
@@ -152,6 +155,7 @@ impl Rig {
             trusted_keys: self.trusted_keys.clone(),
             allow_insecure_skip_signature: self.allow_insecure,
             smoke_image_allow_list: self.smoke_allow.clone(),
+            notifications: self.notifications.clone(),
             ..ControllerConfig::default()
         }
     }
