@@ -407,3 +407,38 @@ async fn unknown_model_and_rollout_give_not_found_errors() {
     assert_eq!(registry.rollout_events("nope").await.unwrap_err().metric_label(), "rollout_not_found");
     assert_eq!(registry.verify_chain("nope").await.unwrap_err().metric_label(), "model_not_found");
 }
+
+#[tokio::test]
+async fn a_notification_is_queued_once_per_sink_claimed_by_one_caller_and_retried_until_delivered() {
+    use std::time::Duration;
+    let (registry, _) = fresh_registry().await;
+    let notification = rampart_registry::NewNotification {
+        event_id: "e1".into(),
+        namespace: "ml".into(),
+        rollout: "fraud".into(),
+        event: json!({"id": "e1"}),
+    };
+    let sinks = vec!["namespace/cloudevents".to_string(), "controller/slack".to_string()];
+    assert_eq!(registry.enqueue_notification(&notification, &sinks).await.unwrap(), 2);
+    assert_eq!(registry.enqueue_notification(&notification, &sinks).await.unwrap(), 0, "same id: not queued again");
+
+    let claimed = registry.claim_notifications(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(registry.claim_notifications(10, Duration::from_secs(60)).await.unwrap().is_empty(), "leased");
+
+    registry.mark_notification_delivered("e1", "controller/slack").await.unwrap();
+    registry.mark_notification_failed("e1", "namespace/cloudevents", "refused", Some(Duration::ZERO)).await.unwrap();
+    assert_eq!(registry.notification_backlog().await.unwrap(), 1);
+    let again = registry.claim_notifications(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(again.len(), 1, "the failed row is due again");
+    assert_eq!((again[0].sink.as_str(), again[0].attempts), ("namespace/cloudevents", 1));
+
+    registry.mark_notification_failed("e1", "namespace/cloudevents", "gave up", None).await.unwrap();
+    assert_eq!(registry.notification_backlog().await.unwrap(), 0);
+    let rows = registry.notification_deliveries("ml", "fraud").await.unwrap();
+    let abandoned = rows.iter().find(|r| r.sink == "namespace/cloudevents").unwrap();
+    assert!(abandoned.abandoned_at.is_some() && abandoned.delivered_at.is_none());
+    assert_eq!((abandoned.attempts, abandoned.last_error.as_deref()), (2, Some("gave up")));
+    let delivered = rows.iter().find(|r| r.sink == "controller/slack").unwrap();
+    assert!(delivered.delivered_at.is_some() && delivered.attempts == 1);
+}
