@@ -2,7 +2,8 @@
 //! Python SDK (PyPI `cloudevents`) validates every event of a promoted and of a rolled-back rollout, in binary mode
 //! (a namespace's Secret) and structured mode (the controller-wide sink), with the analysis detail; a Slack-style
 //! receiver gets text and blocks; and a receiver that is down for 30 s, across a controller restart and with a second
-//! sink that never answers, still gets every event afterwards, each once by id, while the rollback is not delayed.
+//! sink that never answers, still gets every event afterwards, each once by id, while the rollback is not delayed;
+//! and a rollback that ended while nothing was notifying is announced by the next leader's sweep.
 //!
 //! The Python receiver is `support/cloudevents_receiver.py`, run by `RAMPART_CLOUDEVENTS_PYTHON` (set by scripts/test)
 //! or `target/ce-venv/bin/python` (installed by scripts/ci-deps).
@@ -328,5 +329,36 @@ async fn a_receiver_down_for_30_seconds_gets_every_event_afterwards_once_by_id()
         && r.last_error.as_deref().is_some_and(|e| e.contains("in time"))));
     let metrics = rig.metrics.encode();
     assert!(metrics.contains("rampart_notification_failures_total{sink=\"namespace/cloudevents\",reason=\"connect\"}"));
+    rig.stop_controller().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_ended_while_nothing_was_notifying_is_announced_by_the_next_leader() {
+    // The hand-over from the reconcile is lost (here: the first controller had no sinks at all, as after a crash
+    // between the status write and the queue); the next leader looks at every rollout and queues what they owe.
+    let canary = ModelServerConfig::new("v2").accuracy(0.9).latency(QUICK, 0.3);
+    let mut rig = Rig::new("notify-sweep", canary, None).await;
+    rig.database_url = Some(rampart_testenv::shared_postgres().unwrap().new_database().unwrap());
+    rig.start_controller();
+    let steps = json!([{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}]);
+    rig.create_rollout(rollout("fraud", steps, json!([accuracy_metric(0.05)]), json!({}))).await;
+    rig.wait_for_phase("fraud", &[Phase::Paused], Duration::from_secs(30)).await;
+    rig.annotate("fraud", rampart_api::ANNOTATION_ABORT, Some("true")).await;
+    let done = rig.wait_for_phase("fraud", &[Phase::RolledBack], Duration::from_secs(10)).await;
+    rig.stop_controller().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = rampart_testenv::free_port().unwrap();
+    let receiver = Receiver::start(port, &dir.path().join("events.jsonl"));
+    rig.notifications =
+        NotifyConfig { cloudevents_url: Some(format!("http://127.0.0.1:{port}/")), ..NotifyConfig::default() };
+    rig.start_controller();
+    let _ = wait_for_count("events from the sweep", 1, Duration::from_secs(30), || receiver.records().len()).await;
+    let records = receiver.records();
+    // Only the rollback: a "deployed" event is derived while the canary has traffic, and that moment has passed.
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["id"], json!(event_id(&done.uid().unwrap(), None, Transition::RolledBack)));
+    assert_eq!(records[0]["type"], json!("dev.cdevents.service.rolledback.0.2.0"));
+    assert!(records[0]["data"]["customData"]["rampart"]["reason"].as_str().unwrap().contains("abort"));
     rig.stop_controller().await;
 }

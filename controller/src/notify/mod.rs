@@ -4,7 +4,7 @@
 //! The reconcile only offers the rollout it just wrote to [`Notifier::offer`] (a non-blocking send; nothing waits).
 //! Everything else runs in its own task, [`run`]: it derives the events the status owes ([`event::events_for`]),
 //! queues them in Postgres by stable id, and sends what is due, retrying failures with capped exponential backoff.
-//! The task also looks at every rollout at start and once a minute, so an event whose offer was lost (a crash
+//! The task also looks at every rollout when this replica becomes leader and once a minute, so an event whose offer was lost (a crash
 //! right after the status write, Postgres down, a full channel) is derived and queued again with the same id. A
 //! failing or hanging sink therefore never delays a reconcile, a rollback least of all.
 
@@ -100,6 +100,7 @@ pub async fn run(task: Task, mut offers: mpsc::Receiver<ModelRollout>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sweep = tokio::time::interval(SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut swept_as_leader = false;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -113,9 +114,16 @@ pub async fn run(task: Task, mut offers: mpsc::Receiver<ModelRollout>) {
                 }
             }
             _ = tick.tick() => {
-                if *task.leader.borrow() {
-                    state.round(&task).await;
+                if !*task.leader.borrow() {
+                    swept_as_leader = false;
+                    continue;
                 }
+                // On becoming leader (at start, or after a takeover) every rollout is looked at once at once.
+                if !swept_as_leader {
+                    state.sweep(&task).await;
+                    swept_as_leader = true;
+                }
+                state.round(&task).await;
             }
         }
     }
