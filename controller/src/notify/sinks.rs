@@ -27,8 +27,8 @@ pub const KEY_SLACK_URL: &str = "slack-webhook-url";
 /// How long a namespace's Secret is cached.
 const SECRET_TTL: Duration = Duration::from_secs(5);
 
-/// The controller's notification settings.
-#[derive(Clone, Debug)]
+/// The controller's notification settings. Not `Debug`: the Slack URL is a credential and must not reach a log.
+#[derive(Clone)]
 pub struct NotifyConfig {
     /// Controller-wide CloudEvents receiver (every rollout's events).
     pub cloudevents_url: Option<String>,
