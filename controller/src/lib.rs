@@ -99,14 +99,16 @@ pub async fn run(client: kube::Client, config: ControllerConfig, metrics: Metric
         ),
         leader_rx.clone(),
     );
-    let notifications = match (&context.registry, notifying) {
-        (Some(registry), true) => {
+    let notifications = match (&config.database_url, notifying) {
+        (Some(url), true) => {
             context.notifier = Some(notifier);
             let task = notify::Task {
                 client: client.clone(),
                 config: config.notifications.clone(),
                 namespace: config.namespace.clone(),
-                registry: registry.clone(),
+                // Its own connection: the notification task's retries against a Postgres that is down never hold
+                // the lock the reconcile's outbox flush takes.
+                registry: Arc::new(trail::RegistryConnection::new(url)),
                 metrics: metrics.clone(),
                 leader: leader_rx.clone(),
                 shutdown: shutdown.clone(),

@@ -3,7 +3,8 @@
 //! (a namespace's Secret) and structured mode (the controller-wide sink), with the analysis detail; a Slack-style
 //! receiver gets text and blocks; and a receiver that is down for 30 s, across a controller restart and with a second
 //! sink that never answers, still gets every event afterwards, each once by id, while the rollback is not delayed;
-//! and a rollback that ended while nothing was notifying is announced by the next leader's sweep.
+//! a rollback that ended while nothing was notifying is announced by the next leader's sweep; and one that happened
+//! while Postgres was down (with a controller restart in between) is announced once Postgres is back.
 //!
 //! The Python receiver is `support/cloudevents_receiver.py`, run by `RAMPART_CLOUDEVENTS_PYTHON` (set by scripts/test)
 //! or `target/ce-venv/bin/python` (installed by scripts/ci-deps).
@@ -360,5 +361,59 @@ async fn a_rollback_that_ended_while_nothing_was_notifying_is_announced_by_the_n
     assert_eq!(records[0]["id"], json!(event_id(&done.uid().unwrap(), None, Transition::RolledBack)));
     assert_eq!(records[0]["type"], json!("dev.cdevents.service.rolledback.0.2.0"));
     assert!(records[0]["data"]["customData"]["rampart"]["reason"].as_str().unwrap().contains("abort"));
+    rig.stop_controller().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_while_postgres_is_down_is_not_delayed_and_is_announced_once_postgres_is_back() {
+    let mut postgres = rampart_testenv::Postgres::start().unwrap();
+    let database_url = postgres.new_database().unwrap();
+    let canary = ModelServerConfig::new("v2").accuracy(0.9).latency(QUICK, 0.3);
+    let mut rig = Rig::new("notify-pgdown", canary, None).await;
+    rig.database_url = Some(database_url);
+    let dir = tempfile::tempdir().unwrap();
+    let port = rampart_testenv::free_port().unwrap();
+    let receiver = Receiver::start(port, &dir.path().join("events.jsonl"));
+    rig.notifications =
+        NotifyConfig { cloudevents_url: Some(format!("http://127.0.0.1:{port}/")), ..NotifyConfig::default() };
+    rig.start_controller();
+    let steps = json!([{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}]);
+    rig.create_rollout(rollout("fraud", steps, json!([accuracy_metric(0.05)]), json!({}))).await;
+    rig.wait_for_phase("fraud", &[Phase::Paused], Duration::from_secs(30)).await;
+    let _ = wait_for_count("the deployed event", 1, Duration::from_secs(20), || receiver.records().len()).await;
+
+    postgres.stop();
+    let aborted = Instant::now();
+    rig.annotate("fraud", rampart_api::ANNOTATION_ABORT, Some("true")).await;
+    while rig.route_canary_weight().await != Some(0) {
+        assert!(aborted.elapsed() < Duration::from_secs(10), "the canary kept its traffic");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = aborted.elapsed();
+    // RolledBack itself follows once the registry outbox's bounded flush gives up (1.5 s), as without notifications.
+    let done = rig.wait_for_phase("fraud", &[Phase::RolledBack], Duration::from_secs(10)).await;
+    println!(
+        "abort to canary weight 0 with Postgres down and notifications on: {:.2}s (RolledBack after {:.2}s)",
+        took.as_secs_f64(),
+        aborted.elapsed().as_secs_f64()
+    );
+    assert!(took < Duration::from_secs(2), "the rollback waited: {took:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.records().len(), 1, "nothing can be queued while Postgres is down");
+
+    // The controller restarts while Postgres is still down (what it held in memory is gone), then Postgres returns.
+    rig.stop_controller().await;
+    rig.start_controller();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    postgres.restart().unwrap();
+    let _ = wait_for_count("the rolled-back event", 2, Duration::from_secs(40), || receiver.records().len()).await;
+    let records = receiver.records();
+    let uid = done.uid().unwrap();
+    let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        vec![event_id(&uid, None, Transition::Deployed), event_id(&uid, None, Transition::RolledBack)],
+        "each event once, in order: {records:?}"
+    );
     rig.stop_controller().await;
 }

@@ -14,7 +14,7 @@ pub mod sinks;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::Api;
 use kube::api::ListParams;
@@ -37,6 +37,8 @@ const SWEEP: Duration = Duration::from_secs(60);
 const BATCH: i64 = 64;
 /// A claimed row is left alone by other replicas this long.
 const LEASE: Duration = Duration::from_secs(300);
+/// Wait after the registry could not be reached.
+const REGISTRY_BACKOFF: Duration = Duration::from_secs(5);
 /// Ids remembered as queued before the set is cleared (the queue's primary key deduplicates anyway).
 const REMEMBERED: usize = 100_000;
 
@@ -94,6 +96,7 @@ pub async fn run(task: Task, mut offers: mpsc::Receiver<ModelRollout>) {
         queued: HashSet::new(),
         http,
         busy: Default::default(),
+        registry_retry_at: None,
     };
     let mut shutdown = task.shutdown.clone();
     let mut tick = tokio::time::interval(TICK);
@@ -138,6 +141,8 @@ struct State {
     http: reqwest::Client,
     /// Sinks (by name and, for namespace sinks, namespace) whose task is still sending.
     busy: Arc<Mutex<HashSet<(String, String)>>>,
+    /// No connection attempt before this (the registry failed the last one).
+    registry_retry_at: Option<Instant>,
 }
 
 impl State {
@@ -168,13 +173,18 @@ impl State {
 
     /// Queues what was derived, then sends what is due.
     async fn round(&mut self, task: &Task) {
+        if self.registry_retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
         let registry = match task.registry.get().await {
             Ok(registry) => registry,
             Err(err) => {
-                tracing::debug!(error = %err, "notifications wait for the registry");
+                tracing::warn!(error = %err, pending = self.pending.len(), "notifications wait for the registry");
+                self.registry_retry_at = Some(Instant::now() + REGISTRY_BACKOFF);
                 return;
             }
         };
+        self.registry_retry_at = None;
         self.enqueue(task, &registry).await;
         self.deliver(task, &registry).await;
         if let Ok(backlog) = registry.notification_backlog().await {
