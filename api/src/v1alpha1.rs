@@ -125,6 +125,57 @@ pub struct Artifact {
     /// The OpenSSF model-signing bundle for this artifact: inline, or in a Secret or ConfigMap of this namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureSource>,
+    /// The model name the signature was made for, when it is not `spec.model` (e.g. the directory name the reference
+    /// `model_signing` tool used). The signed statement must name exactly this; default: `spec.model`. Recorded in
+    /// the registry next to the version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub signed_name: Option<String>,
+    /// Credentials for reading the artifact: a Secret in the rollout's namespace whose keys become the environment
+    /// of the fetching init container only (e.g. `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+    /// `AWS_ENDPOINT_URL`; `GOOGLE_SERVICE_ACCOUNT_KEY`; `AZURE_STORAGE_ACCOUNT_NAME`...). Without it the fetch uses
+    /// the pod's own workload identity. The controller's credentials are never used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<ArtifactCredentials>,
+    /// Where the bytes are verified. `VerifiedCopy` (default): check Jobs, canary pods and the promoted baseline
+    /// fetch the artifact through `rampart-check fetch` into a local volume and load only that verified copy, so an
+    /// object replaced after verification keeps the pod from starting. `BeforeTrafficOnly`: the artifact is verified
+    /// once before traffic, but serving pods load `uri` themselves (a later change in the store is not caught); the
+    /// registry records the version as served unverified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<ArtifactVerification>,
+}
+
+/// Where a rollout's artifact bytes are verified.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum ArtifactVerification {
+    /// Every consumer (check Jobs, canary pods, the promoted baseline) loads a copy fetched and verified in its own
+    /// pod.
+    #[default]
+    VerifiedCopy,
+    /// Verified once before traffic; serving pods load the URI themselves. An explicit opt-out, recorded as such.
+    BeforeTrafficOnly,
+}
+
+/// A Secret in the rollout's namespace holding object-store credentials as environment variables.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactCredentials {
+    /// The Secret, in the rollout's own namespace.
+    pub secret_ref: SecretName,
+}
+
+/// The name of a Secret in the rollout's own namespace (other namespaces cannot be referenced).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretName {
+    /// Name of the Secret, in the rollout's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",
+        "message": "must be the name of a Secret in the rollout's own namespace (lowercase, no namespace/ prefix): cross-namespace references are not allowed",
+    }]))]
+    pub name: String,
 }
 
 /// Where the signature bundle is. Exactly one of `bundle`, `secretRef`, `configMapRef`.
@@ -782,6 +833,10 @@ pub struct ChecksStatus {
     /// Digest and signature verification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<CheckResult>,
+    /// The artifact's files fetched from `uri` and checked against the signed manifest (the artifact-verification
+    /// Job). Its message names the verified digest, or the file that differs with both digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<CheckResult>,
     /// Tensor-contract check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract: Option<CheckResult>,

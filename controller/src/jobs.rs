@@ -1,7 +1,9 @@
-//! Check Jobs before traffic: the tensor-contract check (`rampart-check contract`) and the smoke-training run (the
-//! user's training image, judged by `rampart-check smoke-eval`). Jobs run under the ServiceAccount named in the
-//! controller's configuration, never the controller's own, with `backoffLimit: 0`, a deadline and a TTL; the verdict
-//! comes back through the check container's termination message.
+//! Check Jobs before traffic: the artifact verification (`rampart-check fetch`: every file at the URI against the
+//! signed manifest), the tensor-contract check (`rampart-check contract`) and the smoke-training run (the user's
+//! training image, judged by `rampart-check smoke-eval`). Jobs run under the ServiceAccount named in the controller's
+//! configuration, never the controller's own, with `backoffLimit: 0`, a deadline and a TTL; the verdict comes back
+//! through the check container's termination message. When the candidate is signed, every check reads only the copy
+//! a `rampart-check fetch` init container verified into an emptyDir ([`fetch_init_container`]), never the URI.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +13,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use rampart_api::ModelRollout;
 use rampart_api::v1alpha1::SmokeTraining;
+use rampart_checks::artifact::MODEL_DIR;
 use rampart_checks::smoke::termination::TerminationMessage;
 use serde_json::json;
 
@@ -24,9 +27,16 @@ pub const CHECK_LABEL: &str = "rampart.dev/check";
 /// Where the smoke-training container writes its JSON lines, shared with the evaluating container.
 pub const METRICS_FILE: &str = "/rampart/metrics.jsonl";
 
+/// Name of the fetching init container in check Jobs and serving pods.
+pub const FETCH_CONTAINER: &str = "rampart-fetch";
+/// Name of the volume holding the verified copy.
+pub const MODEL_VOLUME: &str = "rampart-model";
+
 /// Which check a Job runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {
+    /// The artifact's files fetched and checked against the signed manifest.
+    Artifact,
     /// Tensor contract and residual shapes.
     Contract,
     /// Smoke training.
@@ -37,6 +47,7 @@ impl Check {
     /// The check's name in labels, Job names and messages.
     pub fn as_str(self) -> &'static str {
         match self {
+            Check::Artifact => "artifact",
             Check::Contract => "contract",
             Check::SmokeTraining => "smoke-training",
         }
@@ -101,16 +112,126 @@ fn job_shell(
     })
 }
 
-/// The contract-check Job: `rampart-check contract` on the candidate and baseline URIs (mounted paths or files the
-/// check image can read).
-pub fn contract_job(rollout: &ModelRollout, config: &ControllerConfig, baseline_uri: &str) -> Result<Job, String> {
+/// What a fetching init container needs: everything comes from the controller (bundle it read, keys it trusts), the
+/// rollout only names the URI, the model and a credentials Secret of its own namespace.
+#[derive(Clone, Debug)]
+pub struct ArtifactFetch {
+    /// The artifact URI.
+    pub uri: String,
+    /// The name the signed statement must carry.
+    pub model_name: String,
+    /// The digest the rollout names.
+    pub digest: String,
+    /// The bundle JSON.
+    pub bundle: String,
+    /// The controller's trusted public keys, PEM.
+    pub trusted_keys_pem: String,
+    /// A Secret in the rollout's namespace whose keys become the fetch container's environment.
+    pub credentials_secret: Option<String>,
+    /// The model is a single file.
+    pub single_file: bool,
+}
+
+impl ArtifactFetch {
+    /// The fetch for this rollout's candidate, from the signer the start observed (None: unsigned, nothing to fetch).
+    pub fn for_candidate(
+        rollout: &ModelRollout,
+        signer: &crate::verify::Signer,
+        trusted: &[rampart_checks::signing::TrustedKey],
+    ) -> Result<Self, String> {
+        let mut trusted_keys_pem = String::new();
+        for key in trusted {
+            trusted_keys_pem.push_str(&key.to_pem()?);
+        }
+        let artifact = &rollout.spec.candidate.artifact;
+        Ok(Self {
+            uri: artifact.uri.clone(),
+            model_name: crate::verify::signed_name(rollout).to_string(),
+            digest: artifact.digest.clone(),
+            bundle: signer.bundle.clone(),
+            trusted_keys_pem,
+            credentials_secret: artifact.credentials.as_ref().map(|c| c.secret_ref.name.clone()),
+            single_file: signer.single_file,
+        })
+    }
+
+    /// Where consumers load the verified copy from.
+    pub fn local_path(&self) -> String {
+        rampart_checks::artifact::local_model_path(MODEL_DIR, &self.uri, self.single_file)
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "fetch".into(),
+            "--model".into(),
+            self.model_name.clone(),
+            "--expected-digest".into(),
+            self.digest.clone(),
+            "--to".into(),
+            MODEL_DIR.into(),
+            "--format".into(),
+            "json".into(),
+            "--termination-log".into(),
+            "/dev/termination-log".into(),
+            self.uri.clone(),
+        ]
+    }
+}
+
+/// The init container that fetches and verifies the artifact into the `rampart-model` volume. Keys and bundle travel
+/// in its environment, written by the controller into a pod spec the rollout's author cannot change; the credentials
+/// Secret (the rollout's own namespace) feeds only this container.
+pub fn fetch_init_container(fetch: &ArtifactFetch, image: &str) -> serde_json::Value {
+    let mut container = json!({
+        "name": FETCH_CONTAINER,
+        "image": image,
+        "args": fetch.args(),
+        "env": [
+            {"name": "RAMPART_TRUSTED_KEYS", "value": fetch.trusted_keys_pem},
+            {"name": "RAMPART_BUNDLE", "value": fetch.bundle},
+        ],
+        "terminationMessagePolicy": "File",
+        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_DIR}],
+        "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "allowPrivilegeEscalation": false},
+        "resources": {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+    });
+    if let Some(secret) = &fetch.credentials_secret {
+        container["envFrom"] = json!([{"secretRef": {"name": secret}}]);
+    }
+    container
+}
+
+/// The artifact-verification Job: `rampart-check fetch` of every file at the URI against the signed manifest. It runs
+/// before any other check and before traffic, so a trusted bundle reused with other bytes fails here.
+pub fn artifact_job(rollout: &ModelRollout, config: &ControllerConfig, fetch: &ArtifactFetch) -> Result<Job, String> {
+    let mut container = fetch_init_container(fetch, &config.check_image);
+    container["name"] = json!("artifact");
+    let pod = json!({
+        "restartPolicy": "Never",
+        "serviceAccountName": config.check_service_account,
+        "automountServiceAccountToken": false,
+        "containers": [container],
+        "volumes": [{"name": MODEL_VOLUME, "emptyDir": {}}],
+    });
+    serde_json::from_value(job_shell(rollout, Check::Artifact, 1800, pod)).map_err(|err| err.to_string())
+}
+
+/// The contract-check Job: `rampart-check contract` on the candidate (the verified copy when signed, else the URI as a
+/// path the check image can read) and the baseline URI (a path the check image can read).
+pub fn contract_job(
+    rollout: &ModelRollout,
+    config: &ControllerConfig,
+    baseline_uri: &str,
+    fetch: Option<&ArtifactFetch>,
+) -> Result<Job, String> {
     let spec = &rollout.spec;
     let contract = spec.checks.as_ref().and_then(|c| c.contract.clone()).unwrap_or_default();
     let batch_sizes: Vec<String> = contract.batch_sizes.unwrap_or_default().iter().map(|b| b.0.to_string()).collect();
+    let candidate = fetch.map(ArtifactFetch::local_path).unwrap_or_else(|| spec.candidate.artifact.uri.clone());
     let mut args = vec![
         "contract".to_string(),
         "--candidate".into(),
-        spec.candidate.artifact.uri.clone(),
+        candidate,
         "--baseline".into(),
         baseline_uri.to_string(),
         "--format".into(),
@@ -125,7 +246,7 @@ pub fn contract_job(rollout: &ModelRollout, config: &ControllerConfig, baseline_
     if contract.allow_new_outputs == Some(false) {
         args.push("--exact-outputs".into());
     }
-    let pod = json!({
+    let mut pod = json!({
         "restartPolicy": "Never",
         "serviceAccountName": config.check_service_account,
         "automountServiceAccountToken": false,
@@ -138,13 +259,21 @@ pub fn contract_job(rollout: &ModelRollout, config: &ControllerConfig, baseline_
             "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
         }],
     });
-    serde_json::from_value(job_shell(rollout, Check::Contract, 600, pod)).map_err(|err| err.to_string())
+    if let Some(fetch) = fetch {
+        with_verified_copy(&mut pod, fetch, &config.check_image, &["contract"]);
+    }
+    serde_json::from_value(job_shell(rollout, Check::Contract, 1800, pod)).map_err(|err| err.to_string())
 }
 
 /// The smoke-training Job: the user's image trains (init container) writing JSON lines to a shared file, then
 /// `rampart-check smoke-eval` judges them with the rollout's thresholds. Resources, node selector and tolerations
 /// (e.g. `nvidia.com/gpu: 1` on a tainted GPU pool) go to the training container's pod as given.
-pub fn smoke_job(rollout: &ModelRollout, smoke: &SmokeTraining, config: &ControllerConfig) -> Result<Job, String> {
+pub fn smoke_job(
+    rollout: &ModelRollout,
+    smoke: &SmokeTraining,
+    config: &ControllerConfig,
+    fetch: Option<&ArtifactFetch>,
+) -> Result<Job, String> {
     let timeout = smoke
         .timeout
         .as_deref()
@@ -176,7 +305,7 @@ pub fn smoke_job(rollout: &ModelRollout, smoke: &SmokeTraining, config: &Control
         "image": smoke.image,
         "env": [
             {"name": "RAMPART_METRICS_FILE", "value": METRICS_FILE},
-            {"name": "RAMPART_MODEL_URI", "value": rollout.spec.candidate.artifact.uri},
+            {"name": "RAMPART_MODEL_URI", "value": fetch.map(ArtifactFetch::local_path).unwrap_or_else(|| rollout.spec.candidate.artifact.uri.clone())},
             {"name": "RAMPART_STEPS", "value": smoke.steps.unwrap_or(50).to_string()},
         ],
         "volumeMounts": [{"name": "rampart", "mountPath": "/rampart"}],
@@ -205,6 +334,9 @@ pub fn smoke_job(rollout: &ModelRollout, smoke: &SmokeTraining, config: &Control
         }],
         "volumes": [{"name": "rampart", "emptyDir": {}}],
     });
+    if let Some(fetch) = fetch {
+        with_verified_copy(&mut pod, fetch, &config.check_image, &["train"]);
+    }
     if let Some(selector) = &smoke.node_selector {
         pod["nodeSelector"] = json!(selector);
     }
@@ -213,6 +345,34 @@ pub fn smoke_job(rollout: &ModelRollout, smoke: &SmokeTraining, config: &Control
     }
     let deadline = i64::try_from(timeout.as_secs().max(1)).unwrap_or(i64::MAX);
     serde_json::from_value(job_shell(rollout, Check::SmokeTraining, deadline, pod)).map_err(|err| err.to_string())
+}
+
+/// Adds the fetching init container (first, so it runs before any other init container), the `rampart-model`
+/// volume, and a read-only mount of the verified copy to the named containers (init or regular) of a pod spec.
+pub fn with_verified_copy(pod: &mut serde_json::Value, fetch: &ArtifactFetch, image: &str, consumers: &[&str]) {
+    let mount = json!({"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": true});
+    for list in ["initContainers", "containers"] {
+        if let Some(containers) = pod.get_mut(list).and_then(|c| c.as_array_mut()) {
+            for container in containers.iter_mut() {
+                let named = container.get("name").and_then(|n| n.as_str()).is_some_and(|n| consumers.contains(&n));
+                if named {
+                    let mounts =
+                        container.as_object_mut().map(|c| c.entry("volumeMounts").or_insert_with(|| json!([])));
+                    if let Some(serde_json::Value::Array(mounts)) = mounts {
+                        mounts.push(mount.clone());
+                    }
+                }
+            }
+        }
+    }
+    let init = pod.as_object_mut().map(|p| p.entry("initContainers").or_insert_with(|| json!([])));
+    if let Some(serde_json::Value::Array(init)) = init {
+        init.insert(0, fetch_init_container(fetch, image));
+    }
+    let volumes = pod.as_object_mut().map(|p| p.entry("volumes").or_insert_with(|| json!([])));
+    if let Some(serde_json::Value::Array(volumes)) = volumes {
+        volumes.push(json!({"name": MODEL_VOLUME, "emptyDir": {}}));
+    }
 }
 
 /// Creates the Job unless it exists already (a restart must not start a check twice).
@@ -241,10 +401,21 @@ pub async fn job_state(client: &kube::Client, namespace: &str, name: &str) -> Re
     let pods = Api::<Pod>::namespaced(client.clone(), namespace)
         .list(&ListParams::default().labels(&format!("job-name={name}")))
         .await?;
+    // A failed init container (the fetch refused the artifact) speaks first; then the check container.
     let message = pods.items.iter().find_map(|pod| {
-        pod.status.as_ref()?.container_statuses.as_ref()?.iter().find_map(|c| {
-            let text = c.state.as_ref()?.terminated.as_ref()?.message.clone()?;
-            serde_json::from_str::<TerminationMessage>(text.trim()).ok()
+        let status = pod.status.as_ref()?;
+        let failed_init = status.init_container_statuses.iter().flatten().find_map(|c| {
+            let terminated = c.state.as_ref()?.terminated.as_ref()?;
+            if terminated.exit_code == 0 {
+                return None;
+            }
+            serde_json::from_str::<TerminationMessage>(terminated.message.as_deref()?.trim()).ok()
+        });
+        failed_init.or_else(|| {
+            status.container_statuses.iter().flatten().find_map(|c| {
+                let text = c.state.as_ref()?.terminated.as_ref()?.message.clone()?;
+                serde_json::from_str::<TerminationMessage>(text.trim()).ok()
+            })
         })
     });
     Ok(match message {

@@ -31,14 +31,23 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
             Observation::Start(StartObservation { signature, baseline })
         }
         Need::Job { check, started: false } => {
-            let job = match check {
-                Check::Contract => match status.stable_uri.as_deref() {
-                    Some(baseline) => jobs::contract_job(rollout, &ctx.config, baseline),
-                    None => Err("the baseline's model URI is unknown, so there is nothing to compare with".into()),
-                },
-                Check::SmokeTraining => match rollout.spec.checks.as_ref().and_then(|c| c.smoke_training.as_ref()) {
-                    Some(smoke) => jobs::smoke_job(rollout, smoke, &ctx.config),
-                    None => Err("no smoke-training settings".into()),
+            let job = match candidate_fetch(ctx, rollout, &status).await {
+                Err(why) => Err(why),
+                Ok(fetch) => match check {
+                    Check::Artifact => match &fetch {
+                        Some(fetch) => jobs::artifact_job(rollout, &ctx.config, fetch),
+                        None => Err("the candidate is not signed, so there is no manifest to verify it against".into()),
+                    },
+                    Check::Contract => match status.stable_uri.as_deref() {
+                        Some(baseline) => jobs::contract_job(rollout, &ctx.config, baseline, fetch.as_ref()),
+                        None => Err("the baseline's model URI is unknown, so there is nothing to compare with".into()),
+                    },
+                    Check::SmokeTraining => {
+                        match rollout.spec.checks.as_ref().and_then(|c| c.smoke_training.as_ref()) {
+                            Some(smoke) => jobs::smoke_job(rollout, smoke, &ctx.config, fetch.as_ref()),
+                            None => Err("no smoke-training settings".into()),
+                        }
+                    }
                 },
             };
             Observation::JobToCreate { check: *check, job: job.map(Box::new) }
@@ -88,10 +97,13 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
                     let base = serving::baseline(&ctx.client, &namespace, &deployment.name)
                         .await
                         .map_err(|err| crate::Error::Serving { rollout: id.clone(), message: err.to_string() })?;
+                    let fetch = serving_fetch(ctx, rollout, &status)
+                        .await
+                        .map_err(|message| crate::Error::Serving { rollout: id.clone(), message })?;
                     let serves_candidate = base.labels().get(serving::VERSION_LABEL)
                         == Some(&rollout.spec.candidate.version)
                         && serving::current_uri(&base, deployment).as_deref()
-                            == Some(rollout.spec.candidate.artifact.uri.as_str());
+                            == Some(serving::served_uri(rollout, fetch.as_ref()).as_str());
                     if !serves_candidate {
                         BaselineState::ServesPrevious
                     } else if serving::is_rolled_out(&base) {
@@ -146,4 +158,40 @@ async fn resolve_baseline(ctx: &Context, rollout: &ModelRollout) -> Result<Basel
         ));
     }
     Ok(BaselineFacts { version, uri })
+}
+
+/// The verifying fetch for the candidate's check Jobs: present when its signature was verified (status says so and the
+/// bundle is read and checked again here, from sources the rollout's author cannot forge into trust: the controller's
+/// keys). `Ok(None)` for an unsigned candidate (allowed insecure rollouts).
+pub async fn candidate_fetch(
+    ctx: &Context,
+    rollout: &ModelRollout,
+    status: &rampart_api::ModelRolloutStatus,
+) -> Result<Option<jobs::ArtifactFetch>, String> {
+    let signed = status.checks.as_ref().and_then(|c| c.signature.as_ref()).map(|s| s.result)
+        == Some(rampart_api::v1alpha1::CheckOutcome::Passed);
+    if !signed {
+        return Ok(None);
+    }
+    let signer =
+        verify::verify_candidate(&ctx.client, rollout, &ctx.trusted_keys, ctx.config.allow_insecure_skip_signature)
+            .await?;
+    match signer {
+        Some(signer) => jobs::ArtifactFetch::for_candidate(rollout, &signer, &ctx.trusted_keys).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The verifying fetch for serving pods: the candidate's fetch unless the rollout opted out
+/// (`verification: BeforeTrafficOnly`).
+pub async fn serving_fetch(
+    ctx: &Context,
+    rollout: &ModelRollout,
+    status: &rampart_api::ModelRolloutStatus,
+) -> Result<Option<jobs::ArtifactFetch>, String> {
+    let mode = rollout.spec.candidate.artifact.verification.unwrap_or_default();
+    if mode == rampart_api::v1alpha1::ArtifactVerification::BeforeTrafficOnly {
+        return Ok(None);
+    }
+    candidate_fetch(ctx, rollout, status).await
 }

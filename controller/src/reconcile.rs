@@ -185,6 +185,17 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
         abort: annotations.contains_key(ANNOTATION_ABORT),
         retry: annotations.get(ANNOTATION_RETRY).cloned(),
     };
+    // A canary pod whose verifying init container refused the artifact is a reason to roll back, whatever step runs.
+    let phase = status.phase.unwrap_or(Phase::Pending);
+    let canary_refused = if matches!(phase, Phase::Progressing | Phase::Paused)
+        && rollout.spec.serving.deployment.is_some()
+    {
+        serving::canary_fetch_refused(&ctx.client, &namespace, rollout)
+            .await
+            .map_err(|err| Error::Serving { rollout: id.clone(), message: format!("reading the canary pods: {err}") })?
+    } else {
+        None
+    };
     let mut facts = Facts {
         uid: &uid,
         namespace: &namespace,
@@ -198,6 +209,7 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
         deleted_at: rollout.metadata.deletion_timestamp.as_ref().map(|t| t.0),
         has_finalizer: rollout.finalizers().iter().any(|f| f == decide::FINALIZER),
         observed: Observation::Nothing,
+        canary_refused,
     };
     let spec_error = |err: DecideError| match err {
         DecideError::Spec(message) => Error::InvalidSpec { rollout: id.clone(), message },
@@ -338,7 +350,7 @@ async fn apply_to_cluster(
             })
         }
         Effect::DeleteCheckJobs => {
-            for check in [jobs::Check::Contract, jobs::Check::SmokeTraining] {
+            for check in [jobs::Check::Artifact, jobs::Check::Contract, jobs::Check::SmokeTraining] {
                 let name = jobs::job_name(&rollout.name_any(), check);
                 let api: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(ctx.client.clone(), &namespace);
                 match api.delete(&name, &kube::api::DeleteParams::background()).await {
@@ -358,7 +370,12 @@ async fn apply_to_cluster(
         Effect::SetWeight { weight, create_canary } => {
             if let Some(deployment) = &spec.serving.deployment {
                 if *create_canary {
-                    serving::ensure_canary(&ctx.client, rollout, deployment).await.map_err(serving_error)?;
+                    let fetch = observe::serving_fetch(ctx, rollout, status)
+                        .await
+                        .map_err(|message| Error::Serving { rollout: id(), message })?;
+                    serving::ensure_canary(&ctx.client, rollout, deployment, fetch.as_ref(), &ctx.config.check_image)
+                        .await
+                        .map_err(serving_error)?;
                 }
                 let gateway =
                     spec.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()).ok_or_else(|| Error::InvalidSpec {
@@ -407,7 +424,12 @@ async fn apply_to_cluster(
         },
         Effect::PromoteBaseline => match &spec.serving.deployment {
             Some(deployment) => {
-                serving::promote_baseline(&ctx.client, rollout, deployment).await.map_err(serving_error)
+                let fetch = observe::serving_fetch(ctx, rollout, status)
+                    .await
+                    .map_err(|message| Error::Serving { rollout: id(), message })?;
+                serving::promote_baseline(&ctx.client, rollout, deployment, fetch.as_ref(), &ctx.config.check_image)
+                    .await
+                    .map_err(serving_error)
             }
             None => Ok(()),
         },

@@ -1,5 +1,7 @@
 //! The Deployment serving backend: create `<name>-canary` from the baseline's pod template with the candidate's
-//! model URI, delete it when the rollout ends, and on promotion move the baseline itself to the candidate.
+//! model, delete it when the rollout ends, and on promotion move the baseline itself to the candidate. With a signed
+//! candidate (and `verification: VerifiedCopy`, the default) the pods get a `rampart-check fetch` init container and
+//! the model server is pointed at the verified local copy: a replaced object keeps the pod from starting.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodTemplateSpec};
@@ -9,6 +11,8 @@ use kube::{Api, Resource, ResourceExt};
 use rampart_api::ModelRollout;
 use rampart_api::v1alpha1::DeploymentServing;
 use serde_json::json;
+
+use crate::jobs::{ArtifactFetch, with_verified_copy};
 
 /// Label on canary pods and Deployments: `canary`.
 pub const ROLE_LABEL: &str = "rampart.dev/role";
@@ -124,12 +128,63 @@ pub fn with_model_uri(
     Ok(template)
 }
 
+/// What the model server is told to load: the verified local copy when there is a fetch, else the URI.
+pub fn served_uri(rollout: &ModelRollout, fetch: Option<&ArtifactFetch>) -> String {
+    fetch.map(ArtifactFetch::local_path).unwrap_or_else(|| rollout.spec.candidate.artifact.uri.clone())
+}
+
+/// The candidate's pod template: the model URI (or the verified copy's path) in the serving container and, with a
+/// fetch, the verifying init container, the volume and its read-only mount.
+fn candidate_template(
+    template: PodTemplateSpec,
+    rollout: &ModelRollout,
+    serving: &DeploymentServing,
+    fetch: Option<&ArtifactFetch>,
+    check_image: &str,
+) -> Result<PodTemplateSpec, ServingError> {
+    let template = with_model_uri(template, serving, &served_uri(rollout, fetch))?;
+    let Some(fetch) = fetch else { return Ok(template) };
+    let container = pick_container(
+        template.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default(),
+        serving.container.as_deref(),
+    )
+    .map(|c| c.name.clone())
+    .unwrap_or_default();
+    let mut value = serde_json::to_value(&template).map_err(|err| ServingError::Unusable(err.to_string()))?;
+    if let Some(pod) = value.get_mut("spec") {
+        // A template from an earlier promotion already carries the fetch: replace it rather than add a second one.
+        strip_verified_copy(pod);
+        with_verified_copy(pod, fetch, check_image, &[container.as_str()]);
+    }
+    serde_json::from_value(value).map_err(|err| ServingError::Unusable(err.to_string()))
+}
+
+/// Removes an earlier fetch init container, volume and mounts from a pod spec.
+fn strip_verified_copy(pod: &mut serde_json::Value) {
+    let named = |v: &serde_json::Value, name: &str| v.get("name").and_then(|n| n.as_str()) == Some(name);
+    if let Some(init) = pod.get_mut("initContainers").and_then(|c| c.as_array_mut()) {
+        init.retain(|c| !named(c, crate::jobs::FETCH_CONTAINER));
+    }
+    if let Some(volumes) = pod.get_mut("volumes").and_then(|c| c.as_array_mut()) {
+        volumes.retain(|v| !named(v, crate::jobs::MODEL_VOLUME));
+    }
+    for list in ["initContainers", "containers"] {
+        for container in pod.get_mut(list).and_then(|c| c.as_array_mut()).into_iter().flatten() {
+            if let Some(mounts) = container.get_mut("volumeMounts").and_then(|m| m.as_array_mut()) {
+                mounts.retain(|m| !named(m, crate::jobs::MODEL_VOLUME));
+            }
+        }
+    }
+}
+
 /// Creates or updates the canary Deployment (server-side apply): the baseline's pod template with the candidate's
 /// URI, labelled `rampart.dev/role: canary` and owned by the rollout so it goes when the rollout is deleted.
 pub async fn ensure_canary(
     client: &kube::Client,
     rollout: &ModelRollout,
     serving: &DeploymentServing,
+    fetch: Option<&ArtifactFetch>,
+    check_image: &str,
 ) -> Result<(), ServingError> {
     let namespace = rollout.namespace().unwrap_or_default();
     let base = baseline(client, &namespace, &serving.name).await?;
@@ -138,7 +193,7 @@ pub async fn ensure_canary(
         .clone()
         .ok_or_else(|| ServingError::Unusable(format!("Deployment {namespace}/{} has no spec", serving.name)))?;
     let version = &rollout.spec.candidate.version;
-    let mut template = with_model_uri(base_spec.template.clone(), serving, &rollout.spec.candidate.artifact.uri)?;
+    let mut template = candidate_template(base_spec.template.clone(), rollout, serving, fetch, check_image)?;
     let labels = template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default);
     labels.insert(ROLE_LABEL.into(), "canary".into());
     labels.insert(VERSION_LABEL.into(), version.clone());
@@ -232,13 +287,15 @@ pub async fn promote_baseline(
     client: &kube::Client,
     rollout: &ModelRollout,
     serving: &DeploymentServing,
+    fetch: Option<&ArtifactFetch>,
+    check_image: &str,
 ) -> Result<(), ServingError> {
     let namespace = rollout.namespace().unwrap_or_default();
     let base = baseline(client, &namespace, &serving.name).await?;
     let spec = base
         .spec
         .ok_or_else(|| ServingError::Unusable(format!("Deployment {namespace}/{} has no spec", serving.name)))?;
-    let template = with_model_uri(spec.template, serving, &rollout.spec.candidate.artifact.uri)?;
+    let template = candidate_template(spec.template, rollout, serving, fetch, check_image)?;
     let container = pick_container(
         template.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default(),
         serving.container.as_deref(),
@@ -257,11 +314,20 @@ pub async fn promote_baseline(
     } else {
         owned["args"] = json!(container.args);
     }
+    // With a fetch, Rampart also owns the verifying init container, its volume and the serving container's mount of
+    // it; without one (an unsigned or BeforeTrafficOnly candidate), leaving them out of this apply removes those
+    // Rampart applied for an earlier version.
+    let mut pod = json!({"containers": [owned]});
+    if let Some(fetch) = fetch {
+        pod["containers"][0]["volumeMounts"] = json!([{"name": crate::jobs::MODEL_VOLUME, "mountPath": rampart_checks::artifact::MODEL_DIR, "readOnly": true}]);
+        pod["initContainers"] = json!([crate::jobs::fetch_init_container(fetch, check_image)]);
+        pod["volumes"] = json!([{"name": crate::jobs::MODEL_VOLUME, "emptyDir": {}}]);
+    }
     let patch = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": serving.name, "labels": {VERSION_LABEL: rollout.spec.candidate.version}},
-        "spec": {"template": {"spec": {"containers": [owned]}}},
+        "spec": {"template": {"spec": pod}},
     });
     Api::<Deployment>::namespaced(client.clone(), &namespace)
         .patch(&serving.name, &PatchParams::apply(rampart_api::FIELD_MANAGER).force(), &Patch::Apply(&patch))
@@ -271,6 +337,45 @@ pub async fn promote_baseline(
             source,
         })?;
     Ok(())
+}
+
+/// Why a canary pod's verifying init container refused the artifact, when one did: a pod whose `rampart-fetch` init
+/// container ended with exit code 1 (not verified: a changed, added or missing file, or another model) never becomes
+/// ready, and the rollout rolls back with this reason (which names the file and both digests). Exit code 2 (the
+/// store could not be read) is not a verdict and is left to the pod's restarts.
+pub async fn canary_fetch_refused(
+    client: &kube::Client,
+    namespace: &str,
+    rollout: &ModelRollout,
+) -> Result<Option<String>, kube::Error> {
+    use k8s_openapi::api::core::v1::Pod;
+    use rampart_checks::smoke::termination::TerminationMessage;
+    let selector = format!("{ROLE_LABEL}=canary,{VERSION_LABEL}={}", rollout.spec.candidate.version);
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await?;
+    for pod in pods.items {
+        let statuses = pod.status.and_then(|s| s.init_container_statuses).unwrap_or_default();
+        for status in statuses.into_iter().filter(|s| s.name == crate::jobs::FETCH_CONTAINER) {
+            let ended = [status.state.and_then(|s| s.terminated), status.last_state.and_then(|s| s.terminated)];
+            for terminated in ended.into_iter().flatten() {
+                if terminated.exit_code != 1 {
+                    continue;
+                }
+                let text = terminated.message.unwrap_or_default();
+                let reason = match serde_json::from_str::<TerminationMessage>(text.trim()) {
+                    Ok(message) if !message.reasons.is_empty() => message.reasons.join("; "),
+                    Ok(message) => message.summary,
+                    Err(_) => "the artifact did not match its signature".to_string(),
+                };
+                return Ok(Some(format!(
+                    "canary pod {} did not start: its init container refused the artifact: {reason}",
+                    pod.metadata.name.unwrap_or_default()
+                )));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// True when the Deployment has rolled out its current template: observed, updated, ready and available.

@@ -23,6 +23,9 @@ pub enum RollbackCause {
     AnalysisFailed(String),
     /// The analysis ended undecided and the policy is `onInconclusive: rollback`.
     Inconclusive(String),
+    /// A canary pod's verifying init container refused the artifact (the object changed after verification); the
+    /// reason names the file and both digests.
+    ArtifactRefused(String),
 }
 
 impl RollbackCause {
@@ -31,6 +34,7 @@ impl RollbackCause {
             RollbackCause::Aborted => "aborted by the rampart.dev/abort annotation (rampart abort)".into(),
             RollbackCause::AnalysisFailed(reason) => reason.clone(),
             RollbackCause::Inconclusive(reason) => format!("{reason}; onInconclusive: rollback"),
+            RollbackCause::ArtifactRefused(reason) => reason.clone(),
         }
     }
 }

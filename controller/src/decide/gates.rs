@@ -60,25 +60,17 @@ pub fn start(facts: &Facts<'_>) -> Result<Decision, DecideError> {
     let checks = status.checks.get_or_insert_with(Default::default);
     match &observed.signature {
         Ok(Some(signer)) => {
+            // The bundle checks out against the rollout; the version is marked verified in the registry only once the
+            // artifact-verification Job has checked the bytes at the URI against it (see `checks`).
             checks.signature = Some(CheckResult {
                 result: CheckOutcome::Passed,
-                message: Some(format!("signed by trusted key {} ({})", signer.key_label, signer.key_id)),
+                message: Some(format!(
+                    "bundle for model {:?} signed by trusted key {} ({})",
+                    signer.model_name, signer.key_label, signer.key_id
+                )),
                 signer: Some(signer.key_id.clone()),
                 job: None,
             });
-            record(
-                facts,
-                &mut status,
-                TrailRecord::MarkVerified {
-                    model: spec.model.clone(),
-                    version: spec.candidate.version.clone(),
-                    verification: rampart_registry::Verification {
-                        digest: spec.candidate.artifact.digest.clone(),
-                        signer_key_id: signer.key_id.clone(),
-                        signature_bundle: Some(signer.bundle.clone()),
-                    },
-                },
-            );
         }
         Ok(None) => {
             checks.signature = Some(CheckResult {
@@ -116,15 +108,20 @@ pub fn start(facts: &Facts<'_>) -> Result<Decision, DecideError> {
         spec.candidate.version,
         status.baseline_version.as_deref().unwrap_or("(unknown)")
     );
-    let phase = if wanted_checks(facts).is_empty() { Phase::Progressing } else { Phase::Checking };
+    let phase = if wanted_checks(facts, &status).is_empty() { Phase::Progressing } else { Phase::Checking };
     status::transition(&mut status, phase, message.clone(), facts.now);
     Ok(act(facts, status, vec![], Some(Note { warning: false, reason: "Started", message }), NEXT))
 }
 
-/// The check Jobs this rollout asks for, in the order they run.
-pub fn wanted_checks(facts: &Facts<'_>) -> Vec<Check> {
+/// The check Jobs this rollout asks for, in the order they run. A signed candidate always gets the artifact
+/// verification first, even when no other check is configured: the bytes at the URI must be the signed ones before
+/// any traffic.
+pub fn wanted_checks(facts: &Facts<'_>, status: &ModelRolloutStatus) -> Vec<Check> {
     let checks = facts.spec.checks.as_ref();
+    let signed =
+        status.checks.as_ref().and_then(|c| c.signature.as_ref()).map(|s| s.result) == Some(CheckOutcome::Passed);
     [
+        signed.then_some(Check::Artifact),
         checks.and_then(|c| c.contract.as_ref()).map(|_| Check::Contract),
         checks.and_then(|c| c.smoke_training.as_ref()).map(|_| Check::SmokeTraining),
     ]
@@ -136,7 +133,7 @@ pub fn wanted_checks(facts: &Facts<'_>) -> Vec<Check> {
 /// Checking: run the check Jobs one after the other; any failure ends the rollout before traffic moves.
 pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
     let mut status = facts.status.clone();
-    for check in wanted_checks(facts) {
+    for check in wanted_checks(facts, facts.status) {
         let current = slot(&mut status, check).as_ref().map(|c| c.result);
         if current == Some(CheckOutcome::Passed) {
             continue;
@@ -170,10 +167,30 @@ pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
                 return Ok(match state {
                     JobState::Running => endings::stay(facts, Requeue::After(CHECK_POLL)),
                     JobState::Passed(summary) => {
+                        let signer =
+                            status.checks.as_ref().and_then(|c| c.signature.as_ref()).and_then(|s| s.signer.clone());
+                        if check == Check::Artifact
+                            && let Some(signer_key_id) = signer.clone()
+                        {
+                            // Only now, with the bytes checked, is the version verified in the registry.
+                            record(
+                                facts,
+                                &mut status,
+                                TrailRecord::MarkVerified {
+                                    model: facts.spec.model.clone(),
+                                    version: facts.spec.candidate.version.clone(),
+                                    verification: rampart_registry::Verification {
+                                        digest: facts.spec.candidate.artifact.digest.clone(),
+                                        signer_key_id,
+                                        signature_bundle: None,
+                                    },
+                                },
+                            );
+                        }
                         *slot(&mut status, check) = Some(CheckResult {
                             result: CheckOutcome::Passed,
                             message: Some(summary.clone()),
-                            signer: None,
+                            signer: if check == Check::Artifact { signer } else { None },
                             job: Some(name),
                         });
                         let message = format!("{} check passed: {summary}", check.as_str());
@@ -208,6 +225,7 @@ fn fail_check(facts: &Facts<'_>, mut status: ModelRolloutStatus, check: Check, w
 fn slot(status: &mut ModelRolloutStatus, check: Check) -> &mut Option<CheckResult> {
     let checks = status.checks.get_or_insert_with(Default::default);
     match check {
+        Check::Artifact => &mut checks.artifact,
         Check::Contract => &mut checks.contract,
         Check::SmokeTraining => &mut checks.smoke_training,
     }

@@ -99,6 +99,9 @@ pub struct Facts<'a> {
     pub has_finalizer: bool,
     /// What was observed for this decision.
     pub observed: Observation,
+    /// Why a canary pod's verifying init container refused the artifact, when one did (read on every reconcile while
+    /// the canary exists, whatever the decision asks for).
+    pub canary_refused: Option<String>,
 }
 
 /// What the executor must look at before the decision can be made.
@@ -297,6 +300,13 @@ fn decide_phase(facts: &Facts<'_>) -> Result<Decision, DecideError> {
         Phase::Pending | Phase::Verifying => gates::start(facts),
         Phase::Checking => gates::checks(facts),
         Phase::Progressing | Phase::Paused => {
+            if let Some(reason) = &facts.canary_refused {
+                return Ok(endings::roll_back(
+                    facts,
+                    facts.status.clone(),
+                    RollbackCause::ArtifactRefused(reason.clone()),
+                ));
+            }
             if facts.intent.promote {
                 let message = "promoted by the rampart.dev/promote annotation (rampart promote): skipping the \
                                remaining steps";
