@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use rampart_api::Phase;
-use rampart_checks::signing::{HashingOptions, PrivateKey, TrustedKey, sign_model};
+use rampart_checks::signing::{HashingOptions, PrivateKey, TrustedKey, hash_model, sign_manifest};
 use rampart_registry::Registry;
 use rampart_testenv::model_server::ModelServerConfig;
 use serde_json::{Value, json};
@@ -23,17 +23,22 @@ fn key(seed: u8) -> PrivateKey {
     PrivateKey::from_scalar_bytes(&[seed; 32]).unwrap()
 }
 
-/// Signs a small model directory; returns (bundle JSON, digest).
-fn signed_model(dir: &Path, key: &PrivateKey) -> (String, String) {
+/// Signs a small model directory for model `fraud`; returns (bundle JSON, digest, the directory as the artifact URI
+/// the rig's kubelet fetches from).
+fn signed_model(dir: &Path, key: &PrivateKey) -> (String, String, String) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("model.onnx"), b"not really onnx, but bytes to sign").unwrap();
     std::fs::write(dir.join("config.json"), br#"{"classes": 10}"#).unwrap();
-    let signed = sign_model(dir, key, &HashingOptions::default()).unwrap();
-    (signed.bundle_json, signed.model_digest)
+    let options = HashingOptions::default();
+    let mut manifest = hash_model(dir, &options).unwrap();
+    manifest.model_name = "fraud".into();
+    let signed = sign_manifest(&manifest, key, &options).unwrap();
+    (signed.bundle_json, signed.model_digest, dir.display().to_string())
 }
 
-fn signed_rollout(name: &str, steps: Value, bundle: &str, digest: &str) -> Value {
+fn signed_rollout(name: &str, steps: Value, (bundle, digest, uri): &(String, String, String)) -> Value {
     let mut r = rollout(name, steps, json!([accuracy_metric(0.05)]), json!({}));
+    r["spec"]["candidate"]["artifact"]["uri"] = json!(uri);
     r["spec"]["candidate"]["artifact"]["digest"] = json!(digest);
     r["spec"]["candidate"]["artifact"]["signature"] = json!({"bundle": bundle});
     r["spec"].as_object_mut().unwrap().remove("checks");
@@ -45,8 +50,8 @@ async fn unverifiable_candidates_fail_before_any_traffic_moves() {
     let dir = tempfile::tempdir().unwrap();
     let trusted = key(7);
     let stranger = key(9);
-    let (bundle, digest) = signed_model(&dir.path().join("good"), &trusted);
-    let (stranger_bundle, stranger_digest) = signed_model(&dir.path().join("stranger"), &stranger);
+    let good = signed_model(&dir.path().join("good"), &trusted);
+    let stranger_signed = signed_model(&dir.path().join("stranger"), &stranger);
 
     let canary = ModelServerConfig::new("v2").accuracy(0.9).latency(QUICK, 0.3);
     let mut rig = Rig::new("gates", canary, None).await;
@@ -59,8 +64,11 @@ async fn unverifiable_candidates_fail_before_any_traffic_moves() {
     let mut unsigned = rollout("unsigned", steps.clone(), json!([accuracy_metric(0.05)]), json!({}));
     unsigned["spec"]["checks"] = json!({"insecureSkipSignature": true});
     let cases = [
-        (signed_rollout("tampered", steps.clone(), &bundle, &tampered), "digest mismatch"),
-        (signed_rollout("stranger", steps.clone(), &stranger_bundle, &stranger_digest), "does not verify"),
+        (
+            signed_rollout("tampered", steps.clone(), &(good.0.clone(), tampered.clone(), good.2.clone())),
+            "digest mismatch",
+        ),
+        (signed_rollout("stranger", steps.clone(), &stranger_signed), "does not verify"),
         (unsigned, "does not allow unsigned models"),
     ];
     for (object, _) in &cases {
@@ -84,7 +92,7 @@ async fn unverifiable_candidates_fail_before_any_traffic_moves() {
     assert_eq!(rig.driver.sent_to("model-canary"), 0);
 
     // The same bundle with the right digest passes the gate.
-    rig.create_rollout(signed_rollout("genuine", steps, &bundle, &digest)).await;
+    rig.create_rollout(signed_rollout("genuine", steps, &good)).await;
     let done = rig.wait_for_phase("genuine", &[Phase::Succeeded, Phase::Failed], Duration::from_secs(30)).await;
     let status = done.status.unwrap();
     assert_eq!(status.phase, Some(Phase::Succeeded), "{:?}", status.message);
@@ -98,7 +106,8 @@ async fn unverifiable_candidates_fail_before_any_traffic_moves() {
 async fn a_promoted_rollout_leaves_a_complete_verified_trail_and_moves_production() {
     let dir = tempfile::tempdir().unwrap();
     let trusted = key(11);
-    let (bundle, digest) = signed_model(dir.path(), &trusted);
+    let signed = signed_model(dir.path(), &trusted);
+    let digest = signed.1.clone();
     let database_url = rampart_testenv::shared_postgres().unwrap().new_database().unwrap();
 
     let canary = ModelServerConfig::new("v2").accuracy(0.9).latency(QUICK, 0.3);
@@ -107,7 +116,7 @@ async fn a_promoted_rollout_leaves_a_complete_verified_trail_and_moves_productio
     rig.database_url = Some(database_url.clone());
     rig.start_controller();
     let steps = json!([{"setWeight": 25}, {"analysis": {"duration": "60s", "interval": "1s"}}, {"setWeight": 100}]);
-    rig.create_rollout(signed_rollout("recorded", steps, &bundle, &digest)).await;
+    rig.create_rollout(signed_rollout("recorded", steps, &signed)).await;
     let done = rig.wait_for_phase("recorded", &[Phase::Succeeded, Phase::RolledBack], Duration::from_secs(90)).await;
     let status = done.status.clone().unwrap();
     assert_eq!(status.phase, Some(Phase::Succeeded), "{:?}", status.message);
@@ -138,7 +147,7 @@ async fn a_promoted_rollout_leaves_a_complete_verified_trail_and_moves_productio
 async fn a_postgres_outage_does_not_delay_the_rollback_and_the_trail_fills_in_afterwards() {
     let dir = tempfile::tempdir().unwrap();
     let trusted = key(13);
-    let (bundle, digest) = signed_model(dir.path(), &trusted);
+    let signed = signed_model(dir.path(), &trusted);
     let mut postgres = rampart_testenv::Postgres::start().unwrap();
     let database_url = postgres.new_database().unwrap();
 
@@ -148,7 +157,7 @@ async fn a_postgres_outage_does_not_delay_the_rollback_and_the_trail_fills_in_af
     rig.database_url = Some(database_url.clone());
     rig.start_controller();
     let steps = json!([{"setWeight": 25}, {"analysis": {"duration": "90s", "interval": "1s"}}, {"setWeight": 100}]);
-    let mut object = signed_rollout("outage", steps, &bundle, &digest);
+    let mut object = signed_rollout("outage", steps, &signed);
     object["spec"]["analysis"]["metrics"] = json!([accuracy_metric(0.01)]);
     rig.create_rollout(object).await;
     rig.wait_for("outage", Duration::from_secs(30), "the rollout recorded as started", |r| {

@@ -15,6 +15,7 @@
 
 mod control_plane;
 mod crds;
+pub mod kubelet;
 pub mod load_driver;
 pub mod model_server;
 mod postgres;

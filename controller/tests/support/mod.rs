@@ -9,14 +9,16 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
+use kube::Api;
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, ResourceExt};
 use rampart_api::{ModelRollout, Phase};
 use rampart_controller::{ControllerConfig, Metrics};
 use rampart_testenv::load_driver::{LoadDriver, RouteSource};
 use rampart_testenv::model_server::{ModelServer, ModelServerConfig};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+
+pub mod kubelet;
 
 /// Requests per second the load driver sends (split by the route's weights).
 pub const LOAD_RPS: f64 = 400.0;
@@ -117,7 +119,7 @@ impl Rig {
             LoadDriver::start(client.clone(), &namespace, RouteSource::http_route("model"), backends, LOAD_RPS)
                 .await
                 .unwrap();
-        let kubelet = tokio::spawn(play_deployment_controller(client.clone(), namespace.clone()));
+        let kubelet = tokio::spawn(kubelet::play(client.clone(), namespace.clone()));
         Rig {
             client,
             namespace,
@@ -304,21 +306,6 @@ impl Drop for Rig {
 
 pub fn routes(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), namespace, &rampart_controller::traffic::httproute_resource())
-}
-
-/// Plays the Deployment controller and kubelet: every Deployment whose template changed is reported rolled out,
-/// with all replicas ready, a moment later.
-async fn play_deployment_controller(client: kube::Client, namespace: String) {
-    let api: Api<Deployment> = Api::namespaced(client, &namespace);
-    loop {
-        if let Ok(list) = api.list(&ListParams::default()).await {
-            for deployment in list.items {
-                let Some(status) = rampart_testenv::rolled_out_status(&deployment) else { continue };
-                let _ = api.patch_status(&deployment.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 /// A rollout of `v2` against `v1` with the given steps and metrics, in the rig's shape.

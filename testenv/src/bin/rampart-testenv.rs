@@ -1,5 +1,6 @@
 //! `rampart-testenv`: the test environment as a long-running process, for the demo and for trying Rampart by hand.
-//! `up` starts the control plane, Postgres and Prometheus, plays the Deployment controller, optionally builds demo
+//! `up` starts the control plane, Postgres, Prometheus and an S3 server (with the demo's models in a bucket), plays
+//! the Deployment controller and the kubelet (artifact fetches run the real `rampart-check`), optionally builds demo
 //! "worlds" (Deployment, HTTPRoute, model servers, load driver) and runs a command under the watchdog; `apply`
 //! applies YAML files to the API server (server-side apply) where no kubectl is installed.
 
@@ -12,11 +13,11 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::discovery::Scope;
-use kube::{Api, ResourceExt};
 use rampart_testenv::{
-    Error, LoadDriver, ModelServer, ModelServerConfig, Postgres, Prometheus, PrometheusOptions, RouteSource,
+    Error, LoadDriver, ModelServer, ModelServerConfig, Postgres, Prometheus, PrometheusOptions, RouteSource, S3Server,
     Supervised, TestEnv,
 };
 use serde_json::{Value, json};
@@ -65,6 +66,14 @@ struct UpArgs {
     /// driver that follows the route's weights. Repeatable.
     #[arg(long = "world", value_parser = parse_world)]
     worlds: Vec<World>,
+    /// Upload a model directory to the S3 server's `models` bucket: `PREFIX=DIR` puts every file of DIR under
+    /// `s3://models/PREFIX/`. Repeatable.
+    #[arg(long = "upload", value_name = "PREFIX=DIR")]
+    uploads: Vec<String>,
+    /// The `rampart-check` binary the kubelet stand-in runs for artifact-verification Jobs and `rampart-fetch` init
+    /// containers. Default: next to this program.
+    #[arg(long, value_name = "PATH")]
+    rampart_check: Option<PathBuf>,
     /// Requests per second the load driver of each world sends.
     #[arg(long, default_value_t = 200.0)]
     rps: f64,
@@ -194,16 +203,42 @@ fn up(args: UpArgs) -> Result<ExitCode, Error> {
     let prometheus = Prometheus::start_with(PrometheusOptions::default().scrape_interval(Duration::from_millis(250)))?;
     say(start, &format!("Prometheus ready at {}", prometheus.url()));
 
-    let exports = vec![
+    say(start, "starting the S3 server (SeaweedFS) with a `models` bucket");
+    let s3 = S3Server::start()?;
+    s3.create_bucket("models")?;
+    for upload in &args.uploads {
+        let (prefix, local) = upload.split_once('=').ok_or_else(|| Error::Missing {
+            what: format!("`=` in --upload {upload}"),
+            hint: "write --upload PREFIX=DIR".into(),
+        })?;
+        s3.put_dir("models", prefix, Path::new(local))?;
+        say(start, &format!("uploaded {local} to s3://models/{prefix}/"));
+    }
+
+    let mut exports = vec![
         ("KUBECONFIG", kubeconfig.display().to_string()),
         ("RAMPART_DATABASE_URL", database_url),
         ("RAMPART_PROMETHEUS_URL", prometheus.url()),
         ("RAMPART_PROMETHEUS_TARGETS", prometheus.dir().join("targets").display().to_string()),
     ];
+    // The S3 settings a credentials Secret carries (scripts/demo puts them in one per namespace).
+    let aws: Vec<(String, String)> = s3.aws_env();
+    for (key, value) in &aws {
+        let key: &'static str = match key.as_str() {
+            "AWS_ENDPOINT_URL" => "AWS_ENDPOINT_URL",
+            "AWS_REGION" => "AWS_REGION",
+            "AWS_ACCESS_KEY_ID" => "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY" => "AWS_SECRET_ACCESS_KEY",
+            "AWS_ALLOW_HTTP" => "AWS_ALLOW_HTTP",
+            _ => continue,
+        };
+        exports.push((key, value.clone()));
+    }
 
     let rt = runtime()?;
     let code = rt.block_on(run_up(&args, &dir, &env, &prometheus, &exports, start))?;
     // Servers stop in reverse order of start as their handles drop: Prometheus, Postgres, then the control plane.
+    drop(s3);
     drop(prometheus);
     drop(postgres);
     drop(env);
@@ -223,7 +258,14 @@ async fn run_up(
     let client = env.client().await?;
     ensure_model_rollout_crd(&client).await?;
     ensure_namespace(&client, SYSTEM_NAMESPACE).await?;
-    let deployment_controller = tokio::spawn(play_deployment_controller(client.clone()));
+    let rampart_check = match &args.rampart_check {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("rampart-check")))
+            .unwrap_or_else(|| PathBuf::from("rampart-check")),
+    };
+    let deployment_controller = tokio::spawn(rampart_testenv::kubelet::play(client.clone(), None, rampart_check));
 
     let mut worlds = Vec::new();
     for world in &args.worlds {
@@ -422,25 +464,6 @@ impl RunningWorld {
         }
         self.baseline.shutdown().await;
         self.canary.shutdown().await;
-    }
-}
-
-/// Plays the Deployment controller and kubelet for every namespace: a Deployment whose spec changed is reported
-/// rolled out, with all replicas ready, a moment later (no controller-manager or kubelet runs here).
-async fn play_deployment_controller(client: kube::Client) {
-    let api: Api<Deployment> = Api::all(client.clone());
-    loop {
-        if let Ok(list) = api.list(&ListParams::default()).await {
-            for deployment in list.items {
-                let Some(status) = rampart_testenv::rolled_out_status(&deployment) else { continue };
-                let Some(ns) = deployment.namespace() else { continue };
-                let namespaced: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-                let _ = namespaced
-                    .patch_status(&deployment.name_any(), &PatchParams::default(), &Patch::Merge(&status))
-                    .await;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
