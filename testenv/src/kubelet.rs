@@ -104,6 +104,8 @@ pub async fn complete_job(
     ran: &Ran,
 ) -> Result<(), kube::Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    // No controller-manager creates ServiceAccounts here, and the API server admits no Pod without its account.
+    ensure_service_account(client, namespace, "default").await;
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": format!("{job}-k1"), "labels": {"job-name": job}},
         "spec": {"restartPolicy": "Never", "containers": [{"name": container, "image": "rampart/rampart-check:test"}]},
@@ -208,6 +210,7 @@ async fn failed_pod(
     let name = format!("{deployment}-g{generation}");
     let labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
     let spec = template.spec.clone().unwrap_or_default();
+    ensure_service_account(client, namespace, spec.service_account_name.as_deref().unwrap_or("default")).await;
     let Ok(pod) = serde_json::from_value::<Pod>(json!({"metadata": {"name": name, "labels": labels}, "spec": spec}))
     else {
         return;
@@ -221,4 +224,12 @@ async fn failed_pod(
         "state": {"terminated": {"exitCode": ran.exit_code, "reason": "Error", "message": ran.message}},
     }]}});
     let _ = pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await;
+}
+
+/// Creates a ServiceAccount unless it exists (what the controller-manager would do for `default`).
+async fn ensure_service_account(client: &kube::Client, namespace: &str, name: &str) {
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    if let Ok(account) = serde_json::from_value(json!({"metadata": {"name": name}})) {
+        let _ = accounts.create(&PostParams::default(), &account).await;
+    }
 }
