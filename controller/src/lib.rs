@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
@@ -80,6 +81,40 @@ impl Drop for AbortOnDrop {
             handle.abort();
         }
     }
+}
+
+/// Wakes a rollout with traffic on its canary when one of its canary pods changes, so a verifying init container that
+/// refused the artifact (an object replaced after verification) rolls the rollout back at once, even during an
+/// indefinite pause. Only canary pods (`rampart.dev/role=canary`) are watched, and only their metadata is kept.
+fn watch_canary_pods(
+    controller: Controller<ModelRollout>,
+    client: &kube::Client,
+    config: &ControllerConfig,
+) -> Controller<ModelRollout> {
+    let pods: Api<PartialObjectMeta<Pod>> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let rollouts = controller.store();
+    let canaries = watcher::Config::default().labels(&format!("{}=canary", serving::ROLE_LABEL));
+    controller.watches(pods, canaries, move |pod| {
+        let namespace = pod.metadata.namespace.clone();
+        let version = pod.metadata.labels.as_ref().and_then(|l| l.get(serving::VERSION_LABEL)).cloned();
+        rollouts
+            .state()
+            .into_iter()
+            .filter(|rollout| {
+                rollout.metadata.namespace == namespace
+                    && matches!(
+                        rollout.status.as_ref().and_then(|s| s.phase),
+                        Some(rampart_api::Phase::Progressing | rampart_api::Phase::Paused)
+                    )
+                    && rollout.spec.serving.deployment.is_some()
+                    && version.as_ref() == Some(&rollout.spec.candidate.version)
+            })
+            .map(|rollout| ObjectRef::from_obj(rollout.as_ref()))
+            .collect::<Vec<_>>()
+    })
 }
 
 /// Runs the controller until `shutdown` becomes true: leader election, and the reconcile loop while this replica
@@ -143,7 +178,8 @@ pub async fn run(client: kube::Client, config: ControllerConfig, metrics: Metric
         };
         let controller = Controller::new(rollouts, watcher::Config::default().any_semantic())
             .with_config(kube::runtime::controller::Config::default().concurrency(config.max_concurrent_reconciles));
-        let controller = watch_baselines(controller, &client, &config)
+        let controller = watch_baselines(controller, &client, &config);
+        let controller = watch_canary_pods(controller, &client, &config)
             .run(reconcile::reconcile, reconcile::error_policy, context.clone())
             .for_each(|result| async move {
                 if let Err(err) = result {

@@ -31,7 +31,7 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
             Observation::Start(StartObservation { signature, baseline })
         }
         Need::Job { check, started: false } => {
-            let job = match candidate_fetch(ctx, rollout, &status).await {
+            let job = match candidate_fetch(ctx, rollout).await {
                 Err(why) => Err(why),
                 Ok(fetch) => match check {
                     Check::Artifact => match &fetch {
@@ -97,7 +97,7 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
                     let base = serving::baseline(&ctx.client, &namespace, &deployment.name)
                         .await
                         .map_err(|err| crate::Error::Serving { rollout: id.clone(), message: err.to_string() })?;
-                    let fetch = serving_fetch(ctx, rollout, &status)
+                    let fetch = serving_fetch(ctx, rollout)
                         .await
                         .map_err(|message| crate::Error::Serving { rollout: id.clone(), message })?;
                     let serves_candidate = base.labels().get(serving::VERSION_LABEL)
@@ -160,19 +160,11 @@ async fn resolve_baseline(ctx: &Context, rollout: &ModelRollout) -> Result<Basel
     Ok(BaselineFacts { version, uri })
 }
 
-/// The verifying fetch for the candidate's check Jobs: present when its signature was verified (status says so and the
-/// bundle is read and checked again here, from sources the rollout's author cannot forge into trust: the controller's
-/// keys). `Ok(None)` for an unsigned candidate (allowed insecure rollouts).
-pub async fn candidate_fetch(
-    ctx: &Context,
-    rollout: &ModelRollout,
-    status: &rampart_api::ModelRolloutStatus,
-) -> Result<Option<jobs::ArtifactFetch>, String> {
-    let signed = status.checks.as_ref().and_then(|c| c.signature.as_ref()).map(|s| s.result)
-        == Some(rampart_api::v1alpha1::CheckOutcome::Passed);
-    if !signed {
-        return Ok(None);
-    }
+/// The verifying fetch for the candidate's check Jobs and serving pods: every candidate but an `insecureSkipSignature`
+/// one (which the start gate let through only if this controller allows it) is fetched through `rampart-check fetch`.
+/// Decided from the spec and the bundle, read and checked again here against the controller's keys, never from status
+/// (which someone with `modelrollouts/status` could write). `Ok(None)` for an allowed unsigned candidate.
+pub async fn candidate_fetch(ctx: &Context, rollout: &ModelRollout) -> Result<Option<jobs::ArtifactFetch>, String> {
     let signer =
         verify::verify_candidate(&ctx.client, rollout, &ctx.trusted_keys, ctx.config.allow_insecure_skip_signature)
             .await?;
@@ -184,14 +176,10 @@ pub async fn candidate_fetch(
 
 /// The verifying fetch for serving pods: the candidate's fetch unless the rollout opted out
 /// (`verification: BeforeTrafficOnly`).
-pub async fn serving_fetch(
-    ctx: &Context,
-    rollout: &ModelRollout,
-    status: &rampart_api::ModelRolloutStatus,
-) -> Result<Option<jobs::ArtifactFetch>, String> {
+pub async fn serving_fetch(ctx: &Context, rollout: &ModelRollout) -> Result<Option<jobs::ArtifactFetch>, String> {
     let mode = rollout.spec.candidate.artifact.verification.unwrap_or_default();
     if mode == rampart_api::v1alpha1::ArtifactVerification::BeforeTrafficOnly {
         return Ok(None);
     }
-    candidate_fetch(ctx, rollout, status).await
+    candidate_fetch(ctx, rollout).await
 }

@@ -370,7 +370,7 @@ async fn apply_to_cluster(
         Effect::SetWeight { weight, create_canary } => {
             if let Some(deployment) = &spec.serving.deployment {
                 if *create_canary {
-                    let fetch = observe::serving_fetch(ctx, rollout, status)
+                    let fetch = observe::serving_fetch(ctx, rollout)
                         .await
                         .map_err(|message| Error::Serving { rollout: id(), message })?;
                     serving::ensure_canary(&ctx.client, rollout, deployment, fetch.as_ref(), &ctx.config.check_image)
@@ -424,7 +424,7 @@ async fn apply_to_cluster(
         },
         Effect::PromoteBaseline => match &spec.serving.deployment {
             Some(deployment) => {
-                let fetch = observe::serving_fetch(ctx, rollout, status)
+                let fetch = observe::serving_fetch(ctx, rollout)
                     .await
                     .map_err(|message| Error::Serving { rollout: id(), message })?;
                 serving::promote_baseline(&ctx.client, rollout, deployment, fetch.as_ref(), &ctx.config.check_image)

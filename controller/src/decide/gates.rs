@@ -108,18 +108,18 @@ pub fn start(facts: &Facts<'_>) -> Result<Decision, DecideError> {
         spec.candidate.version,
         status.baseline_version.as_deref().unwrap_or("(unknown)")
     );
-    let phase = if wanted_checks(facts, &status).is_empty() { Phase::Progressing } else { Phase::Checking };
+    let phase = if wanted_checks(facts).is_empty() { Phase::Progressing } else { Phase::Checking };
     status::transition(&mut status, phase, message.clone(), facts.now);
     Ok(act(facts, status, vec![], Some(Note { warning: false, reason: "Started", message }), NEXT))
 }
 
-/// The check Jobs this rollout asks for, in the order they run. A signed candidate always gets the artifact
-/// verification first, even when no other check is configured: the bytes at the URI must be the signed ones before
-/// any traffic.
-pub fn wanted_checks(facts: &Facts<'_>, status: &ModelRolloutStatus) -> Vec<Check> {
+/// The check Jobs this rollout asks for, in the order they run. A signed candidate (every candidate but an
+/// `insecureSkipSignature` one) always gets the artifact verification first, even when no other check is configured:
+/// the bytes at the URI must be the signed ones before any traffic. Decided from the spec, never from status (which
+/// someone with `modelrollouts/status` could write to drop the check).
+pub fn wanted_checks(facts: &Facts<'_>) -> Vec<Check> {
     let checks = facts.spec.checks.as_ref();
-    let signed =
-        status.checks.as_ref().and_then(|c| c.signature.as_ref()).map(|s| s.result) == Some(CheckOutcome::Passed);
+    let signed = checks.and_then(|c| c.insecure_skip_signature) != Some(true);
     [
         signed.then_some(Check::Artifact),
         checks.and_then(|c| c.contract.as_ref()).map(|_| Check::Contract),
@@ -133,7 +133,7 @@ pub fn wanted_checks(facts: &Facts<'_>, status: &ModelRolloutStatus) -> Vec<Chec
 /// Checking: run the check Jobs one after the other; any failure ends the rollout before traffic moves.
 pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
     let mut status = facts.status.clone();
-    for check in wanted_checks(facts, facts.status) {
+    for check in wanted_checks(facts) {
         let current = slot(&mut status, check).as_ref().map(|c| c.result);
         if current == Some(CheckOutcome::Passed) {
             continue;

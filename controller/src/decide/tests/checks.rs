@@ -24,8 +24,81 @@ fn check_status(contract: Option<CheckOutcome>, smoke: Option<CheckOutcome>) -> 
         outcome.map(|result| CheckResult { result, message: None, signer: None, job: Some("j".into()) })
     };
     ModelRolloutStatus {
-        checks: Some(ChecksStatus { signature: None, contract: result(contract), smoke_training: result(smoke) }),
+        checks: Some(ChecksStatus {
+            signature: None,
+            // The artifact Job (always first for a signed candidate) already passed.
+            artifact: result(Some(CheckOutcome::Passed)),
+            contract: result(contract),
+            smoke_training: result(smoke),
+        }),
         ..status(Phase::Checking, 0, 0.0)
+    }
+}
+
+#[test]
+fn a_signed_candidate_is_verified_by_an_artifact_job_before_anything_else_even_without_other_checks() {
+    let act = Case::new(spec(), ModelRolloutStatus::default(), 0.0).act(Observation::Start(StartObservation {
+        signature: Ok(Some(signer())),
+        baseline: Ok(BaselineFacts { version: Some("v1".into()), uri: Some("s3://models/fraud/v1/".into()) }),
+    }));
+    assert_eq!(act.status.phase, Some(Phase::Checking), "no traffic before the bytes are checked");
+    let case = Case::new(spec(), act.status, 1.0);
+    assert_eq!(case.need(), Need::Job { check: Check::Artifact, started: false });
+}
+
+#[test]
+fn a_passed_artifact_job_marks_the_version_verified_and_a_failed_one_fails_before_traffic() {
+    let signed = |artifact: Option<CheckOutcome>| {
+        let mut status = check_status(None, None);
+        let checks = status.checks.get_or_insert_with(Default::default);
+        checks.signature =
+            Some(CheckResult { result: CheckOutcome::Passed, message: None, signer: Some("key-1".into()), job: None });
+        checks.artifact =
+            artifact.map(|result| CheckResult { result, message: None, signer: None, job: Some("j".into()) });
+        status
+    };
+    let case = Case::new(spec(), signed(Some(CheckOutcome::Running)), 1.0);
+    assert_eq!(case.need(), Need::Job { check: Check::Artifact, started: true });
+    let act =
+        case.act(Observation::Job { check: Check::Artifact, state: JobState::Passed("verified sha256:aa".into()) });
+    assert_eq!(record_kinds(&act.status), vec!["verified"]);
+    assert_eq!(
+        act.status.checks.as_ref().and_then(|c| c.artifact.as_ref()).map(|a| a.result),
+        Some(CheckOutcome::Passed)
+    );
+    assert_eq!(act.status.phase, Some(Phase::Checking));
+    let next = Case::new(spec(), act.status, 2.0).act(Observation::Nothing);
+    assert_eq!(next.status.phase, Some(Phase::Progressing), "no other check: the steps begin");
+
+    let why = "artifact not verified: the model does not match its signature: file weights.bin changed (signed \
+               sha256:bb, now sha256:cc)";
+    let act = Case::new(spec(), signed(Some(CheckOutcome::Running)), 1.0)
+        .act(Observation::Job { check: Check::Artifact, state: JobState::Failed(why.into()) });
+    assert_eq!(act.status.phase, Some(Phase::Failed));
+    assert_eq!(act.status.canary_weight, Some(0));
+    assert!(act.status.message.as_deref().unwrap().contains("file weights.bin changed"));
+    assert!(!record_kinds(&act.status).contains(&"verified"), "nothing is marked verified");
+}
+
+#[test]
+fn a_canary_whose_init_container_refused_the_artifact_rolls_back_naming_the_file() {
+    for phase in [Phase::Progressing, Phase::Paused] {
+        let mut case = Case::new(spec(), status(phase, 2, 0.0), 5.0);
+        case.status.canary_weight = Some(10);
+        case.canary_refused = Some(
+            "canary pod fraud-canary-1 did not start: its init container refused the artifact: file weights.bin \
+             changed (signed sha256:bb, now sha256:cc)"
+                .into(),
+        );
+        let act = case.act(Observation::Nothing);
+        assert_eq!(act.status.phase, Some(Phase::RollingBack), "{phase:?}");
+        assert_eq!(act.status.canary_weight, Some(0));
+        assert!(act.effects.contains(&Effect::RouteAllToBaseline { after_failing_verdict: false }));
+        assert!(
+            act.status.message.as_deref().unwrap().contains("file weights.bin changed"),
+            "{:?}",
+            act.status.message
+        );
     }
 }
 

@@ -132,7 +132,7 @@ fn an_unusable_baseline_fails_before_traffic() {
     }));
     assert_eq!(act.status.phase, Some(Phase::Failed));
     assert!(act.status.message.as_deref().unwrap().contains("ml/fraud not found"));
-    assert_eq!(record_kinds(&act.status), vec!["register", "verified", "start", "finish"]);
+    assert_eq!(record_kinds(&act.status), vec!["register", "start", "finish"]);
 }
 
 #[test]
@@ -146,7 +146,8 @@ fn a_verified_start_with_check_jobs_enters_checking() {
     assert_eq!(act.status.baseline_version.as_deref(), Some("v1"));
     assert_eq!(act.status.stable_uri.as_deref(), Some("s3://models/fraud/v1/"));
     assert_eq!(act.status.canary_weight, Some(0));
-    assert_eq!(record_kinds(&act.status), vec!["register", "verified", "start"]);
+    // The bundle checked out, the bytes not yet: nothing is marked verified before the artifact Job passes.
+    assert_eq!(record_kinds(&act.status), vec!["register", "start"]);
     let started = records(&act.status).into_iter().find_map(|r| match r {
         TrailRecord::StartRollout { rollout } => Some(rollout),
         _ => None,
@@ -157,8 +158,9 @@ fn a_verified_start_with_check_jobs_enters_checking() {
 }
 
 #[test]
-fn a_start_without_check_jobs_goes_straight_to_the_steps() {
-    let act = Case::new(spec(), ModelRolloutStatus::default(), 0.0).act(Observation::Start(StartObservation {
+fn an_unsigned_start_without_check_jobs_goes_straight_to_the_steps() {
+    let unsigned = spec_with(json!({"checks": {"insecureSkipSignature": true}}));
+    let act = Case::new(unsigned, ModelRolloutStatus::default(), 0.0).act(Observation::Start(StartObservation {
         signature: Ok(None),
         baseline: Ok(BaselineFacts { version: Some("v1".into()), uri: None }),
     }));

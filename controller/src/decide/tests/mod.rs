@@ -93,6 +93,7 @@ pub(super) struct Case {
     pub(super) now: f64,
     pub(super) deleted_at: Option<f64>,
     pub(super) has_finalizer: bool,
+    pub(super) canary_refused: Option<String>,
 }
 
 impl Case {
@@ -105,6 +106,7 @@ impl Case {
             now,
             deleted_at: None,
             has_finalizer: true,
+            canary_refused: None,
         }
     }
 
@@ -122,6 +124,7 @@ impl Case {
             deleted_at: self.deleted_at.map(at),
             has_finalizer: self.has_finalizer,
             observed,
+            canary_refused: self.canary_refused.clone(),
         };
         decide(&facts).expect("a decision")
     }
@@ -166,7 +169,14 @@ pub(super) fn condition(status: &ModelRolloutStatus, type_: &str) -> String {
 }
 
 pub(super) fn signer() -> Signer {
-    Signer { key_id: "key-1".into(), key_label: "team-ml.pem".into(), bundle: "{}".into() }
+    Signer {
+        key_id: "key-1".into(),
+        key_label: "team-ml.pem".into(),
+        bundle: "{}".into(),
+        model_name: "fraud".into(),
+        files: vec![("weights.bin".into(), "b".repeat(64))],
+        single_file: false,
+    }
 }
 
 pub(super) fn ratio(name: &str, canary: (f64, f64), baseline: (f64, f64)) -> MetricObservation {
