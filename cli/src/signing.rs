@@ -96,6 +96,7 @@ pub async fn register(args: &RegisterArgs, global: &GlobalArgs) -> Result<ExitCo
         digest: verified.model_digest.clone(),
         signer_key_id: verified.key_id.clone(),
         signature_bundle: Some(bundle),
+        ..Default::default()
     };
     let record = registry
         .mark_verified(&args.model, &args.model_version, &verification)

@@ -234,7 +234,7 @@ async fn seed_rolled_back(world: &World, uid: &str, name: &str) -> String {
             })
             .await
             .unwrap();
-        let verification = Verification { digest, signer_key_id: "team-ml".into(), signature_bundle: None };
+        let verification = Verification { digest, signer_key_id: "team-ml".into(), ..Default::default() };
         registry.mark_verified("fraud-detector", version, &verification).await.unwrap();
     }
     registry

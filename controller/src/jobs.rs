@@ -14,7 +14,7 @@ use kube::{Api, ResourceExt};
 use rampart_api::ModelRollout;
 use rampart_api::v1alpha1::SmokeTraining;
 use rampart_checks::artifact::MODEL_DIR;
-use rampart_checks::smoke::termination::TerminationMessage;
+use rampart_checks::smoke::termination::{FileRead, TerminationMessage};
 use serde_json::json;
 
 use crate::config::ControllerConfig;
@@ -59,8 +59,9 @@ impl Check {
 pub enum JobState {
     /// Not finished.
     Running,
-    /// Finished and the check passed; the summary.
-    Passed(String),
+    /// Finished and the check passed; the summary, and for the artifact check the files it read (empty when they
+    /// did not fit the termination message).
+    Passed(String, Vec<FileRead>),
     /// Finished and the check failed, or the Job failed; why.
     Failed(String),
 }
@@ -419,7 +420,7 @@ pub async fn job_state(client: &kube::Client, namespace: &str, name: &str) -> Re
         })
     });
     Ok(match message {
-        Some(verdict) if verdict.passed && succeeded => JobState::Passed(verdict.summary),
+        Some(verdict) if verdict.passed && succeeded => JobState::Passed(verdict.summary, verdict.files),
         Some(verdict) => {
             let mut text = verdict.summary;
             if !verdict.reasons.is_empty() {

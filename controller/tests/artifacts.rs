@@ -179,6 +179,22 @@ async fn an_object_replaced_after_verification_keeps_the_canary_from_starting_an
         Api::<Deployment>::namespaced(rig.client.clone(), &rig.namespace).get_opt("model-canary").await.unwrap();
     let ready = canary.and_then(|d| d.status).and_then(|s| s.ready_replicas).unwrap_or(0);
     assert_eq!(ready, 0, "no canary pod with the replaced object ever became ready");
+
+    // The registry keeps what was verified before the swap: every file's digest, and how serving pods load them.
+    rig.wait_for("swapped", Duration::from_secs(20), "an empty outbox", |r| {
+        r.status.as_ref().is_some_and(|s| s.outbox.is_none())
+    })
+    .await;
+    let registry = Registry::connect(rig.database_url.as_deref().unwrap()).await.unwrap();
+    let (files, serving) = registry.version_files("fraud", "v2").await.unwrap();
+    let recorded: Vec<(String, String)> = files.iter().map(|f| (f.path.clone(), f.sha256.clone())).collect();
+    let signed: Vec<(String, String)> = ["config.json", "weights.bin"]
+        .iter()
+        .map(|name| (name.to_string(), to_hex(&hash_file(&model.join(name)).unwrap())))
+        .collect();
+    assert_eq!(recorded, signed, "the per-file digests of the bytes that were verified");
+    assert_eq!(files.iter().find(|f| f.path == "weights.bin").and_then(|f| f.size_bytes), Some(40_000));
+    assert_eq!(serving, Some(rampart_registry::ServingVerification::VerifiedCopy));
     rig.stop_controller().await;
 }
 

@@ -25,7 +25,8 @@ pub use error::RegistryError;
 pub use notifications::{DeliveryRecord, NewNotification, PendingDelivery};
 pub use records::{
     AliasMove, AliasMoveRecord, EventKind, EventRecord, NewEvent, NewRollout, NewVersion, Outcome, RollbackRecord,
-    RolloutRecord, StepRecord, Timestamp, VerdictRecord, Verification, VersionRecord, VersionStatus,
+    RolloutRecord, ServingVerification, StepRecord, Timestamp, VerdictRecord, Verification, VerifiedFile,
+    VersionRecord, VersionStatus,
 };
 
 /// The alias that names the version serving production traffic.

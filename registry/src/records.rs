@@ -84,14 +84,62 @@ pub struct VersionRecord {
     pub created_at: Timestamp,
 }
 
-/// The result of a successful signature check, to record on a version.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The result of a successful verification, to record on a version.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Verification {
     /// The digest that was verified (`sha256:<hex>`); must equal the registered digest.
     pub digest: String,
     pub signer_key_id: String,
     /// The bundle that was verified (stored when the version had none).
     pub signature_bundle: Option<String>,
+    /// The files fetched from the URI and checked against the signed manifest (empty when only the bundle was
+    /// checked, e.g. by `rampart sign --register`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<VerifiedFile>,
+    /// How serving pods load the bytes: `verified-copy` or `before-traffic-only` (see [`ServingVerification`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ServingVerification>,
+}
+
+/// One file of a verified version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedFile {
+    /// Path relative to the model root, as in the signed manifest (`.` for a single-file model).
+    pub path: String,
+    /// Hex sha256 of the bytes fetched, equal to the signed one.
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+    /// The object store's version id for the object that was read, when the store keeps versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_version: Option<String>,
+}
+
+/// How the serving pods of a verified version load its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServingVerification {
+    /// Each serving pod loads only a copy its own init container fetched and verified.
+    VerifiedCopy,
+    /// Verified once before traffic; serving pods read the URI themselves (an explicit opt-out).
+    BeforeTrafficOnly,
+}
+
+impl ServingVerification {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifiedCopy => "verified-copy",
+            Self::BeforeTrafficOnly => "before-traffic-only",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "verified-copy" => Some(Self::VerifiedCopy),
+            "before-traffic-only" => Some(Self::BeforeTrafficOnly),
+            _ => None,
+        }
+    }
 }
 
 /// A request to point an alias at a version.

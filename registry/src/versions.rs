@@ -4,7 +4,9 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 
 use crate::events::append_locked;
-use crate::records::{EventKind, NewEvent, NewVersion, Verification, VersionRecord, VersionStatus};
+use crate::records::{
+    EventKind, NewEvent, NewVersion, ServingVerification, Verification, VerifiedFile, VersionRecord, VersionStatus,
+};
 use crate::{Registry, RegistryError, Result, ensure_and_lock_model, lock_model, now, validate_name};
 
 /// Checks and normalises a model digest: `sha256:` followed by 64 hex digits (stored lower-case).
@@ -138,9 +140,16 @@ impl Registry {
                 offered: digest,
             });
         }
+        for file in &verification.files {
+            validate_file(file)?;
+        }
+        // The files (and the serving mode) are recorded even when the version was verified before by the same key:
+        // a later fetch may add object version ids.
+        record_files(&mut tx, model, version, verification).await?;
         if existing.status == VersionStatus::Verified
             && existing.signer_key_id.as_deref() == Some(verification.signer_key_id.as_str())
         {
+            tx.commit().await?;
             return Ok(existing);
         }
         let verified_at = now();
@@ -160,7 +169,13 @@ impl Registry {
         let event = NewEvent {
             kind: EventKind::VersionVerified,
             rollout_uid: None,
-            payload: json!({"version": version, "digest": digest, "signer_key_id": verification.signer_key_id}),
+            payload: json!({
+                "version": version,
+                "digest": digest,
+                "signer_key_id": verification.signer_key_id,
+                "files": verification.files.len(),
+                "serving": verification.serving.map(|s| s.as_str()),
+            }),
             idempotency_key: None,
         };
         append_locked(&mut tx, &mut locked, &[event]).await?;
@@ -195,6 +210,42 @@ impl Registry {
         Ok(record)
     }
 
+    /// The files recorded for a verified version (by path), and how its serving pods load them (None when not
+    /// recorded, e.g. a version verified from its bundle only).
+    pub async fn version_files(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<(Vec<VerifiedFile>, Option<ServingVerification>)> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_version(&mut conn, model, version).await?;
+        let rows: Vec<(String, String, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT f.path, f.sha256, f.size_bytes, f.object_version
+             FROM version_files f
+             JOIN model_versions v ON v.id = f.version_id
+             JOIN models m ON m.id = v.model_id
+             WHERE m.name = $1 AND v.version = $2
+             ORDER BY f.path",
+        )
+        .bind(model)
+        .bind(version)
+        .fetch_all(&mut *conn)
+        .await?;
+        let serving: Option<String> = sqlx::query_scalar(
+            "SELECT v.serving_verification FROM model_versions v JOIN models m ON m.id = v.model_id
+             WHERE m.name = $1 AND v.version = $2",
+        )
+        .bind(model)
+        .bind(version)
+        .fetch_one(&mut *conn)
+        .await?;
+        let files = rows
+            .into_iter()
+            .map(|(path, sha256, size_bytes, object_version)| VerifiedFile { path, sha256, size_bytes, object_version })
+            .collect();
+        Ok((files, serving.as_deref().and_then(ServingVerification::parse)))
+    }
+
     /// One version.
     pub async fn version(&self, model: &str, version: &str) -> Result<VersionRecord> {
         let mut conn = self.pool.acquire().await?;
@@ -207,4 +258,59 @@ impl Registry {
         let mut conn = self.pool.acquire().await?;
         fetch_versions(&mut conn, model, None).await
     }
+}
+
+fn validate_file(file: &VerifiedFile) -> Result<()> {
+    let problem = if file.path.is_empty() || file.path.len() > 4096 {
+        Some("path must be 1 to 4096 bytes")
+    } else if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Some("sha256 must be 64 lowercase hex digits")
+    } else if file.size_bytes.is_some_and(|size| size < 0) {
+        Some("size must not be negative")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => {
+            Err(RegistryError::InvalidInput { field: "files", problem: format!("{}: {problem}", file.path) })
+        }
+        None => Ok(()),
+    }
+}
+
+/// Writes a verification's files and serving mode onto the version (inside the caller's transaction).
+async fn record_files(conn: &mut PgConnection, model: &str, version: &str, verification: &Verification) -> Result<()> {
+    let version_id: i64 = sqlx::query_scalar(
+        "SELECT v.id FROM model_versions v JOIN models m ON m.id = v.model_id WHERE m.name = $1 AND v.version = $2",
+    )
+    .bind(model)
+    .bind(version)
+    .fetch_one(&mut *conn)
+    .await?;
+    for file in &verification.files {
+        sqlx::query(
+            "INSERT INTO version_files (version_id, path, sha256, size_bytes, object_version)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (version_id, path) DO UPDATE
+             SET sha256 = EXCLUDED.sha256,
+                 size_bytes = COALESCE(EXCLUDED.size_bytes, version_files.size_bytes),
+                 object_version = COALESCE(EXCLUDED.object_version, version_files.object_version)",
+        )
+        .bind(version_id)
+        .bind(&file.path)
+        .bind(&file.sha256)
+        .bind(file.size_bytes)
+        .bind(&file.object_version)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(serving) = verification.serving {
+        sqlx::query("UPDATE model_versions SET serving_verification = $2 WHERE id = $1")
+            .bind(version_id)
+            .bind(serving.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }

@@ -32,7 +32,7 @@ fn new_version(model: &str, version: &str, n: u8) -> NewVersion {
 
 async fn verified_version(registry: &Registry, model: &str, version: &str, n: u8) {
     registry.register_version(&new_version(model, version, n)).await.unwrap();
-    let verification = Verification { digest: digest(n), signer_key_id: "key-1".into(), signature_bundle: None };
+    let verification = Verification { digest: digest(n), signer_key_id: "key-1".into(), ..Default::default() };
     registry.mark_verified(model, version, &verification).await.unwrap();
 }
 
@@ -96,7 +96,7 @@ async fn an_alias_cannot_point_at_an_unverified_or_rejected_version() {
 async fn verification_with_another_digest_than_registered_is_refused() {
     let (registry, _) = fresh_registry().await;
     registry.register_version(&new_version("fraud", "v1", 1)).await.unwrap();
-    let verification = Verification { digest: digest(9), signer_key_id: "k".into(), signature_bundle: None };
+    let verification = Verification { digest: digest(9), signer_key_id: "k".into(), ..Default::default() };
     let err = registry.mark_verified("fraud", "v1", &verification).await.unwrap_err();
     assert!(matches!(err, RegistryError::DigestConflict { .. }), "{err}");
     assert_eq!(registry.version("fraud", "v1").await.unwrap().status, VersionStatus::Unverified);

@@ -27,6 +27,24 @@ pub struct TerminationMessage {
     pub summary: String,
     /// Why it failed, most important first (possibly cut short; the last entry then says how many were left out).
     pub reasons: Vec<String>,
+    /// What a passed `fetch` read: each file with its digest and the store's object version id. Left out whole when
+    /// it does not fit the message (the signed manifest still lists every file's digest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileRead>,
+}
+
+/// One file a passed `fetch` verified.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRead {
+    /// Path relative to the model root (`.` for a single-file model).
+    pub name: String,
+    /// Hex sha256.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+    /// The store's object version id, when it keeps versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, marking the cut with `...`.
@@ -51,6 +69,7 @@ impl TerminationMessage {
     pub fn to_json(&self) -> String {
         let summary = truncate_on_char_boundary(&self.summary, MAX_REASON_BYTES);
         let mut fitted = TerminationMessage {
+            files: Vec::new(),
             check: truncate_on_char_boundary(&self.check, 64),
             passed: self.passed,
             summary,
@@ -72,6 +91,12 @@ impl TerminationMessage {
         let left_out = self.reasons.len() - fitted.reasons.len();
         if left_out > 0 {
             fitted.reasons.push(format!("... and {left_out} more reason(s)"));
+        }
+        if !self.files.is_empty() {
+            let with_files = TerminationMessage { files: self.files.clone(), ..fitted.clone() };
+            if serde_json::to_string(&with_files).is_ok_and(|json| json.len() < MAX_TERMINATION_MESSAGE_BYTES) {
+                fitted = with_files;
+            }
         }
         let mut json = serde_json::to_string(&fitted).unwrap_or_default();
         // Escaping can only have been underestimated for control characters; drop reasons until it fits.
@@ -125,6 +150,7 @@ mod tests {
     #[test]
     fn stays_under_four_kib_with_thousands_of_long_multibyte_reasons() {
         let message = TerminationMessage {
+            files: Vec::new(),
             check: "contract".into(),
             passed: false,
             summary: "é".repeat(5000),
@@ -140,6 +166,7 @@ mod tests {
     #[test]
     fn short_messages_are_kept_whole() {
         let message = TerminationMessage {
+            files: Vec::new(),
             check: "smoke-eval".into(),
             passed: true,
             summary: "ok".into(),

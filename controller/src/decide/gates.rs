@@ -166,7 +166,7 @@ pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
             Observation::Job { check: observed, state } if *observed == check && started => {
                 return Ok(match state {
                     JobState::Running => endings::stay(facts, Requeue::After(CHECK_POLL)),
-                    JobState::Passed(summary) => {
+                    JobState::Passed(summary, files) => {
                         let signer =
                             status.checks.as_ref().and_then(|c| c.signature.as_ref()).and_then(|s| s.signer.clone());
                         if check == Check::Artifact
@@ -183,6 +183,16 @@ pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
                                         digest: facts.spec.candidate.artifact.digest.clone(),
                                         signer_key_id,
                                         signature_bundle: None,
+                                        files: files
+                                            .iter()
+                                            .map(|f| rampart_registry::VerifiedFile {
+                                                path: f.name.clone(),
+                                                sha256: f.sha256.clone(),
+                                                size_bytes: i64::try_from(f.size).ok(),
+                                                object_version: f.version.clone(),
+                                            })
+                                            .collect(),
+                                        serving: Some(serving_verification(facts)),
                                     },
                                 },
                             );
@@ -228,5 +238,17 @@ fn slot(status: &mut ModelRolloutStatus, check: Check) -> &mut Option<CheckResul
         Check::Artifact => &mut checks.artifact,
         Check::Contract => &mut checks.contract,
         Check::SmokeTraining => &mut checks.smoke_training,
+    }
+}
+
+/// How the candidate's serving pods load its bytes, for the registry.
+fn serving_verification(facts: &Facts<'_>) -> rampart_registry::ServingVerification {
+    match facts.spec.candidate.artifact.verification.unwrap_or_default() {
+        rampart_api::v1alpha1::ArtifactVerification::VerifiedCopy => {
+            rampart_registry::ServingVerification::VerifiedCopy
+        }
+        rampart_api::v1alpha1::ArtifactVerification::BeforeTrafficOnly => {
+            rampart_registry::ServingVerification::BeforeTrafficOnly
+        }
     }
 }

@@ -13,7 +13,9 @@ use rampart_checks::fetch::{
     DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, FetchError, FetchOptions, FetchReport, Progress, fetch_verified,
 };
 use rampart_checks::signing::{SignatureError, TrustedKey, read_bundle_file, read_trusted_keys};
-use rampart_checks::smoke::termination::{TERMINATION_LOG_ENV, TerminationMessage, write_termination_message};
+use rampart_checks::smoke::termination::{
+    FileRead, TERMINATION_LOG_ENV, TerminationMessage, write_termination_message,
+};
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -85,6 +87,16 @@ pub fn run(args: Args) -> ExitCode {
     };
     let message = match &result {
         Ok(report) => TerminationMessage {
+            files: report
+                .files
+                .iter()
+                .map(|f| FileRead {
+                    name: f.name.clone(),
+                    sha256: f.sha256.clone(),
+                    size: f.size,
+                    version: f.version.clone(),
+                })
+                .collect(),
             check: "fetch".into(),
             passed: true,
             summary: format!(
@@ -97,6 +109,7 @@ pub fn run(args: Args) -> ExitCode {
             reasons: Vec::new(),
         },
         Err(err) => TerminationMessage {
+            files: Vec::new(),
             check: "fetch".into(),
             passed: false,
             summary: if code == 1 { "artifact not verified".into() } else { "artifact not fetched".into() },
