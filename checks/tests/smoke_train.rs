@@ -105,3 +105,40 @@ fn cli_train_output_feeds_smoke_eval() {
     let status = Command::new(bin).args(["train", "--device", "cuda", "--steps", "1"]).output().unwrap();
     assert_eq!(status.status.code(), Some(2), "no CUDA in the default build");
 }
+
+#[test]
+fn a_run_starts_from_the_weights_it_is_given_and_refuses_a_model_of_another_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let losses = |config: &TrainConfig| {
+        let mut losses = Vec::new();
+        train(config, |line| {
+            losses.push(line.loss);
+            Ok(())
+        })
+        .unwrap();
+        losses
+    };
+    // The seed-7 model saved, then loaded into a seed-8 run: the first step's loss is that of the seed-7 model on
+    // seed-8 data, so it differs from a plain seed-8 run.
+    let saved = dir.path().join("seed7.safetensors");
+    rampart_checks::smoke::save_initial_weights(&TrainConfig { seed: 7, ..TrainConfig::default() }, &saved).unwrap();
+    let plain = losses(&TrainConfig { steps: 3, seed: 8, ..TrainConfig::default() });
+    let loaded = losses(&TrainConfig { steps: 3, seed: 8, init_from: Some(saved.clone()), ..TrainConfig::default() });
+    assert_ne!(plain[0], loaded[0], "the loaded weights were used");
+    // Loading a seed-8 model into a seed-8 run changes nothing: what is saved is exactly the model trained.
+    let same = dir.path().join("seed8.safetensors");
+    rampart_checks::smoke::save_initial_weights(&TrainConfig { seed: 8, ..TrainConfig::default() }, &same).unwrap();
+    assert_eq!(losses(&TrainConfig { steps: 3, seed: 8, init_from: Some(same), ..TrainConfig::default() }), plain);
+
+    let shallow = dir.path().join("depth2.safetensors");
+    rampart_checks::smoke::save_initial_weights(&TrainConfig { depth: 2, ..TrainConfig::default() }, &shallow).unwrap();
+    let err = train(&TrainConfig { init_from: Some(shallow), ..TrainConfig::default() }, |_| Ok(())).unwrap_err();
+    assert!(err.to_string().contains("has no tensor \"blocks.2.0.weight\""), "{err}");
+    let narrow = dir.path().join("hidden8.safetensors");
+    rampart_checks::smoke::save_initial_weights(&TrainConfig { hidden: 8, ..TrainConfig::default() }, &narrow).unwrap();
+    let err = train(&TrainConfig { init_from: Some(narrow), ..TrainConfig::default() }, |_| Ok(())).unwrap_err();
+    assert!(err.to_string().contains("has shape [16, 8], the model needs [16, 64]"), "{err}");
+    let missing =
+        train(&TrainConfig { init_from: Some(dir.path().join("nope")), ..TrainConfig::default() }, |_| Ok(()));
+    assert!(missing.unwrap_err().to_string().contains("cannot read the model to start from"));
+}

@@ -305,3 +305,79 @@ async fn credentials_come_only_from_a_secret_of_the_rollouts_own_namespace() {
     let err = api.create(&PostParams::default(), &serde_json::from_value(object).unwrap()).await.unwrap_err();
     assert!(err.to_string().contains("cross-namespace references are not allowed"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_training_fine_tunes_the_verified_copy_of_an_s3_artifact() {
+    // A candidate the reference trainer can start from: its own initial weights as a safetensors file, signed.
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("model.safetensors");
+    let saved = std::process::Command::new(support::kubelet::rampart_check())
+        .args(["train", "--save-initial"])
+        .arg(&weights)
+        .output()
+        .unwrap();
+    assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+    let (bundle, digest) = sign(&weights, "fraud");
+    let bucket = bucket("smoke");
+    s3().put_file(&bucket, "fraud/v2/model.safetensors", &weights).unwrap();
+
+    let mut rig = signed_rig("s3smoke", false).await;
+    rig.smoke_allow = vec!["registry.example.com/ml/".into()];
+    rig.start_controller();
+    let uri = format!("s3://{bucket}/fraud/v2/model.safetensors");
+    let mut object = signed_rollout("trained", json!([{"setWeight": 100}]), &uri, &bundle, &digest);
+    object["spec"]["checks"] = json!({"smokeTraining": {
+        "image": "registry.example.com/ml/trainer:v2",
+        "command": ["rampart-check"],
+        "args": ["train", "--steps", "40", "--init-from", "$(RAMPART_MODEL_URI)", "--metrics-out", "$(RAMPART_METRICS_FILE)"],
+    }});
+    rig.create_rollout(object).await;
+
+    let jobs: Api<Job> = Api::namespaced(rig.client.clone(), &rig.namespace);
+    let mut waited = 0;
+    let job = loop {
+        if let Some(job) = jobs.get_opt("trained-smoke-training").await.unwrap() {
+            break job;
+        }
+        waited += 1;
+        if waited > 300 {
+            let status = rig.rollouts().get("trained").await.unwrap().status;
+            panic!("no smoke-training Job after 60 s; status: {}", serde_json::to_string_pretty(&status).unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The Job's order, as a kubelet runs it: fetch (first init container), train (second), then the evaluator.
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let init = pod.init_containers.clone().unwrap();
+    let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["rampart-fetch", "train"], "the fetch runs before the training image");
+    let train = &init[1];
+    let model_env = train.env.iter().flatten().find(|e| e.name == "RAMPART_MODEL_URI").unwrap();
+    assert_eq!(model_env.value.as_deref(), Some("/rampart/model/model.safetensors"), "never the URI");
+    let eval = pod.containers.iter().find(|c| c.name == "smoke-eval").unwrap().clone();
+
+    let pod_dir = tempfile::tempdir().unwrap();
+    let volume = pod_dir.path().join("model");
+    let fetched = kubelet::run_container_in(&rig.client, &rig.namespace, &init[0], &volume).await;
+    assert_eq!(fetched.exit_code, 0, "{}", fetched.stderr);
+    let trained = kubelet::run_container_in(&rig.client, &rig.namespace, train, &volume).await;
+    assert_eq!(trained.exit_code, 0, "the trainer started from the verified copy: {}", trained.stderr);
+    assert!(pod_dir.path().join("metrics.jsonl").is_file(), "the trainer wrote its metrics to the shared volume");
+    let judged = kubelet::run_container_in(&rig.client, &rig.namespace, &eval, &volume).await;
+    assert_eq!(judged.exit_code, 0, "a healthy fine-tune passes: {}", judged.message);
+    kubelet::complete_job(&rig.client, &rig.namespace, "trained-smoke-training", "smoke-eval", &judged).await;
+
+    let done = rig.wait_for_phase("trained", &[Phase::Succeeded, Phase::Failed], Duration::from_secs(60)).await;
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Succeeded), "{:?}", status.message);
+    let checks = status.checks.unwrap();
+    assert!(checks.artifact.unwrap().message.unwrap().contains(&digest), "the verdict names the verified digest");
+    assert_eq!(checks.smoke_training.unwrap().result, CheckOutcome::Passed);
+
+    // The same Job on a file that is not the signed one: the fetch refuses it and the trainer never runs.
+    s3().put_object(&bucket, "fraud/v2/model.safetensors", vec![0u8; 1024]).unwrap();
+    let refused = kubelet::run_container_in(&rig.client, &rig.namespace, &init[0], &pod_dir.path().join("again")).await;
+    assert_eq!(refused.exit_code, 1, "{}", refused.stderr);
+    assert!(refused.message.contains("changed"), "{}", refused.message);
+    rig.stop_controller().await;
+}

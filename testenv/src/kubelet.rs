@@ -50,16 +50,6 @@ pub async fn run_container_in(
 ) -> Ran {
     let Ok(dir) = tempfile::tempdir() else { return failed_to_run("no temporary directory".into()) };
     let log = dir.path().join("termination-log");
-    let args: Vec<String> = container
-        .args
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|arg| match arg.as_str() {
-            "/dev/termination-log" => log.display().to_string(),
-            _ => arg.replace("/rampart/model", &model_dir.display().to_string()),
-        })
-        .collect();
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for source in container.env_from.iter().flatten() {
         if let Some(secret) = &source.secret_ref {
@@ -77,6 +67,29 @@ pub async fn run_container_in(
     for var in container.env.iter().flatten() {
         env.insert(var.name.clone(), var.value.clone().unwrap_or_default());
     }
+    // The pod's volumes: `/rampart/model` (the verified copy) is `model_dir`, the rest of `/rampart` its parent.
+    let volume_root = model_dir.parent().unwrap_or(model_dir).display().to_string();
+    let local = |text: &str| -> String {
+        if text == "/dev/termination-log" {
+            log.display().to_string()
+        } else if let Some(rest) = text.strip_prefix("/rampart") {
+            format!("{volume_root}{rest}")
+        } else {
+            text.to_string()
+        }
+    };
+    let env: BTreeMap<String, String> = env.into_iter().map(|(k, v)| (k, local(&v))).collect();
+    // As a kubelet: `$(VAR)` in the arguments is the container's variable; the image's binary is `rampart-check`, so
+    // a command naming it runs this binary with the rest of the command before the arguments.
+    let expand = |arg: &str| -> String {
+        let mut arg = local(arg);
+        for (name, value) in &env {
+            arg = arg.replace(&format!("$({name})"), value);
+        }
+        arg
+    };
+    let command_rest: Vec<String> = container.command.iter().flatten().skip(1).cloned().collect();
+    let args: Vec<String> = command_rest.iter().chain(container.args.iter().flatten()).map(|arg| expand(arg)).collect();
     let output = tokio::process::Command::new(binary)
         .args(&args)
         .env_clear()

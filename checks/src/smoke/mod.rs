@@ -14,4 +14,4 @@ mod trainer;
 pub use evaluate::{CheckOutcome, SmokeStats, SmokeThresholds, SmokeVerdict, evaluate};
 pub use protocol::{MalformedLine, MetricLine, ParsedMetrics, parse_metrics};
 #[cfg(feature = "trainer")]
-pub use trainer::{TrainConfig, TrainDevice, TrainError, TrainSummary, train};
+pub use trainer::{TrainConfig, TrainDevice, TrainError, TrainSummary, save_initial_weights, train};

@@ -43,6 +43,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Device.
     pub device: TrainDevice,
+    /// Start from these weights (a safetensors file with the model's tensors by name: `stem.weight`,
+    /// `blocks.0.0.weight`, ..., `head.bias`) instead of the seeded initialisation: the candidate model a smoke
+    /// run fine-tunes. A missing file, a missing tensor or a wrong shape is an error, not a silent fresh start.
+    pub init_from: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -57,6 +61,7 @@ impl Default for TrainConfig {
             batch_size: 64,
             seed: 0,
             device: TrainDevice::Cpu,
+            init_from: None,
         }
     }
 }
@@ -173,6 +178,44 @@ impl ResidualMlp {
         self.head.forward(&h)
     }
 
+    /// Every variable with its name in a safetensors file.
+    fn named_vars(&self) -> Vec<(String, Var)> {
+        let mut named = Vec::new();
+        let mut add = |prefix: String, layer: &Linear| {
+            named.push((format!("{prefix}.weight"), layer.weight.clone()));
+            named.push((format!("{prefix}.bias"), layer.bias.clone()));
+        };
+        add("stem".into(), &self.stem);
+        for (index, (first, second)) in self.blocks.iter().enumerate() {
+            add(format!("blocks.{index}.0"), first);
+            add(format!("blocks.{index}.1"), second);
+        }
+        add("head".into(), &self.head);
+        named
+    }
+
+    /// Sets the weights from a safetensors file; every tensor must be there with the model's shape.
+    fn load(&self, path: &std::path::Path, device: &Device) -> Result<(), TrainError> {
+        let tensors = candle_core::safetensors::load(path, device).map_err(|err| {
+            TrainError::Config(format!("cannot read the model to start from ({}): {err}", path.display()))
+        })?;
+        for (name, var) in self.named_vars() {
+            let tensor = tensors.get(&name).ok_or_else(|| {
+                TrainError::Config(format!("{} has no tensor {name:?}: not a model of this shape", path.display()))
+            })?;
+            if tensor.dims() != var.dims() {
+                return Err(TrainError::Config(format!(
+                    "{}: tensor {name:?} has shape {:?}, the model needs {:?}",
+                    path.display(),
+                    tensor.dims(),
+                    var.dims()
+                )));
+            }
+            var.set(&tensor.to_dtype(DType::F32)?)?;
+        }
+        Ok(())
+    }
+
     fn vars(&self) -> Vec<Var> {
         let mut vars: Vec<Var> = self.stem.vars().into();
         for (first, second) in &self.blocks {
@@ -189,6 +232,34 @@ fn device_of(device: TrainDevice) -> Result<Device, TrainError> {
         TrainDevice::Cpu => Ok(Device::Cpu),
         TrainDevice::Cuda(ordinal) => Ok(Device::new_cuda(ordinal)?),
     }
+}
+
+fn build_model(config: &TrainConfig, generator: &mut Generator, device: &Device) -> Result<ResidualMlp, TrainError> {
+    let (inputs, hidden) = (config.input_dim, config.hidden);
+    Ok(ResidualMlp {
+        stem: Linear::new(generator, inputs, hidden, device)?,
+        blocks: (0..config.depth)
+            .map(|_| {
+                Ok((Linear::new(generator, hidden, hidden, device)?, Linear::new(generator, hidden, hidden, device)?))
+            })
+            .collect::<Result<_, TrainError>>()?,
+        head: Linear::new(generator, hidden, 1, device)?,
+        residual: config.residual,
+    })
+}
+
+/// Writes the seeded initial weights of `config`'s model as a safetensors file (what `init_from` reads): a model
+/// artifact to sign, store and smoke-train in tests and the demo.
+pub fn save_initial_weights(config: &TrainConfig, path: &std::path::Path) -> Result<(), TrainError> {
+    let device = device_of(config.device)?;
+    let mut generator = Generator(config.seed);
+    // The same draws as `train`: the teacher first, then the model.
+    let _teacher = generator.normal_vec(config.input_dim * 2, 1.0);
+    let model = build_model(config, &mut generator, &device)?;
+    let tensors: std::collections::HashMap<String, Tensor> =
+        model.named_vars().into_iter().map(|(name, var)| (name, var.as_tensor().clone())).collect();
+    candle_core::safetensors::save(&tensors, path)?;
+    Ok(())
 }
 
 /// Trains for `config.steps` steps, handing each step's metric line to `emit`.
@@ -217,25 +288,16 @@ pub fn train(
     }
     let device = device_of(config.device)?;
     let mut generator = Generator(config.seed);
-    let (inputs, hidden) = (config.input_dim, config.hidden);
+    let inputs = config.input_dim;
 
     // The task: y = sin(x.a) + 0.5 tanh(x.b), a fixed random "teacher".
     let teacher_scale = 1.0 / (inputs as f32).sqrt();
     let teacher = Tensor::from_vec(generator.normal_vec(inputs * 2, teacher_scale * 2.0), (inputs, 2), &device)?;
 
-    let model = ResidualMlp {
-        stem: Linear::new(&mut generator, inputs, hidden, &device)?,
-        blocks: (0..config.depth)
-            .map(|_| {
-                Ok((
-                    Linear::new(&mut generator, hidden, hidden, &device)?,
-                    Linear::new(&mut generator, hidden, hidden, &device)?,
-                ))
-            })
-            .collect::<Result<_, TrainError>>()?,
-        head: Linear::new(&mut generator, hidden, 1, &device)?,
-        residual: config.residual,
-    };
+    let model = build_model(config, &mut generator, &device)?;
+    if let Some(path) = &config.init_from {
+        model.load(path, &device)?;
+    }
     let vars = model.vars();
     let mut optimizer = SGD::new(vars.clone(), config.learning_rate)?;
 

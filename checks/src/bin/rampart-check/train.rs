@@ -48,6 +48,14 @@ pub struct Args {
     /// Write the metric lines to this file instead of standard output.
     #[arg(long)]
     metrics_out: Option<PathBuf>,
+    /// Start from the weights in this safetensors file (the candidate model; in a smoke Job, the verified copy:
+    /// `--init-from $(RAMPART_MODEL_URI)`). Its tensors must match the model's names and shapes.
+    #[arg(long, value_name = "SAFETENSORS")]
+    init_from: Option<PathBuf>,
+    /// Write the seeded initial weights to this safetensors file and exit without training (makes a model to sign
+    /// and smoke-train).
+    #[arg(long, value_name = "SAFETENSORS", conflicts_with = "init_from")]
+    save_initial: Option<PathBuf>,
 }
 
 /// Trains and writes one protocol line per step.
@@ -64,8 +72,21 @@ pub fn run(args: Args) -> ExitCode {
             DeviceChoice::Cpu => TrainDevice::Cpu,
             DeviceChoice::Cuda => TrainDevice::Cuda(0),
         },
+        init_from: args.init_from.clone(),
         ..TrainConfig::default()
     };
+    if let Some(path) = &args.save_initial {
+        return match rampart_checks::smoke::save_initial_weights(&config, path) {
+            Ok(()) => {
+                println!("wrote the initial weights to {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("rampart-check train: {err}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let mut out: Box<dyn Write> = match &args.metrics_out {
         Some(path) => match File::create(path) {
             Ok(file) => Box::new(BufWriter::new(file)),
