@@ -62,14 +62,15 @@ pub fn job_name(rollout: &str, check: Check) -> String {
     format!("{}{suffix}", base.trim_end_matches('-'))
 }
 
-/// True when `image` starts with one of the allowed prefixes (an empty list allows nothing).
+/// True when the allow-list allows `image`, compared by parsed reference (see [`crate::images`]; an empty list
+/// allows nothing).
 pub fn image_allowed(image: &str, allow_list: &[String]) -> bool {
-    allow_list.iter().any(|prefix| !prefix.is_empty() && image.starts_with(prefix.as_str()))
+    crate::images::allowed(image, allow_list)
 }
 
 fn labels(rollout: &ModelRollout, check: Check) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (ROLLOUT_LABEL.to_string(), rollout.name_any()),
+        (ROLLOUT_LABEL.to_string(), crate::labels::label_value(&rollout.name_any())),
         (CHECK_LABEL.to_string(), check.as_str().to_string()),
     ])
 }
@@ -145,6 +146,8 @@ pub fn contract_job(rollout: &ModelRollout, config: &ControllerConfig, baseline_
 /// `rampart-check smoke-eval` judges them with the rollout's thresholds. Resources, node selector and tolerations
 /// (e.g. `nvidia.com/gpu: 1` on a tainted GPU pool) go to the training container's pod as given.
 pub fn smoke_job(rollout: &ModelRollout, smoke: &SmokeTraining, config: &ControllerConfig) -> Result<Job, String> {
+    // Re-checked for every Job built: `spec.checks` stays editable after the start gate passed.
+    crate::images::check_smoke_image(&smoke.image, &config.smoke_image_allow_list)?;
     let timeout = smoke
         .timeout
         .as_deref()

@@ -88,7 +88,7 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
                     let base = serving::baseline(&ctx.client, &namespace, &deployment.name)
                         .await
                         .map_err(|err| crate::Error::Serving { rollout: id.clone(), message: err.to_string() })?;
-                    let serves_candidate = base.labels().get(serving::VERSION_LABEL)
+                    let serves_candidate = serving::served_version(&base.metadata).as_ref()
                         == Some(&rollout.spec.candidate.version)
                         && serving::current_uri(&base, deployment).as_deref()
                             == Some(rollout.spec.candidate.artifact.uri.as_str());
@@ -125,7 +125,7 @@ async fn resolve_baseline(ctx: &Context, rollout: &ModelRollout) -> Result<Basel
                 .await
                 .map_err(|err| format!("HTTPRoute {namespace}/{} cannot be read: {err}", gateway.http_route))?;
         }
-        (base.labels().get(serving::VERSION_LABEL).cloned(), serving::current_uri(&base, deployment))
+        (serving::served_version(&base.metadata), serving::current_uri(&base, deployment))
     } else if let Some(kserve) = &spec.serving.kserve {
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), &namespace, &traffic::inference_service_resource());
@@ -133,7 +133,7 @@ async fn resolve_baseline(ctx: &Context, rollout: &ModelRollout) -> Result<Basel
             format!("InferenceService {namespace}/{} cannot be read: {err}", kserve.inference_service)
         })?;
         let uri = isvc.data.pointer("/spec/predictor/model/storageUri").and_then(|v| v.as_str()).map(str::to_string);
-        (isvc.labels().get(serving::VERSION_LABEL).cloned(), uri)
+        (serving::served_version(&isvc.metadata), uri)
     } else {
         return Err("spec.serving names no backend".into());
     };

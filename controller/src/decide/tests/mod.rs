@@ -16,6 +16,7 @@ mod checks;
 mod finishing;
 mod lifecycle;
 mod steps;
+mod tenancy;
 use crate::trail::TrailRecord;
 
 pub(super) const T0: &str = "2026-12-01T10:00:00Z";
@@ -93,6 +94,7 @@ pub(super) struct Case {
     pub(super) now: f64,
     pub(super) deleted_at: Option<f64>,
     pub(super) has_finalizer: bool,
+    pub(super) registry_refused: Option<String>,
 }
 
 impl Case {
@@ -105,6 +107,7 @@ impl Case {
             now,
             deleted_at: None,
             has_finalizer: true,
+            registry_refused: None,
         }
     }
 
@@ -120,6 +123,7 @@ impl Case {
             settings: &self.settings,
             now: at(self.now),
             deleted_at: self.deleted_at.map(at),
+            registry_refused: self.registry_refused.clone(),
             has_finalizer: self.has_finalizer,
             observed,
         };
