@@ -162,6 +162,7 @@ async fn the_rendered_chart_applies_to_the_api_server() {
         kinds.push(gvk.kind);
     }
     kinds.sort();
+    kinds.dedup();
     assert_eq!(
         kinds,
         [
@@ -204,6 +205,25 @@ async fn the_rendered_chart_applies_to_the_api_server() {
     let role =
         Api::<Role>::namespaced(client.clone(), &namespace).get(&format!("{release}-leader-election")).await.unwrap();
     assert_eq!(role.rules.unwrap()[0].resources.as_deref(), Some(&["leases".to_string()][..]));
+
+    // The teams' roles: aggregated into the standard view and edit roles, and never granting modelrollouts/status
+    // (status is the controller's record of which gates passed).
+    for (suffix, aggregate_to, verb) in [("view", "aggregate-to-view", "watch"), ("edit", "aggregate-to-edit", "patch")]
+    {
+        let name = format!("{release}-{suffix}");
+        let role = Api::<ClusterRole>::all(client.clone()).get(&name).await.unwrap();
+        let labels = role.metadata.labels.unwrap_or_default();
+        assert_eq!(labels.get(&format!("rbac.authorization.k8s.io/{aggregate_to}")).map(String::as_str), Some("true"));
+        let rules = role.rules.unwrap_or_default();
+        assert!(rules.iter().any(|r| r.verbs.iter().any(|v| v == verb)), "{name} lacks {verb}");
+        for rule in &rules {
+            for resource in rule.resources.iter().flatten() {
+                assert!(resource != "*" && !resource.contains('/'), "{name} grants {resource}: no subresources");
+            }
+            assert!(!rule.verbs.iter().any(|v| v == "*"), "{name} grants every verb");
+        }
+        let _ = Api::<ClusterRole>::all(client.clone()).delete(&name, &Default::default()).await;
+    }
 
     // Cluster-scoped objects outlive the namespace: remove them so reruns on a kept control plane stay clean.
     let _ = Api::<ClusterRole>::all(client.clone()).delete(&release, &Default::default()).await;

@@ -46,6 +46,9 @@ pub struct ControllerConfig {
     pub max_concurrent_reconciles: u16,
     /// Where notifications go and how they are retried (they need `database_url`: the queue lives in the registry).
     pub notifications: crate::notify::sinks::NotifyConfig,
+    /// Models are not owned by namespaces in the registry: any namespace may roll out any model. Off by default
+    /// (the first namespace to register a model owns it); for single-team clusters and the demo.
+    pub shared_models: bool,
 }
 
 impl Default for ControllerConfig {
@@ -70,6 +73,7 @@ impl Default for ControllerConfig {
             smoke_image_allow_list: Vec::new(),
             max_concurrent_reconciles: 16,
             notifications: Default::default(),
+            shared_models: false,
         }
     }
 }

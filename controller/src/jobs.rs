@@ -60,8 +60,8 @@ pub enum JobState {
     /// Not finished.
     Running,
     /// Finished and the check passed; the summary, and for the artifact check the files it read (empty when they
-    /// did not fit the termination message).
-    Passed(String, Vec<FileRead>),
+    /// did not fit the termination message) and the bundle it was checked against (filled in by the observer).
+    Passed(String, Vec<FileRead>, Option<String>),
     /// Finished and the check failed, or the Job failed; why.
     Failed(String),
 }
@@ -74,14 +74,15 @@ pub fn job_name(rollout: &str, check: Check) -> String {
     format!("{}{suffix}", base.trim_end_matches('-'))
 }
 
-/// True when `image` starts with one of the allowed prefixes (an empty list allows nothing).
+/// True when the allow-list allows `image`, compared by parsed reference (see [`crate::images`]; an empty list
+/// allows nothing).
 pub fn image_allowed(image: &str, allow_list: &[String]) -> bool {
-    allow_list.iter().any(|prefix| !prefix.is_empty() && image.starts_with(prefix.as_str()))
+    crate::images::allowed(image, allow_list)
 }
 
 fn labels(rollout: &ModelRollout, check: Check) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (ROLLOUT_LABEL.to_string(), rollout.name_any()),
+        (ROLLOUT_LABEL.to_string(), crate::labels::label_value(&rollout.name_any())),
         (CHECK_LABEL.to_string(), check.as_str().to_string()),
     ])
 }
@@ -275,6 +276,8 @@ pub fn smoke_job(
     config: &ControllerConfig,
     fetch: Option<&ArtifactFetch>,
 ) -> Result<Job, String> {
+    // Re-checked for every Job built: `spec.checks` stays editable after the start gate passed.
+    crate::images::check_smoke_image(&smoke.image, &config.smoke_image_allow_list)?;
     let timeout = smoke
         .timeout
         .as_deref()
@@ -420,7 +423,7 @@ pub async fn job_state(client: &kube::Client, namespace: &str, name: &str) -> Re
         })
     });
     Ok(match message {
-        Some(verdict) if verdict.passed && succeeded => JobState::Passed(verdict.summary, verdict.files),
+        Some(verdict) if verdict.passed && succeeded => JobState::Passed(verdict.summary, verdict.files, None),
         Some(verdict) => {
             let mut text = verdict.summary;
             if !verdict.reasons.is_empty() {

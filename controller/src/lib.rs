@@ -6,7 +6,9 @@ pub mod analysis;
 pub mod config;
 pub mod decide;
 pub mod error;
+pub mod images;
 pub mod jobs;
+pub mod labels;
 pub mod leader;
 pub mod look;
 pub mod metrics;
@@ -110,7 +112,7 @@ fn watch_canary_pods(
                         Some(rampart_api::Phase::Progressing | rampart_api::Phase::Paused)
                     )
                     && rollout.spec.serving.deployment.is_some()
-                    && version.as_ref() == Some(&rollout.spec.candidate.version)
+                    && version.as_deref() == Some(labels::label_value(&rollout.spec.candidate.version).as_str())
             })
             .map(|rollout| ObjectRef::from_obj(rollout.as_ref()))
             .collect::<Vec<_>>()

@@ -70,6 +70,10 @@ struct Args {
     /// Allowed smoke-training image prefixes, comma-separated (e.g. registry.example.com/ml/). None allowed by default.
     #[arg(long, env = "RAMPART_SMOKE_IMAGE_ALLOW", value_delimiter = ',')]
     smoke_image_allow: Vec<String>,
+    /// Let every namespace roll out every model: no per-namespace model ownership in the registry (single-team
+    /// clusters, the demo). By default the first namespace to register a model owns it.
+    #[arg(long, env = "RAMPART_SHARED_MODELS")]
+    shared_models: bool,
     /// Most reconciles running at once (0: unbounded).
     #[arg(long, env = "RAMPART_MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
     max_concurrent_reconciles: u16,
@@ -196,6 +200,7 @@ fn build_config(args: &Args) -> Result<ControllerConfig, String> {
         smoke_image_allow_list: args.smoke_image_allow.iter().filter(|p| !p.is_empty()).cloned().collect(),
         max_concurrent_reconciles: args.max_concurrent_reconciles,
         notifications: notify_config(args)?,
+        shared_models: args.shared_models,
         ..ControllerConfig::default()
     };
     if let Some(image) = &args.check_image {

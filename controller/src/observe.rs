@@ -6,7 +6,7 @@ use kube::{Api, ResourceExt};
 use rampart_api::ModelRollout;
 
 use crate::decide::{BaselineFacts, BaselineState, Need, Observation, PromotionObservation, StartObservation};
-use crate::jobs::{self, Check};
+use crate::jobs::{self, Check, JobState};
 use crate::look::{self, LookWindow};
 use crate::reconcile::Context;
 use crate::{outbox, serving, traffic, verify};
@@ -60,6 +60,15 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
                     action: format!("read the {} check Job {name}", check.as_str()),
                     source,
                 })?;
+            // A passed artifact Job's verification goes to the registry with the bundle it checked against, which the
+            // outbox verifies again before applying it; read here, from where the spec points, not from status.
+            let state = match state {
+                JobState::Passed(summary, files, _) if *check == Check::Artifact => {
+                    let bundle = verify::load_bundle(&ctx.client, rollout).await.ok();
+                    JobState::Passed(summary, files, bundle)
+                }
+                other => other,
+            };
             Observation::Job { check: *check, state }
         }
         Need::Look { since } => {
@@ -100,7 +109,7 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
                     let fetch = serving_fetch(ctx, rollout)
                         .await
                         .map_err(|message| crate::Error::Serving { rollout: id.clone(), message })?;
-                    let serves_candidate = base.labels().get(serving::VERSION_LABEL)
+                    let serves_candidate = serving::served_version(&base.metadata).as_ref()
                         == Some(&rollout.spec.candidate.version)
                         && serving::current_uri(&base, deployment).as_deref()
                             == Some(serving::served_uri(rollout, fetch.as_ref()).as_str());
@@ -137,7 +146,7 @@ async fn resolve_baseline(ctx: &Context, rollout: &ModelRollout) -> Result<Basel
                 .await
                 .map_err(|err| format!("HTTPRoute {namespace}/{} cannot be read: {err}", gateway.http_route))?;
         }
-        (base.labels().get(serving::VERSION_LABEL).cloned(), serving::current_uri(&base, deployment))
+        (serving::served_version(&base.metadata), serving::current_uri(&base, deployment))
     } else if let Some(kserve) = &spec.serving.kserve {
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), &namespace, &traffic::inference_service_resource());
@@ -145,7 +154,7 @@ async fn resolve_baseline(ctx: &Context, rollout: &ModelRollout) -> Result<Basel
             format!("InferenceService {namespace}/{} cannot be read: {err}", kserve.inference_service)
         })?;
         let uri = isvc.data.pointer("/spec/predictor/model/storageUri").and_then(|v| v.as_str()).map(str::to_string);
-        (isvc.labels().get(serving::VERSION_LABEL).cloned(), uri)
+        (serving::served_version(&isvc.metadata), uri)
     } else {
         return Err("spec.serving names no backend".into());
     };

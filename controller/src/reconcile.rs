@@ -74,7 +74,10 @@ impl Context {
             state_key: random_state_key(),
         };
         Context {
-            registry: config.database_url.as_deref().map(|url| Arc::new(RegistryConnection::new(url))),
+            registry: config
+                .database_url
+                .as_deref()
+                .map(|url| Arc::new(RegistryConnection::new(url).with_shared_models(config.shared_models))),
             trusted_keys: Arc::new(config.trusted_keys.clone()),
             client,
             config,
@@ -167,16 +170,28 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
 
     // Registry records queued by earlier reconciles go first; the trimmed outbox is written with this decision.
     let mut status = read.clone();
+    let mut registry_refused = None;
     if let Some(connection) = &ctx.registry
         && let Some(queued) = read.outbox.as_deref().filter(|o| !o.is_empty())
     {
-        let flushed = outbox::flush(connection, &ctx.outbox_backoff, &uid, &id, queued).await;
+        let owner = outbox::Owner {
+            uid: &uid,
+            namespace: &namespace,
+            name: &name,
+            spec: &rollout.spec,
+            trusted_keys: &ctx.trusted_keys,
+        };
+        let flushed = outbox::flush(connection, &ctx.outbox_backoff, &owner, queued).await;
         if flushed.failed {
             ctx.metrics.count_error("registry");
+        }
+        for _ in 0..flushed.forged {
+            ctx.metrics.count_error("forged_record");
         }
         if let Some(rest) = flushed.remaining {
             status.outbox = (!rest.is_empty()).then_some(rest);
         }
+        registry_refused = flushed.refused;
     }
 
     let annotations = rollout.annotations();
@@ -208,6 +223,7 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
         now: Timestamp::now(),
         deleted_at: rollout.metadata.deletion_timestamp.as_ref().map(|t| t.0),
         has_finalizer: rollout.finalizers().iter().any(|f| f == decide::FINALIZER),
+        registry_refused,
         observed: Observation::Nothing,
         canary_refused,
     };
@@ -463,14 +479,28 @@ async fn write_status(
         "metadata": {"resourceVersion": resource_version},
         "status": status,
     });
-    let written = Api::<ModelRollout>::namespaced(ctx.client.clone(), &namespace)
+    let api = Api::<ModelRollout>::namespaced(ctx.client.clone(), &namespace);
+    let status_error = |source| Error::Status { rollout: format!("{namespace}/{}", rollout.name_any()), source };
+    let mut written = api
         .patch_status(
             &rollout.name_any(),
             &PatchParams::apply(rampart_api::FIELD_MANAGER).force(),
             &Patch::Apply(&patch),
         )
         .await
-        .map_err(|source| Error::Status { rollout: format!("{namespace}/{}", rollout.name_any()), source })?;
+        .map_err(status_error)?;
+    // Outbox entries someone else wrote into status (a merge patch) stay under their field manager after Rampart's
+    // apply leaves them out; the outbox is replaced as a whole so refused records do not come back on every read.
+    if written.status.as_ref().and_then(|s| s.outbox.as_ref()) != status.outbox.as_ref() {
+        let replace = serde_json::json!({
+            "metadata": {"resourceVersion": written.resource_version()},
+            "status": {"outbox": status.outbox},
+        });
+        written = api
+            .patch_status(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(&replace))
+            .await
+            .map_err(status_error)?;
+    }
     if let (Some(uid), Some(version)) = (rollout.uid(), written.resource_version().and_then(|rv| rv.parse().ok())) {
         ctx.written.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, version);
     }

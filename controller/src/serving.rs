@@ -13,6 +13,7 @@ use rampart_api::v1alpha1::DeploymentServing;
 use serde_json::json;
 
 use crate::jobs::{ArtifactFetch, with_verified_copy};
+use crate::labels::{VERSION_ANNOTATION, label_value};
 
 /// Label on canary pods and Deployments: `canary`.
 pub const ROLE_LABEL: &str = "rampart.dev/role";
@@ -39,6 +40,17 @@ pub enum ServingError {
 /// The canary Deployment's name.
 pub fn canary_name(serving: &DeploymentServing) -> String {
     format!("{}-canary", serving.name)
+}
+
+/// The model version an object (Deployment, InferenceService) says it serves: the exact text in the
+/// `rampart.dev/model-version` annotation when the label agrees with it, else the label (labelled by hand).
+pub fn served_version(meta: &kube::api::ObjectMeta) -> Option<String> {
+    let label = meta.labels.as_ref().and_then(|l| l.get(VERSION_LABEL));
+    let exact = meta.annotations.as_ref().and_then(|a| a.get(VERSION_ANNOTATION));
+    match (label, exact) {
+        (Some(label), Some(exact)) if label_value(exact) == *label => Some(exact.clone()),
+        (label, _) => label.cloned(),
+    }
 }
 
 /// Reads the baseline Deployment.
@@ -196,7 +208,7 @@ pub async fn ensure_canary(
     let mut template = candidate_template(base_spec.template.clone(), rollout, serving, fetch, check_image)?;
     let labels = template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default);
     labels.insert(ROLE_LABEL.into(), "canary".into());
-    labels.insert(VERSION_LABEL.into(), version.clone());
+    labels.insert(VERSION_LABEL.into(), label_value(version));
     let mut selector = base_spec.selector.match_labels.clone().unwrap_or_default();
     selector.insert(ROLE_LABEL.into(), "canary".into());
     let owner = owner_reference(rollout);
@@ -207,7 +219,12 @@ pub async fn ensure_canary(
         "kind": "Deployment",
         "metadata": {
             "name": name,
-            "labels": {ROLE_LABEL: "canary", VERSION_LABEL: version, ROLLOUT_LABEL: rollout.name_any()},
+            "labels": {
+                ROLE_LABEL: "canary",
+                VERSION_LABEL: label_value(version),
+                ROLLOUT_LABEL: label_value(&rollout.name_any()),
+            },
+            "annotations": {VERSION_ANNOTATION: version},
             "ownerReferences": [owner],
         },
         "spec": {
@@ -326,7 +343,11 @@ pub async fn promote_baseline(
     let patch = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": serving.name, "labels": {VERSION_LABEL: rollout.spec.candidate.version}},
+        "metadata": {
+            "name": serving.name,
+            "labels": {VERSION_LABEL: label_value(&rollout.spec.candidate.version)},
+            "annotations": {VERSION_ANNOTATION: rollout.spec.candidate.version},
+        },
         "spec": {"template": {"spec": pod}},
     });
     Api::<Deployment>::namespaced(client.clone(), &namespace)
@@ -350,7 +371,7 @@ pub async fn canary_fetch_refused(
 ) -> Result<Option<String>, kube::Error> {
     use k8s_openapi::api::core::v1::Pod;
     use rampart_checks::smoke::termination::TerminationMessage;
-    let selector = format!("{ROLE_LABEL}=canary,{VERSION_LABEL}={}", rollout.spec.candidate.version);
+    let selector = format!("{ROLE_LABEL}=canary,{VERSION_LABEL}={}", label_value(&rollout.spec.candidate.version));
     let pods = Api::<Pod>::namespaced(client.clone(), namespace)
         .list(&kube::api::ListParams::default().labels(&selector))
         .await?;

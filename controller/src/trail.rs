@@ -37,6 +37,15 @@ pub enum TrailRecord {
 }
 
 impl TrailRecord {
+    /// True for the records that put the rollout in the registry (its version, verification and start): when the
+    /// registry refuses one, the rollout can never be promoted.
+    pub fn establishes_rollout(&self) -> bool {
+        matches!(
+            self,
+            TrailRecord::RegisterVersion { .. } | TrailRecord::MarkVerified { .. } | TrailRecord::StartRollout { .. }
+        )
+    }
+
     /// True for a `Continue` verdict, the first thing dropped when the outbox overflows.
     pub fn is_continue_verdict(&self) -> bool {
         matches!(self, TrailRecord::Verdict { verdict, .. } if verdict.verdict == "continue")
@@ -45,11 +54,21 @@ impl TrailRecord {
     /// Applies the record. Every registry call used here is idempotent, so applying a record twice (a crash between
     /// applying and trimming the outbox) records it once.
     pub async fn apply(&self, registry: &Registry) -> Result<(), RegistryError> {
+        self.apply_from(registry, &Origin::default()).await
+    }
+
+    /// Applies a record from a rollout's outbox: writes that establish the model and version are made on behalf of
+    /// the rollout's namespace (which must own the model), and a start is the attempt the retry request began.
+    pub async fn apply_from(&self, registry: &Registry, origin: &Origin<'_>) -> Result<(), RegistryError> {
         match self {
-            TrailRecord::RegisterVersion { version } => registry.register_version(version).await.map(drop),
-            TrailRecord::MarkVerified { model, version, verification } => {
-                registry.mark_verified(model, version, verification).await.map(drop)
-            }
+            TrailRecord::RegisterVersion { version } => match origin.namespace {
+                Some(namespace) => registry.register_version_for(namespace, version).await.map(drop),
+                None => registry.register_version(version).await.map(drop),
+            },
+            TrailRecord::MarkVerified { model, version, verification } => match origin.namespace {
+                Some(namespace) => registry.mark_verified_for(namespace, model, version, verification).await.map(drop),
+                None => registry.mark_verified(model, version, verification).await.map(drop),
+            },
             TrailRecord::StartRollout { rollout } => {
                 let mut rollout = rollout.clone();
                 // A baseline the registry has never seen (serving before Rampart) is recorded as "none".
@@ -60,7 +79,7 @@ impl TrailRecord {
                         Err(err) => return Err(err),
                     }
                 }
-                registry.start_rollout(&rollout).await.map(drop)
+                registry.start_rollout_attempt(&rollout, origin.retry).await.map(drop)
             }
             TrailRecord::Step { uid, step } => registry.record_step(uid, step).await.map(drop),
             TrailRecord::Verdict { uid, verdict } => registry.record_verdict(uid, verdict).await.map(drop),
@@ -90,9 +109,33 @@ impl TrailRecord {
     }
 }
 
+/// Where a record comes from: the namespace of the rollout whose outbox held it, and the retry request (the
+/// `rampart.dev/retry` value) of the attempt that queued it. Default: an operator's write, first attempt.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Origin<'a> {
+    /// The rollout's namespace (ownership of the model is checked against it).
+    pub namespace: Option<&'a str>,
+    /// The retry request that began the attempt; None for the first attempt.
+    pub retry: Option<&'a str>,
+}
+
+/// The field of a queued record naming the retry request of the attempt that queued it (absent for the first).
+pub const RETRY_FIELD: &str = "retry";
+
 /// Adds `record` to the outbox, trimming it to [`OUTBOX_LIMIT`].
 pub fn push(outbox: &mut Vec<String>, record: &TrailRecord) {
-    if let Ok(text) = serde_json::to_string(record) {
+    push_for_attempt(outbox, record, None);
+}
+
+/// Adds `record`, queued by the attempt that the retry request `retry` began, to the outbox (see [`push`]).
+pub fn push_for_attempt(outbox: &mut Vec<String>, record: &TrailRecord, retry: Option<&str>) {
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    if let (Some(retry), Some(object)) = (retry, value.as_object_mut()) {
+        // Annotation values can be long; the registry keeps at most 253 characters of an attempt's key.
+        let key = if retry.len() > 253 { crate::labels::label_value(retry) } else { retry.to_string() };
+        object.insert(RETRY_FIELD.into(), serde_json::Value::String(key));
+    }
+    if let Ok(text) = serde_json::to_string(&value) {
         outbox.push(text);
     }
     while outbox.len() > OUTBOX_LIMIT {
@@ -114,12 +157,19 @@ pub fn push(outbox: &mut Vec<String>, record: &TrailRecord) {
 pub struct RegistryConnection {
     url: String,
     registry: tokio::sync::Mutex<Option<Registry>>,
+    shared_models: bool,
 }
 
 impl RegistryConnection {
     /// A connection to `url`, opened on first use.
     pub fn new(url: &str) -> Self {
-        Self { url: url.to_string(), registry: tokio::sync::Mutex::new(None) }
+        Self { url: url.to_string(), registry: tokio::sync::Mutex::new(None), shared_models: false }
+    }
+
+    /// Models are not owned by namespaces (see [`Registry::with_shared_models`]).
+    pub fn with_shared_models(mut self, shared: bool) -> Self {
+        self.shared_models = shared;
+        self
     }
 
     /// The registry, connecting (and applying migrations) if needed. Fails fast when Postgres is unreachable.
@@ -136,7 +186,7 @@ impl RegistryConnection {
             .await
             .map_err(|_| "connecting to the registry timed out".to_string())?
             .map_err(|err| format!("cannot connect to the registry: {err}"))?;
-        let registry = Registry::from_pool(pool);
+        let registry = Registry::from_pool(pool).with_shared_models(self.shared_models);
         registry.migrate().await.map_err(|err| format!("cannot migrate the registry: {err}"))?;
         *guard = Some(registry.clone());
         Ok(registry)

@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use crate::events::append_locked;
 use crate::records::{AliasMove, AliasMoveRecord, EventKind, NewEvent, VersionRecord, VersionStatus};
 use crate::versions::fetch_version;
-use crate::{LockedModel, PRODUCTION, Registry, RegistryError, Result, lock_model, now};
+use crate::{LATEST_ATTEMPT_ID, LockedModel, PRODUCTION, Registry, RegistryError, Result, lock_model, now};
 
 /// Moves an alias inside a transaction that already holds the model lock.
 pub(crate) async fn move_alias_locked(
@@ -110,7 +110,9 @@ impl Registry {
         let rollout_id = match &request.rollout_uid {
             None => None,
             Some(uid) => Some(
-                sqlx::query_scalar!("SELECT id FROM rollouts WHERE uid = $1 AND model_id = $2", uid, model.id)
+                sqlx::query_scalar::<_, i64>(LATEST_ATTEMPT_ID)
+                    .bind(uid)
+                    .bind(model.id)
                     .fetch_optional(&mut *tx)
                     .await?
                     .ok_or_else(|| RegistryError::RolloutNotFound { uid: uid.clone() })?,

@@ -3,7 +3,9 @@
 /// Errors of the registry. Messages name the model, version or rollout and say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("the registry database is unreachable ({0}); the write can be retried when it is back")]
+    #[error(
+        "the registry database is unreachable or not taking writes ({0}); the write can be retried when it is back"
+    )]
     Unavailable(#[source] sqlx::Error),
 
     #[error("registry database error: {0}")]
@@ -43,6 +45,13 @@ pub enum RegistryError {
     #[error("rollout `{uid}` is already recorded with a different {field} ({recorded} vs {offered})")]
     RolloutConflict { uid: String, field: &'static str, recorded: String, offered: String },
 
+    #[error(
+        "model `{model}` belongs to namespace `{owner}` in the registry (it registered the model first); a rollout in \
+         namespace `{namespace}` cannot register, verify or roll out versions of it: use a model name of your own, or \
+         ask an operator to move the model"
+    )]
+    ModelOwned { model: String, owner: String, namespace: String },
+
     #[error("invalid {field}: {problem}")]
     InvalidInput { field: &'static str, problem: String },
 }
@@ -62,20 +71,26 @@ impl RegistryError {
             Self::AliasConflict { .. } => "alias_conflict",
             Self::RolloutFinished { .. } => "rollout_finished",
             Self::RolloutConflict { .. } => "rollout_conflict",
+            Self::ModelOwned { .. } => "model_owned",
             Self::InvalidInput { .. } => "invalid_input",
         }
     }
 
-    /// True when the same call may succeed later unchanged (database down, or a transient conflict).
+    /// True when the same call may succeed later unchanged (database down or failing over, or a transient conflict).
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Unavailable(_) => true,
-            Self::Database(sqlx::Error::Database(err)) => {
-                matches!(err.code().as_deref(), Some("40001") | Some("40P01"))
-            }
+            Self::Database(sqlx::Error::Database(err)) => err.code().as_deref().is_some_and(transient_sqlstate),
             _ => false,
         }
     }
+}
+
+/// SQLSTATEs that say "try again", not "no": serialization failure and deadlock (40001, 40P01), and what a server
+/// restart or a failover answers: the server shutting down (57P01 admin, 57P02 crash), not yet accepting connections
+/// (57P03), a connection failure (class 08), or a read-only standby that has not been promoted yet (25006).
+pub fn transient_sqlstate(code: &str) -> bool {
+    matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "25006") || code.starts_with("08")
 }
 
 impl From<sqlx::Error> for RegistryError {
@@ -86,7 +101,28 @@ impl From<sqlx::Error> for RegistryError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
+            // A restarting or failing-over server: the write can be retried once it (or the new primary) answers.
+            sqlx::Error::Database(db)
+                if db.code().as_deref().is_some_and(|c| c != "40001" && c != "40P01" && transient_sqlstate(c)) =>
+            {
+                Self::Unavailable(sqlx::Error::Database(db))
+            }
             other => Self::Database(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failover_sqlstates_are_transient_and_refusals_are_not() {
+        for code in ["57P01", "57P02", "57P03", "25006", "08006", "08001", "40001", "40P01"] {
+            assert!(transient_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "23514", "42P01", "P0001", "22P02"] {
+            assert!(!transient_sqlstate(code), "{code}");
         }
     }
 }

@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 
 use crate::chain::{ChainReport, ChainRow, RowContent, canonical_json, find_break, row_hash};
 use crate::records::{EventKind, EventRecord, NewEvent};
-use crate::{LockedModel, Registry, RegistryError, Result, lock_model, now};
+use crate::{LATEST_ATTEMPT_ID, LockedModel, Registry, RegistryError, Result, lock_model, now};
 
 /// Appends events to a locked model's chain (one INSERT for the batch) and advances the model's head. Events whose
 /// idempotency key is already in the log are not appended again; the stored event is returned in their place.
@@ -47,11 +47,12 @@ pub(crate) async fn append_locked(
             Some(uid) => match rollout_ids.get(uid) {
                 Some(id) => *id,
                 None => {
-                    let id =
-                        sqlx::query_scalar!("SELECT id FROM rollouts WHERE uid = $1 AND model_id = $2", uid, model.id)
-                            .fetch_optional(&mut *conn)
-                            .await?
-                            .ok_or_else(|| RegistryError::RolloutNotFound { uid: uid.clone() })?;
+                    let id = sqlx::query_scalar::<_, i64>(LATEST_ATTEMPT_ID)
+                        .bind(uid)
+                        .bind(model.id)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                        .ok_or_else(|| RegistryError::RolloutNotFound { uid: uid.clone() })?;
                     rollout_ids.insert(uid.clone(), id);
                     id
                 }

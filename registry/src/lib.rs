@@ -11,6 +11,7 @@ mod chain;
 mod error;
 mod events;
 mod notifications;
+mod owners;
 mod records;
 mod rollouts;
 mod versions;
@@ -42,6 +43,8 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct Registry {
     pool: PgPool,
+    /// Writes on behalf of a namespace check and claim model ownership (see [`Registry::with_shared_models`]).
+    owned_models: bool,
 }
 
 impl Registry {
@@ -52,14 +55,21 @@ impl Registry {
             .acquire_timeout(Duration::from_secs(5))
             .connect(database_url)
             .await?;
-        let registry = Self { pool };
+        let registry = Self { pool, owned_models: true };
         registry.migrate().await?;
         Ok(registry)
     }
 
     /// Wraps an existing pool (migrations are not applied; call [`Registry::migrate`]).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, owned_models: true }
+    }
+
+    /// With `shared` true, models are not owned by namespaces: any namespace may register and roll out any model
+    /// (single-team clusters, demos). By default the first namespace to write a model owns it.
+    pub fn with_shared_models(mut self, shared: bool) -> Self {
+        self.owned_models = !shared;
+        self
     }
 
     /// Applies pending migrations (safe to call concurrently from several replicas: sqlx takes an advisory lock).
@@ -73,6 +83,10 @@ impl Registry {
         &self.pool
     }
 }
+
+/// The row id of a rollout's latest attempt (events and alias moves by rollout uid attach to it).
+pub(crate) const LATEST_ATTEMPT_ID: &str =
+    "SELECT id FROM rollouts WHERE uid = $1 AND model_id = $2 ORDER BY attempt DESC LIMIT 1";
 
 /// The model row, locked for this transaction: id and the head of its chain.
 #[derive(Debug, Clone)]

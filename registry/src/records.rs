@@ -238,6 +238,13 @@ pub struct RolloutRecord {
     pub finished_at: Option<Timestamp>,
     pub outcome: Option<Outcome>,
     pub outcome_reason: Option<String>,
+    /// Which attempt of the ModelRollout this is: 1, then one more per `rampart retry`.
+    #[serde(default = "first_attempt")]
+    pub attempt: i32,
+}
+
+fn first_attempt() -> i32 {
+    1
 }
 
 /// A rollback with the numbers the decision was made on.

@@ -6,6 +6,7 @@ use sqlx::PgConnection;
 
 use crate::aliases::move_alias_locked;
 use crate::events::{append_locked, parse_payload};
+use crate::owners::claim_or_check;
 use crate::records::{
     AliasMove, EventKind, EventRecord, NewEvent, NewRollout, Outcome, RollbackRecord, RolloutRecord, StepRecord,
     VerdictRecord,
@@ -24,54 +25,74 @@ async fn fetch_rollouts(
     model: Option<&str>,
     uid: Option<&str>,
 ) -> Result<Vec<(i64, RolloutRecord)>> {
-    let rows = sqlx::query!(
-        r#"SELECT r.id, m.name AS model, r.uid, r.namespace, r.name, c.version AS candidate,
-                  b.version AS "baseline?", r.started_at, r.finished_at, r.outcome, r.outcome_reason
-           FROM rollouts r
-           JOIN models m ON m.id = r.model_id
-           JOIN model_versions c ON c.id = r.candidate_version_id
-           LEFT JOIN model_versions b ON b.id = r.baseline_version_id
-           WHERE ($1::text IS NULL OR m.name = $1) AND ($2::text IS NULL OR r.uid = $2)
-           ORDER BY r.started_at DESC, r.id DESC"#,
-        model,
-        uid
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT r.id, m.name AS model, r.uid, r.namespace, r.name, c.version AS candidate,
+                b.version AS baseline, r.started_at, r.finished_at, r.outcome, r.outcome_reason, r.attempt
+         FROM rollouts r
+         JOIN models m ON m.id = r.model_id
+         JOIN model_versions c ON c.id = r.candidate_version_id
+         LEFT JOIN model_versions b ON b.id = r.baseline_version_id
+         WHERE ($1::text IS NULL OR m.name = $1) AND ($2::text IS NULL OR r.uid = $2)
+         ORDER BY r.started_at DESC, r.id DESC",
     )
+    .bind(model)
+    .bind(uid)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            (
-                row.id,
-                RolloutRecord {
-                    model: row.model,
-                    uid: row.uid,
-                    namespace: row.namespace,
-                    name: row.name,
-                    candidate_version: row.candidate,
-                    baseline_version: row.baseline,
-                    started_at: row.started_at,
-                    finished_at: row.finished_at,
-                    outcome: row.outcome.as_deref().and_then(Outcome::parse),
-                    outcome_reason: row.outcome_reason,
-                },
-            )
-        })
-        .collect())
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let outcome: Option<String> = row.try_get("outcome")?;
+        out.push((
+            row.try_get("id")?,
+            RolloutRecord {
+                model: row.try_get("model")?,
+                uid: row.try_get("uid")?,
+                namespace: row.try_get("namespace")?,
+                name: row.try_get("name")?,
+                candidate_version: row.try_get("candidate")?,
+                baseline_version: row.try_get("baseline")?,
+                started_at: row.try_get("started_at")?,
+                finished_at: row.try_get("finished_at")?,
+                outcome: outcome.as_deref().and_then(Outcome::parse),
+                outcome_reason: row.try_get("outcome_reason")?,
+                attempt: row.try_get("attempt")?,
+            },
+        ));
+    }
+    Ok(out)
 }
 
-/// Finds the rollout's model, locks it, and reads the rollout under the lock.
+/// The retry request that started each attempt of a rollout, by row id.
+async fn retry_keys(conn: &mut PgConnection, uid: &str) -> Result<std::collections::HashMap<i64, Option<String>>> {
+    let rows: Vec<(i64, Option<String>)> =
+        sqlx::query_as("SELECT id, retry_key FROM rollouts WHERE uid = $1").bind(uid).fetch_all(&mut *conn).await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The newest attempt of a rollout (rows come newest first).
+async fn latest_attempt(conn: &mut PgConnection, uid: &str) -> Result<Option<(i64, RolloutRecord)>> {
+    Ok(fetch_rollouts(conn, None, Some(uid)).await?.into_iter().max_by_key(|(_, r)| r.attempt))
+}
+
+/// The idempotency key of a rollout event: `<uid>/<what>` for the first attempt (as before attempts existed),
+/// `<uid>/attempt/<n>/<what>` for later ones, so a retried rollout's steps and ending are recorded again.
+fn event_key(uid: &str, attempt: i32, what: &str) -> String {
+    if attempt <= 1 { format!("{uid}/{what}") } else { format!("{uid}/attempt/{attempt}/{what}") }
+}
+
+/// Finds the rollout's model, locks it, and reads the rollout's latest attempt under the lock.
 async fn lock_rollout(conn: &mut PgConnection, uid: &str) -> Result<(LockedModel, LockedRollout)> {
     let model =
         sqlx::query_scalar!("SELECT m.name FROM rollouts r JOIN models m ON m.id = r.model_id WHERE r.uid = $1", uid)
-            .fetch_optional(&mut *conn)
+            .fetch_all(&mut *conn)
             .await?
+            .into_iter()
+            .next()
             .ok_or_else(|| RegistryError::RolloutNotFound { uid: uid.to_string() })?;
     let locked = lock_model(conn, &model).await?;
-    let (id, record) = fetch_rollouts(conn, None, Some(uid))
-        .await?
-        .pop()
-        .ok_or_else(|| RegistryError::RolloutNotFound { uid: uid.to_string() })?;
+    let (id, record) =
+        latest_attempt(conn, uid).await?.ok_or_else(|| RegistryError::RolloutNotFound { uid: uid.to_string() })?;
     Ok((locked, LockedRollout { id, record }))
 }
 
@@ -102,48 +123,89 @@ fn check_unfinished(rollout: &RolloutRecord, attempted: Outcome) -> Result<Optio
 }
 
 impl Registry {
-    /// Records the start of a rollout. Idempotent by uid: recording the same rollout again returns it (a restarted
-    /// controller); the same uid with another model or candidate is refused.
+    /// Records the start of a rollout attempt. Idempotent: recording the same attempt again (same uid and retry
+    /// request) returns it (a restarted controller); the same uid with another model is refused. A start with a retry
+    /// request this uid has not had yet is a new attempt (`rampart retry`): numbered one more than the last, which,
+    /// if it never recorded an ending, is closed as aborted. The model must belong to the rollout's namespace
+    /// ([`RegistryError::ModelOwned`]); a model nobody owns yet is claimed by it.
     pub async fn start_rollout(&self, new: &NewRollout) -> Result<RolloutRecord> {
+        self.start_rollout_attempt(new, None).await
+    }
+
+    /// Records the start of the attempt that the retry request `retry` (the `rampart.dev/retry` value) began; `None`
+    /// is the first attempt. See [`Registry::start_rollout`].
+    pub async fn start_rollout_attempt(&self, new: &NewRollout, retry: Option<&str>) -> Result<RolloutRecord> {
+        let retry = retry.map(str::to_string);
         validate_name("uid", &new.uid)?;
         validate_name("namespace", &new.namespace)?;
         validate_name("name", &new.name)?;
+        if let Some(retry) = &retry {
+            validate_name("retry", retry)?;
+        }
         let mut tx = self.pool.begin().await?;
         let mut model = lock_model(&mut tx, &new.model).await?;
-        if let Some((_, existing)) = fetch_rollouts(&mut tx, None, Some(&new.uid)).await?.pop() {
-            for (field, recorded, offered) in [
-                ("model", existing.model.as_str(), new.model.as_str()),
-                ("candidate version", existing.candidate_version.as_str(), new.candidate_version.as_str()),
-            ] {
-                if recorded != offered {
-                    return Err(RegistryError::RolloutConflict {
-                        uid: new.uid.clone(),
-                        field,
-                        recorded: recorded.to_string(),
-                        offered: offered.to_string(),
-                    });
-                }
+        if self.owned_models {
+            claim_or_check(&mut tx, &mut model, &new.namespace).await?;
+        }
+        let attempts = fetch_rollouts(&mut tx, None, Some(&new.uid)).await?;
+        if let Some((_, existing)) = attempts.first()
+            && existing.model != new.model
+        {
+            return Err(RegistryError::RolloutConflict {
+                uid: new.uid.clone(),
+                field: "model",
+                recorded: existing.model.clone(),
+                offered: new.model.clone(),
+            });
+        }
+        let retry_keys = retry_keys(&mut tx, &new.uid).await?;
+        if let Some((_, existing)) = attempts.iter().find(|(id, _)| retry_keys.get(id) == Some(&retry)) {
+            if existing.candidate_version != new.candidate_version {
+                return Err(RegistryError::RolloutConflict {
+                    uid: new.uid.clone(),
+                    field: "candidate version",
+                    recorded: existing.candidate_version.clone(),
+                    offered: new.candidate_version.clone(),
+                });
             }
-            return Ok(existing);
+            tx.commit().await?;
+            return Ok(existing.clone());
         }
         fetch_version(&mut tx, &new.model, &new.candidate_version).await?;
         if let Some(baseline) = &new.baseline_version {
             fetch_version(&mut tx, &new.model, baseline).await?;
         }
-        sqlx::query!(
-            "INSERT INTO rollouts (model_id, uid, namespace, name, candidate_version_id, baseline_version_id, started_at)
+        let previous = attempts.iter().max_by_key(|(_, r)| r.attempt);
+        let attempt = previous.map_or(1, |(_, r)| r.attempt + 1);
+        let mut events = Vec::new();
+        if let Some((id, open)) = previous.filter(|(_, r)| r.outcome.is_none()) {
+            let reason = format!("superseded by attempt {attempt} (rampart retry) before its ending was recorded");
+            set_outcome(&mut tx, *id, Outcome::Aborted, &reason).await?;
+            events.push(NewEvent {
+                kind: EventKind::RolloutFinished,
+                rollout_uid: Some(new.uid.clone()),
+                payload: json!({"outcome": Outcome::Aborted.as_str(), "reason": reason, "attempt": open.attempt}),
+                idempotency_key: Some(event_key(&new.uid, open.attempt, "finished")),
+            });
+            append_locked(&mut tx, &mut model, &events).await?;
+        }
+        sqlx::query(
+            "INSERT INTO rollouts (model_id, uid, namespace, name, candidate_version_id, baseline_version_id, started_at,
+                                   attempt, retry_key)
              VALUES ($1, $2, $3, $4,
                      (SELECT id FROM model_versions WHERE model_id = $1 AND version = $5),
                      (SELECT id FROM model_versions WHERE model_id = $1 AND version = $6),
-                     $7)",
-            model.id,
-            new.uid,
-            new.namespace,
-            new.name,
-            new.candidate_version,
-            new.baseline_version,
-            now()
+                     $7, $8, $9)",
         )
+        .bind(model.id)
+        .bind(&new.uid)
+        .bind(&new.namespace)
+        .bind(&new.name)
+        .bind(&new.candidate_version)
+        .bind(&new.baseline_version)
+        .bind(now())
+        .bind(attempt)
+        .bind(&retry)
         .execute(&mut *tx)
         .await?;
         let event = NewEvent {
@@ -152,16 +214,25 @@ impl Registry {
             payload: json!({
                 "namespace": new.namespace, "name": new.name,
                 "candidate": new.candidate_version, "baseline": new.baseline_version,
+                "attempt": attempt,
             }),
-            idempotency_key: Some(format!("{}/started", new.uid)),
+            idempotency_key: Some(event_key(&new.uid, attempt, "started")),
         };
         append_locked(&mut tx, &mut model, &[event]).await?;
-        let (_, record) = fetch_rollouts(&mut tx, None, Some(&new.uid))
+        let (_, record) = latest_attempt(&mut tx, &new.uid)
             .await?
-            .pop()
             .ok_or_else(|| RegistryError::RolloutNotFound { uid: new.uid.clone() })?;
         tx.commit().await?;
         Ok(record)
+    }
+
+    /// Every attempt of a rollout, newest first.
+    pub async fn rollout_attempts(&self, uid: &str) -> Result<Vec<RolloutRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut attempts: Vec<RolloutRecord> =
+            fetch_rollouts(&mut conn, None, Some(uid)).await?.into_iter().map(|(_, r)| r).collect();
+        attempts.sort_by_key(|r| std::cmp::Reverse(r.attempt));
+        Ok(attempts)
     }
 
     /// Records a traffic step the controller applied. Recording the same step index twice returns the first event.
@@ -170,9 +241,9 @@ impl Registry {
             kind: EventKind::StepApplied,
             rollout_uid: Some(uid.to_string()),
             payload: json!({"index": step.index, "canary_weight": step.canary_weight, "description": step.description}),
-            idempotency_key: Some(format!("{uid}/step/{}", step.index)),
+            idempotency_key: None,
         };
-        self.append_to_running(uid, event).await
+        self.append_to_running(uid, event, &format!("step/{}", step.index)).await
     }
 
     /// Records an analysis verdict with its statistics. Idempotent per (step, evaluation).
@@ -184,14 +255,16 @@ impl Registry {
                 "step_index": verdict.step_index, "evaluation": verdict.evaluation,
                 "verdict": verdict.verdict, "statistics": verdict.statistics,
             }),
-            idempotency_key: Some(format!("{uid}/verdict/{}/{}", verdict.step_index, verdict.evaluation)),
+            idempotency_key: None,
         };
-        self.append_to_running(uid, event).await
+        self.append_to_running(uid, event, &format!("verdict/{}/{}", verdict.step_index, verdict.evaluation)).await
     }
 
-    async fn append_to_running(&self, uid: &str, event: NewEvent) -> Result<EventRecord> {
+    /// Appends an event to the rollout's latest attempt, keyed `key` within that attempt.
+    async fn append_to_running(&self, uid: &str, mut event: NewEvent, key: &str) -> Result<EventRecord> {
         let mut tx = self.pool.begin().await?;
         let (mut model, rollout) = lock_rollout(&mut tx, uid).await?;
+        event.idempotency_key = Some(event_key(uid, rollout.record.attempt, key));
         if let Some(outcome) = rollout.record.outcome {
             return Err(RegistryError::RolloutFinished {
                 uid: uid.to_string(),
@@ -220,10 +293,10 @@ impl Registry {
                 "reason": reason, "statistics": statistics,
                 "candidate": rollout.record.candidate_version, "baseline": rollout.record.baseline_version,
             }),
-            idempotency_key: Some(format!("{uid}/rolled_back")),
+            idempotency_key: Some(event_key(uid, rollout.record.attempt, "rolled_back")),
         };
         append_locked(&mut tx, &mut model, &[event]).await?;
-        let record = fetch_rollouts(&mut tx, None, Some(uid)).await?.pop().map(|(_, r)| r);
+        let record = latest_attempt(&mut tx, uid).await?.map(|(_, r)| r);
         tx.commit().await?;
         record.ok_or_else(|| RegistryError::RolloutNotFound { uid: uid.to_string() })
     }
@@ -252,10 +325,10 @@ impl Registry {
             kind: EventKind::Promoted,
             rollout_uid: Some(uid.to_string()),
             payload: json!({"candidate": moved.to_version, "previous_production": moved.from_version, "actor": actor}),
-            idempotency_key: Some(format!("{uid}/promoted")),
+            idempotency_key: Some(event_key(uid, rollout.record.attempt, "promoted")),
         };
         append_locked(&mut tx, &mut model, &[event]).await?;
-        let record = fetch_rollouts(&mut tx, None, Some(uid)).await?.pop().map(|(_, r)| r);
+        let record = latest_attempt(&mut tx, uid).await?.map(|(_, r)| r);
         tx.commit().await?;
         record.ok_or_else(|| RegistryError::RolloutNotFound { uid: uid.to_string() })
     }
@@ -278,20 +351,19 @@ impl Registry {
             kind: EventKind::RolloutFinished,
             rollout_uid: Some(uid.to_string()),
             payload: json!({"outcome": outcome.as_str(), "reason": reason}),
-            idempotency_key: Some(format!("{uid}/finished")),
+            idempotency_key: Some(event_key(uid, rollout.record.attempt, "finished")),
         };
         append_locked(&mut tx, &mut model, &[event]).await?;
-        let record = fetch_rollouts(&mut tx, None, Some(uid)).await?.pop().map(|(_, r)| r);
+        let record = latest_attempt(&mut tx, uid).await?.map(|(_, r)| r);
         tx.commit().await?;
         record.ok_or_else(|| RegistryError::RolloutNotFound { uid: uid.to_string() })
     }
 
-    /// One rollout.
+    /// One rollout (its latest attempt; [`Registry::rollout_attempts`] has them all).
     pub async fn rollout(&self, uid: &str) -> Result<RolloutRecord> {
         let mut conn = self.pool.acquire().await?;
-        fetch_rollouts(&mut conn, None, Some(uid))
+        latest_attempt(&mut conn, uid)
             .await?
-            .pop()
             .map(|(_, record)| record)
             .ok_or_else(|| RegistryError::RolloutNotFound { uid: uid.to_string() })
     }

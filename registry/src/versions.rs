@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 
 use crate::events::append_locked;
+use crate::owners::claim_or_check;
 use crate::records::{
     EventKind, NewEvent, NewVersion, ServingVerification, Verification, VerifiedFile, VersionRecord, VersionStatus,
 };
@@ -72,6 +73,17 @@ impl Registry {
     /// Registers a version (creating the model on first use). Registering the same version with the same digest again
     /// returns the stored record; a different digest is refused with [`RegistryError::DigestConflict`].
     pub async fn register_version(&self, new: &NewVersion) -> Result<VersionRecord> {
+        self.register_version_inner(new, None).await
+    }
+
+    /// Registers a version on behalf of a rollout in `namespace`: as [`Registry::register_version`], but the model
+    /// must belong to `namespace` (the first namespace to register a model owns it), else
+    /// [`RegistryError::ModelOwned`].
+    pub async fn register_version_for(&self, namespace: &str, new: &NewVersion) -> Result<VersionRecord> {
+        self.register_version_inner(new, Some(namespace)).await
+    }
+
+    async fn register_version_inner(&self, new: &NewVersion, namespace: Option<&str>) -> Result<VersionRecord> {
         validate_name("version", &new.version)?;
         let digest = normalise_digest(&new.digest)?;
         if new.size_bytes.is_some_and(|size| size < 0) {
@@ -79,6 +91,9 @@ impl Registry {
         }
         let mut tx = self.pool.begin().await?;
         let mut model = ensure_and_lock_model(&mut tx, &new.model).await?;
+        if let Some(namespace) = namespace.filter(|_| self.owned_models) {
+            claim_or_check(&mut tx, &mut model, namespace).await?;
+        }
         if let Some(existing) = fetch_versions(&mut tx, &new.model, Some(&new.version)).await?.pop() {
             if existing.digest != digest {
                 return Err(RegistryError::DigestConflict {
@@ -88,6 +103,8 @@ impl Registry {
                     offered: digest,
                 });
             }
+            // Commits a claim of the model made above (a namespace re-registering a version it rolls out).
+            tx.commit().await?;
             return Ok(existing);
         }
         sqlx::query!(
@@ -128,9 +145,33 @@ impl Registry {
         version: &str,
         verification: &Verification,
     ) -> Result<VersionRecord> {
+        self.mark_verified_inner(model, version, verification, None).await
+    }
+
+    /// Records a verification on behalf of a rollout in `namespace`, which must own the model.
+    pub async fn mark_verified_for(
+        &self,
+        namespace: &str,
+        model: &str,
+        version: &str,
+        verification: &Verification,
+    ) -> Result<VersionRecord> {
+        self.mark_verified_inner(model, version, verification, Some(namespace)).await
+    }
+
+    async fn mark_verified_inner(
+        &self,
+        model: &str,
+        version: &str,
+        verification: &Verification,
+        namespace: Option<&str>,
+    ) -> Result<VersionRecord> {
         let digest = normalise_digest(&verification.digest)?;
         let mut tx = self.pool.begin().await?;
         let mut locked = lock_model(&mut tx, model).await?;
+        if let Some(namespace) = namespace.filter(|_| self.owned_models) {
+            claim_or_check(&mut tx, &mut locked, namespace).await?;
+        }
         let existing = fetch_version(&mut tx, model, version).await?;
         if existing.digest != digest {
             return Err(RegistryError::DigestConflict {

@@ -26,6 +26,9 @@ pub enum RollbackCause {
     /// A canary pod's verifying init container refused the artifact (the object changed after verification); the
     /// reason names the file and both digests.
     ArtifactRefused(String),
+    /// The registry refused to record the rollout (the model belongs to another namespace, a version's digest
+    /// conflicts): it could never be promoted.
+    RegistryRefused(String),
 }
 
 impl RollbackCause {
@@ -35,6 +38,7 @@ impl RollbackCause {
             RollbackCause::AnalysisFailed(reason) => reason.clone(),
             RollbackCause::Inconclusive(reason) => format!("{reason}; onInconclusive: rollback"),
             RollbackCause::ArtifactRefused(reason) => reason.clone(),
+            RollbackCause::RegistryRefused(reason) => reason.clone(),
         }
     }
 }
@@ -65,7 +69,9 @@ pub fn update(facts: &Facts<'_>, status: ModelRolloutStatus, event: Option<Note>
 /// Queues a registry record in the status outbox (applied to Postgres later, in order).
 pub fn record(facts: &Facts<'_>, status: &mut ModelRolloutStatus, record: TrailRecord) {
     if facts.settings.registry {
-        trail::push(status.outbox.get_or_insert_with(Vec::new), &record);
+        // Stamped with the attempt (the retry request being handled), so a retry's start is a new registry attempt.
+        let retry = status.handled_retry.clone();
+        trail::push_for_attempt(status.outbox.get_or_insert_with(Vec::new), &record, retry.as_deref());
     }
 }
 
@@ -216,10 +222,43 @@ pub fn retry(facts: &Facts<'_>, value: String) -> Decision {
     status.canary_weight = Some(0);
     status.analysis = None;
     status.checks = None;
+    // A registry refusal belonged to the attempt that ended; the new one is recorded afresh.
+    if let Some(conditions) = status.conditions.as_mut() {
+        conditions.retain(|c| c.type_ != "Recorded");
+    }
     let message = "retry requested (rampart retry): starting again from step 0".to_string();
     status::transition(&mut status, Phase::Pending, message, facts.now);
     let note = Note { warning: false, reason: "Retrying", message: "starting again from step 0".into() };
     act(facts, status, vec![Effect::DeleteCheckJobs], Some(note), NEXT)
+}
+
+/// The registry refused a record that puts this rollout in it: the rollout stops with the registry's reason in its
+/// message and a `Recorded=False` condition. Before traffic it fails; with traffic on the canary it rolls back.
+pub fn registry_refused(facts: &Facts<'_>, why: &str) -> Decision {
+    let status = facts.status.clone();
+    let phase = status.phase.unwrap_or(Phase::Pending);
+    let message = format!("the registry refused to record this rollout, so it can never be promoted: {why}");
+    let before_traffic =
+        matches!(phase, Phase::Pending | Phase::Verifying | Phase::Checking) && status.canary_weight.unwrap_or(0) == 0;
+    let mut decision = if before_traffic {
+        fail_before_traffic(facts, status, "RegistryRefused", format!("{message}; no traffic was moved"))
+    } else if phase == Phase::RollingBack {
+        stay(facts, NEXT)
+    } else {
+        roll_back(facts, status, RollbackCause::RegistryRefused(message.clone()))
+    };
+    if let Decision::Act(act) = &mut decision {
+        status::set_condition(
+            &mut act.status,
+            "Recorded",
+            "False",
+            "RegistryRefused",
+            &message,
+            facts.now,
+            facts.generation,
+        );
+    }
+    decision
 }
 
 /// How long a deleted rollout waits for the registry to take its queued records before it goes anyway.

@@ -166,7 +166,7 @@ pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
             Observation::Job { check: observed, state } if *observed == check && started => {
                 return Ok(match state {
                     JobState::Running => endings::stay(facts, Requeue::After(CHECK_POLL)),
-                    JobState::Passed(summary, files) => {
+                    JobState::Passed(summary, files, bundle) => {
                         let signer =
                             status.checks.as_ref().and_then(|c| c.signature.as_ref()).and_then(|s| s.signer.clone());
                         if check == Check::Artifact
@@ -182,7 +182,7 @@ pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
                                     verification: rampart_registry::Verification {
                                         digest: facts.spec.candidate.artifact.digest.clone(),
                                         signer_key_id,
-                                        signature_bundle: None,
+                                        signature_bundle: bundle.clone(),
                                         files: files
                                             .iter()
                                             .map(|f| rampart_registry::VerifiedFile {

@@ -97,6 +97,9 @@ pub struct Facts<'a> {
     pub deleted_at: Option<Timestamp>,
     /// The rollout carries Rampart's finalizer.
     pub has_finalizer: bool,
+    /// The registry refused a record that puts this rollout in it (e.g. the model belongs to another namespace):
+    /// why. The rollout cannot be promoted, so it stops (see [`endings::registry_refused`]).
+    pub registry_refused: Option<String>,
     /// What was observed for this decision.
     pub observed: Observation,
     /// Why a canary pod's verifying init container refused the artifact, when one did (read on every reconcile while
@@ -285,6 +288,11 @@ fn decide_phase(facts: &Facts<'_>) -> Result<Decision, DecideError> {
     let status = facts.status;
     let phase = status.phase.unwrap_or(Phase::Pending);
 
+    if let Some(why) = &facts.registry_refused
+        && !phase.is_terminal()
+    {
+        return Ok(endings::registry_refused(facts, why));
+    }
     if phase.is_terminal() {
         if let Some(retry) = &facts.intent.retry
             && status.handled_retry.as_ref() != Some(retry)

@@ -59,8 +59,10 @@ fn a_passed_artifact_job_marks_the_version_verified_and_a_failed_one_fails_befor
     };
     let case = Case::new(spec(), signed(Some(CheckOutcome::Running)), 1.0);
     assert_eq!(case.need(), Need::Job { check: Check::Artifact, started: true });
-    let act = case
-        .act(Observation::Job { check: Check::Artifact, state: JobState::Passed("verified sha256:aa".into(), vec![]) });
+    let act = case.act(Observation::Job {
+        check: Check::Artifact,
+        state: JobState::Passed("verified sha256:aa".into(), vec![], None),
+    });
     assert_eq!(record_kinds(&act.status), vec!["verified"]);
     assert_eq!(
         act.status.checks.as_ref().and_then(|c| c.artifact.as_ref()).map(|a| a.result),
@@ -145,8 +147,8 @@ fn a_running_check_job_is_read_and_waited_for() {
 #[test]
 fn a_passed_contract_is_recorded_and_smoke_training_comes_next() {
     let case = Case::new(checking_spec(), check_status(Some(CheckOutcome::Running), None), 1.0);
-    let act =
-        case.act(Observation::Job { check: Check::Contract, state: JobState::Passed("compatible".into(), vec![]) });
+    let act = case
+        .act(Observation::Job { check: Check::Contract, state: JobState::Passed("compatible".into(), vec![], None) });
     let contract = act.status.checks.as_ref().and_then(|c| c.contract.clone()).unwrap();
     assert_eq!(contract.result, CheckOutcome::Passed);
     assert_eq!(act.status.phase, Some(Phase::Checking));
@@ -170,8 +172,8 @@ fn a_failed_check_job_fails_before_traffic_with_its_reason() {
 #[test]
 fn an_observation_for_another_check_is_not_taken_for_this_one() {
     let case = Case::new(checking_spec(), check_status(Some(CheckOutcome::Running), None), 1.0);
-    let decision =
-        case.decide(Observation::Job { check: Check::SmokeTraining, state: JobState::Passed("x".into(), vec![]) });
+    let decision = case
+        .decide(Observation::Job { check: Check::SmokeTraining, state: JobState::Passed("x".into(), vec![], None) });
     assert_eq!(decision, Decision::Observe(Need::Job { check: Check::Contract, started: true }));
 }
 

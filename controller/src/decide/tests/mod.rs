@@ -16,6 +16,7 @@ mod checks;
 mod finishing;
 mod lifecycle;
 mod steps;
+mod tenancy;
 use crate::trail::TrailRecord;
 
 pub(super) const T0: &str = "2026-12-01T10:00:00Z";
@@ -94,6 +95,7 @@ pub(super) struct Case {
     pub(super) deleted_at: Option<f64>,
     pub(super) has_finalizer: bool,
     pub(super) canary_refused: Option<String>,
+    pub(super) registry_refused: Option<String>,
 }
 
 impl Case {
@@ -107,6 +109,7 @@ impl Case {
             deleted_at: None,
             has_finalizer: true,
             canary_refused: None,
+            registry_refused: None,
         }
     }
 
@@ -122,6 +125,7 @@ impl Case {
             settings: &self.settings,
             now: at(self.now),
             deleted_at: self.deleted_at.map(at),
+            registry_refused: self.registry_refused.clone(),
             has_finalizer: self.has_finalizer,
             observed,
             canary_refused: self.canary_refused.clone(),

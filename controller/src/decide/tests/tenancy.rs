@@ -1,0 +1,73 @@
+//! Decisions: what a registry refusal does (the model belongs to another namespace) and which attempt the records of
+//! a retried rollout belong to.
+
+use super::*;
+
+fn owned_elsewhere() -> String {
+    "model `fraud` belongs to namespace `team-b` in the registry".into()
+}
+
+#[test]
+fn a_refused_registration_before_traffic_fails_the_rollout_with_the_reason_and_a_condition() {
+    let mut case = Case::new(spec(), status(Phase::Checking, 0, 0.0), 1.0);
+    case.registry_refused = Some(owned_elsewhere());
+    let act = case.act(Observation::Nothing);
+    assert_eq!(act.status.phase, Some(Phase::Failed));
+    assert!(act.effects.iter().all(|e| !matches!(e, Effect::SetWeight { .. } | Effect::CreateCheckJob(_))));
+    let message = act.status.message.clone().unwrap_or_default();
+    assert!(message.contains("belongs to namespace `team-b`") && message.contains("no traffic was moved"), "{message}");
+    assert_eq!(condition(&act.status, "Recorded"), "False");
+    assert_eq!(act.event.map(|e| e.reason), Some("RegistryRefused"));
+}
+
+#[test]
+fn a_refusal_discovered_with_traffic_on_the_canary_rolls_back_at_once() {
+    let mut progressing = status(Phase::Progressing, 1, 0.0);
+    progressing.canary_weight = Some(10);
+    let mut case = Case::new(spec(), progressing, 1.0);
+    case.registry_refused = Some(owned_elsewhere());
+    let act = case.act(Observation::Nothing);
+    assert_eq!(act.effects.first(), Some(&Effect::RouteAllToBaseline { after_failing_verdict: false }));
+    assert_eq!(act.status.canary_weight, Some(0));
+    assert_eq!(act.status.phase, Some(Phase::RollingBack));
+    assert_eq!(condition(&act.status, "Recorded"), "False");
+}
+
+#[test]
+fn a_refusal_after_the_rollout_ended_changes_nothing() {
+    let mut case = Case::new(spec(), status(Phase::Failed, 0, 0.0), 1.0);
+    case.registry_refused = Some(owned_elsewhere());
+    let act = case.act(Observation::Nothing);
+    assert!(act.effects.is_empty());
+    assert_eq!(act.status.phase, Some(Phase::Failed));
+}
+
+#[test]
+fn records_queued_after_a_retry_carry_the_retry_request_as_their_attempt() {
+    let mut retried = status(Phase::Failed, 0, 0.0);
+    retried.handled_retry = None;
+    let mut case = Case::new(spec(), retried, 1.0);
+    case.intent.retry = Some("2026-12-01T10:00:00Z".into());
+    let act = case.act(Observation::Nothing);
+    assert_eq!(act.status.phase, Some(Phase::Pending));
+    let mut again = Case::new(spec(), act.status, 2.0);
+    again.intent.retry = Some("2026-12-01T10:00:00Z".into());
+    let signer = crate::verify::Signer {
+        key_id: "key-1".into(),
+        key_label: "k.pem".into(),
+        bundle: "{}".into(),
+        model_name: "fraud".into(),
+        files: vec![],
+        single_file: false,
+    };
+    let started = again.act(Observation::Start(StartObservation {
+        signature: Ok(Some(signer)),
+        baseline: Ok(BaselineFacts { version: Some("v1".into()), uri: Some("s3://models/fraud/v1/".into()) }),
+    }));
+    let stamped: Vec<serde_json::Value> =
+        started.status.outbox.iter().flatten().map(|text| serde_json::from_str(text).unwrap()).collect();
+    assert!(!stamped.is_empty());
+    for record in stamped {
+        assert_eq!(record[crate::trail::RETRY_FIELD], "2026-12-01T10:00:00Z", "{record}");
+    }
+}
