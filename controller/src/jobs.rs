@@ -402,9 +402,13 @@ pub async fn job_state(client: &kube::Client, namespace: &str, name: &str) -> Re
     if !succeeded && !failed && condition_failed.is_none() {
         return Ok(JobState::Running);
     }
-    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
-        .list(&ListParams::default().labels(&format!("job-name={name}")))
-        .await?;
+    // This Job's pods by its uid (the Job controller's `batch.kubernetes.io/controller-uid` label), so pods left by an
+    // earlier Job of the same name (a retry) are never read as this one's verdict.
+    let selector = match job.metadata.uid.as_deref() {
+        Some(uid) => format!("batch.kubernetes.io/controller-uid={uid}"),
+        None => format!("job-name={name}"),
+    };
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace).list(&ListParams::default().labels(&selector)).await?;
     // A failed init container (the fetch refused the artifact) speaks first; then the check container.
     let message = pods.items.iter().find_map(|pod| {
         let status = pod.status.as_ref()?;

@@ -59,8 +59,9 @@ async fn complete_job(rig: &Rig, job: &str, container: &str, exit_code: i32, mes
     let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "rampart-checks"}})).unwrap();
     let _ = accounts.create(&PostParams::default(), &account).await;
     let pods: Api<Pod> = Api::namespaced(rig.client.clone(), &rig.namespace);
+    let uid = Api::<Job>::namespaced(rig.client.clone(), &rig.namespace).get(job).await.unwrap().metadata.uid.unwrap();
     let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": format!("{job}-x1"), "labels": {"job-name": job}},
+        "metadata": {"name": format!("{job}-x1"), "labels": {"job-name": job, "batch.kubernetes.io/controller-uid": uid}},
         "spec": {
             "serviceAccountName": "rampart-checks",
             "restartPolicy": "Never",

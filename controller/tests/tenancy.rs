@@ -15,7 +15,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use rampart_api::Phase;
-use rampart_checks::signing::{HashingOptions, PrivateKey, TrustedKey, sign_model};
+use rampart_checks::signing::{HashingOptions, PrivateKey, TrustedKey, hash_model, sign_manifest};
 use rampart_registry::{NewRollout, NewVersion, Outcome, Registry, VersionStatus};
 use rampart_testenv::model_server::ModelServerConfig;
 use serde_json::{Value, json};
@@ -95,12 +95,16 @@ async fn a_deployment_under_the_canarys_name_that_the_rollout_did_not_create_is_
     rig.stop_controller().await;
 }
 
-/// Signs a small model directory with `seed`'s key; returns (bundle JSON, digest, the key as the controller trusts it).
+/// Signs a small model directory with `seed`'s key as model `fraud`; returns (bundle JSON, digest, the key as the
+/// controller trusts it). The directory is the artifact URI the rig's kubelet fetches and verifies.
 fn signed_model(dir: &Path, seed: u8) -> (String, String, TrustedKey) {
     let key = PrivateKey::from_scalar_bytes(&[seed; 32]).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("model.onnx"), b"bytes to sign").unwrap();
-    let signed = sign_model(dir, &key, &HashingOptions::default()).unwrap();
+    let options = HashingOptions::default();
+    let mut manifest = hash_model(dir, &options).unwrap();
+    manifest.model_name = "fraud".into();
+    let signed = sign_manifest(&manifest, &key, &options).unwrap();
     (signed.bundle_json, signed.model_digest, TrustedKey::from_private(&key, "trusted.pem"))
 }
 
@@ -300,6 +304,7 @@ async fn a_retry_after_a_rollback_promotes_through_a_postgres_restart_and_the_re
     rig.start_controller();
     let mut object =
         rollout("again", json!([{"setWeight": 50}, {"pause": {}}]), json!([accuracy_metric(0.05)]), json!({}));
+    object["spec"]["candidate"]["artifact"]["uri"] = json!(dir.path().display().to_string());
     object["spec"]["candidate"]["artifact"]["digest"] = json!(digest);
     object["spec"]["candidate"]["artifact"]["signature"] = json!({"bundle": bundle});
     object["spec"].as_object_mut().unwrap().remove("checks");

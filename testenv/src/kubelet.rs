@@ -119,8 +119,12 @@ pub async fn complete_job(
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     // No controller-manager creates ServiceAccounts here, and the API server admits no Pod without its account.
     ensure_service_account(client, namespace, "default").await;
+    // As the Job controller: the pod is labelled with the Job's uid and named after it, so a Job recreated under the
+    // same name (a retry) gets its own pod.
+    let uid = Api::<Job>::namespaced(client.clone(), namespace).get(job).await?.metadata.uid.unwrap_or_default();
+    let pod_name = format!("{job}-{}", uid.get(..8).unwrap_or("k1"));
     let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": format!("{job}-k1"), "labels": {"job-name": job}},
+        "metadata": {"name": pod_name, "labels": {"job-name": job, "batch.kubernetes.io/controller-uid": uid}},
         "spec": {"restartPolicy": "Never", "containers": [{"name": container, "image": "rampart/rampart-check:test"}]},
     }))
     .map_err(kube::Error::SerdeError)?;
@@ -130,7 +134,7 @@ pub async fn complete_job(
         "name": container, "image": "rampart/rampart-check:test", "imageID": "", "ready": false, "restartCount": 0,
         "state": {"terminated": {"exitCode": ran.exit_code, "reason": if ok { "Completed" } else { "Error" }, "message": ran.message}},
     }]}});
-    pods.patch_status(&format!("{job}-k1"), &PatchParams::default(), &Patch::Merge(&status)).await?;
+    pods.patch_status(&pod_name, &PatchParams::default(), &Patch::Merge(&status)).await?;
     job_finished(client, namespace, job, ok).await
 }
 
