@@ -65,7 +65,11 @@ async fn model_history(args: &HistoryArgs, global: &GlobalArgs, model: &str) -> 
                     .iter()
                     .map(|rollout| {
                         vec![
-                            format!("{}/{}", rollout.namespace, rollout.name),
+                            // A retried rollout (rampart retry) is one row per attempt.
+                            match rollout.attempt {
+                                1 => format!("{}/{}", rollout.namespace, rollout.name),
+                                n => format!("{}/{} (attempt {n})", rollout.namespace, rollout.name),
+                            },
                             rollout.candidate_version.clone(),
                             rollout.baseline_version.clone().unwrap_or_else(|| "-".into()),
                             rollout.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -213,6 +217,7 @@ pub(crate) fn rollout_json(rollout: &RolloutRecord) -> Value {
         "namespace": rollout.namespace,
         "name": rollout.name,
         "uid": rollout.uid,
+        "attempt": rollout.attempt,
         "candidate": rollout.candidate_version,
         "baseline": rollout.baseline_version,
         "startedAt": rollout.started_at,

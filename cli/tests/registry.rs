@@ -358,3 +358,42 @@ async fn validate_against_the_registry_uses_the_production_contract() {
     unknown.expect_code(2);
     assert!(unknown.stderr.contains("model `nope` is not in the registry"), "{}", unknown.stderr);
 }
+
+#[tokio::test]
+async fn history_lists_each_attempt_of_a_retried_rollout() {
+    let url = database();
+    let registry = Registry::connect(&url).await.unwrap();
+    let version = rampart_registry::NewVersion {
+        model: "fraud-detector".into(),
+        version: "v2".into(),
+        uri: "s3://models/fraud-detector/v2/".into(),
+        digest: format!("sha256:{}", "2".repeat(64)),
+        ..Default::default()
+    };
+    registry.register_version(&version).await.unwrap();
+    let rollout = NewRollout {
+        model: "fraud-detector".into(),
+        uid: "uid-1".into(),
+        namespace: "ml".into(),
+        name: "fraud-v2".into(),
+        candidate_version: "v2".into(),
+        baseline_version: None,
+    };
+    registry.start_rollout(&rollout).await.unwrap();
+    registry.record_rollback("uid-1", "accuracy below the tolerance", &json!({})).await.unwrap();
+    registry.start_rollout_attempt(&rollout, Some("2026-12-01T09:00:00Z")).await.unwrap();
+
+    let json_run = rampart(&url, &["history", "fraud-detector", "--format", "json"]);
+    json_run.expect_code(0);
+    let value: serde_json::Value = serde_json::from_str(&json_run.stdout).unwrap();
+    let attempts: Vec<(i64, serde_json::Value)> = value["rollouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["attempt"].as_i64().unwrap(), r["outcome"].clone()))
+        .collect();
+    assert_eq!(attempts, [(2, serde_json::Value::Null), (1, serde_json::to_value(Outcome::RolledBack).unwrap())]);
+    let table = rampart(&url, &["history", "fraud-detector"]);
+    table.expect_code(0);
+    assert!(table.stdout.contains("ml/fraud-v2 (attempt 2)"), "{}", table.stdout);
+}
