@@ -113,3 +113,27 @@ mod tests {
         assert!(!StateSeal::new(b"another key 1234", "uid-1/step 2").verify(&state));
     }
 }
+
+#[cfg(test)]
+mod round_trip {
+    use super::*;
+
+    /// The state is stored as JSON text in the ModelRollout status and parsed back before the next look: a seal must
+    /// survive that for every float the engine can produce, or the analysis would start over at random looks.
+    #[test]
+    fn a_sealed_state_still_verifies_after_a_trip_through_json_text() {
+        let seal = StateSeal::new(b"a key of sixteen", "uid-1/step 2");
+        let mut generator = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            generator ^= generator << 13;
+            generator ^= generator >> 7;
+            generator ^= generator << 17;
+            let awkward = f64::from_bits((generator >> 2) | 0x3000_0000_0000_0000) * 1e-3;
+            let mut state = AnalysisState { looks: 3, srm_p: awkward, ..AnalysisState::default() };
+            seal.seal(&mut state);
+            let text = serde_json::to_string(&state).unwrap_or_default();
+            let back: AnalysisState = serde_json::from_str(&text).unwrap_or_default();
+            assert!(seal.verify(&back), "srm_p {awkward:e} did not survive the JSON text: {text}");
+        }
+    }
+}
