@@ -766,9 +766,25 @@ pub struct ModelRolloutStatus {
     /// The last `rampart.dev/retry` annotation value acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_retry: Option<String>,
+    /// The serving and traffic targets this attempt started with, written when it took its claim on them (the
+    /// `rampart.dev/claimed-by` annotation on the Deployment or InferenceService and the HTTPRoute). Until the attempt
+    /// ends Rampart acts on these, not on later edits of `spec.serving` / `spec.traffic`. Internal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<RolloutTargets>,
     /// The last transitions, newest last (bounded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryEntry>>,
+}
+
+/// The targets an attempt holds: copies of `spec.serving` and `spec.traffic` taken at its start.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutTargets {
+    /// `spec.serving` as it was when the attempt started.
+    pub serving: Serving,
+    /// `spec.traffic` as it was when the attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
 }
 
 /// Rollout phase.

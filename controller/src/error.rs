@@ -43,6 +43,13 @@ pub enum Error {
         #[source]
         source: rampart_analysis::AnalysisError,
     },
+    /// Taking or confirming the rollout's claim on its targets failed (see `crate::claims`).
+    #[error("rollout {rollout}: failed to claim its targets: {source}")]
+    Claim {
+        rollout: String,
+        #[source]
+        source: crate::claims::ClaimError,
+    },
     /// This replica does not hold the leader lease, so it must not write.
     #[error("not the leader: this replica does not write")]
     NotLeader,
@@ -61,12 +68,17 @@ impl Error {
             Error::Kube { .. } => "kubernetes",
             Error::Status { .. } => "status",
             Error::Analysis { .. } => "analysis",
+            Error::Claim { .. } => "claim",
             Error::NotLeader => "leadership",
         }
     }
 
     /// True for a write conflict (someone changed the rollout since it was read): retried at once.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::Status { source: kube::Error::Api(status), .. } if status.code == 409)
+        match self {
+            Error::Status { source: kube::Error::Api(status), .. } => status.code == 409,
+            Error::Claim { source, .. } => source.is_conflict(),
+            _ => false,
+        }
     }
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod claims;
 pub mod config;
 pub mod decide;
 pub mod error;

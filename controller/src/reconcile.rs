@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::status::truncate;
 use crate::trail::RegistryConnection;
-use crate::{jobs, look, observe, outbox, serving, traffic};
+use crate::{claims, jobs, look, observe, outbox, serving, traffic};
 
 /// What every reconcile needs.
 pub struct Context {
@@ -194,6 +194,34 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
         registry_refused = flushed.refused;
     }
 
+    // Targets: one rollout holds a Deployment (or InferenceService) and its HTTPRoute at a time. Claimed (again)
+    // before traffic, and whenever this attempt has not taken them yet (also when deleting, since returning traffic
+    // means acting on them); afterwards the attempt acts on the targets it froze, whatever the spec says now.
+    let now = Timestamp::now();
+    let phase = status.phase.unwrap_or(Phase::Pending);
+    let mut target_holder = None;
+    let before_traffic = matches!(phase, Phase::Pending | Phase::Verifying | Phase::Checking);
+    let deleting = rollout.metadata.deletion_timestamp.is_some();
+    if !phase.is_terminal()
+        && phase != Phase::RollingBack
+        && (status.targets.is_none() || (before_traffic && !deleting))
+    {
+        let wanted = status.targets.clone().unwrap_or_else(|| claims::spec_targets(rollout));
+        let claimed = claims::claim(&ctx.client, rollout, &claims::targets_of(&wanted))
+            .await
+            .map_err(|source| Error::Claim { rollout: id.clone(), source })?;
+        match claimed {
+            claims::Claim::Held => {
+                status.targets.get_or_insert(wanted);
+                claims::note_held(&mut status, now, rollout.metadata.generation);
+            }
+            claims::Claim::HeldBy(holder) => target_holder = Some(holder),
+        }
+    }
+    claims::note_frozen(&mut status, &claims::spec_targets(rollout), now, rollout.metadata.generation);
+    let effective = claims::effective(rollout, &status);
+    let rollout = &effective;
+
     let annotations = rollout.annotations();
     let intent = Intent {
         promote: annotations.contains_key(ANNOTATION_PROMOTE),
@@ -201,7 +229,6 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
         retry: annotations.get(ANNOTATION_RETRY).cloned(),
     };
     // A canary pod whose verifying init container refused the artifact is a reason to roll back, whatever step runs.
-    let phase = status.phase.unwrap_or(Phase::Pending);
     let canary_refused = if matches!(phase, Phase::Progressing | Phase::Paused)
         && rollout.spec.serving.deployment.is_some()
     {
@@ -220,10 +247,11 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
         status: &status,
         intent: &intent,
         settings: &ctx.settings,
-        now: Timestamp::now(),
+        now,
         deleted_at: rollout.metadata.deletion_timestamp.as_ref().map(|t| t.0),
         has_finalizer: rollout.finalizers().iter().any(|f| f == decide::FINALIZER),
         registry_refused,
+        target_holder,
         observed: Observation::Nothing,
         canary_refused,
     };
@@ -267,6 +295,13 @@ async fn carry_out(
         }
     }
     let released = act.effects.contains(&Effect::ReleaseFinalizer);
+    let ended = act.status.phase.is_some_and(|p| p.is_terminal()) && !read.phase.is_some_and(|p| p.is_terminal());
+    if (released || ended)
+        && let Some(targets) = &act.status.targets
+    {
+        let uid = rollout.uid().unwrap_or_default();
+        claims::release(&ctx.client, &namespace, &uid, &claims::targets_of(targets)).await;
+    }
     if act.status != *read && !released {
         write_status(ctx, rollout, resource_version, &act.status).await?;
         if let Some(notifier) = &ctx.notifier {
@@ -356,6 +391,20 @@ async fn apply_to_cluster(
     let spec = &rollout.spec;
     let traffic_error = |err: traffic::TrafficError| Error::Traffic { rollout: id(), message: err.to_string() };
     let serving_error = |err: serving::ServingError| Error::Serving { rollout: id(), message: err.to_string() };
+    let on_targets = matches!(
+        effect,
+        Effect::SetWeight { .. }
+            | Effect::RouteAllToBaseline { .. }
+            | Effect::DeleteCanary
+            | Effect::PromoteBaseline
+            | Effect::PromoteKServe
+    );
+    if on_targets && !claims::holds(status) {
+        // A rollout that never took its targets (it waited, and was aborted or deleted meanwhile) leaves them to the
+        // rollout that holds them.
+        tracing::info!(rollout = %id(), ?effect, "not holding the targets: leaving them alone");
+        return Ok(());
+    }
     match effect {
         Effect::CreateCheckJob(job) => {
             let name = job.name_any();

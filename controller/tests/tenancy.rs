@@ -401,3 +401,105 @@ async fn a_version_with_build_metadata_rolls_out_and_is_promoted_with_label_safe
     assert_eq!(baseline.metadata.annotations.unwrap_or_default()["rampart.dev/model-version"], version);
     rig.stop_controller().await;
 }
+
+// ----- finding 8: one rollout holds a target at a time; the targets are frozen at the start -----------------------
+
+fn route_claim(route: &kube::api::DynamicObject) -> Option<String> {
+    route.metadata.annotations.as_ref()?.get("rampart.dev/claimed-by").cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_rollout_on_a_claimed_route_waits_names_the_holder_and_starts_when_the_holder_ends() {
+    let mut rig = Rig::new("claims", ModelServerConfig::new("v2").latency(QUICK, 0.3), None).await;
+    rig.start_controller();
+    let first_steps = json!([{"setWeight": 30}, {"pause": {}}]);
+    rig.create_rollout(rollout("first", first_steps, json!([accuracy_metric(0.05)]), json!({}))).await;
+    rig.wait_for_phase("first", &[Phase::Paused], Duration::from_secs(30)).await;
+    assert_eq!(rig.route_canary_weight().await, Some(30));
+
+    // The attack: a second rollout on the same Deployment and HTTPRoute, asking for most of the traffic.
+    let second_steps = json!([{"setWeight": 80}, {"pause": {}}]);
+    rig.create_rollout(rollout("second", second_steps, json!([accuracy_metric(0.05)]), json!({}))).await;
+    let waiting = rig
+        .wait_for("second", Duration::from_secs(30), "TargetClaimed=True", |r| {
+            condition(r, "TargetClaimed").is_some_and(|(status, _)| status == "True")
+        })
+        .await;
+    let message = waiting.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default();
+    assert!(message.contains(&format!("{}/first", rig.namespace)), "the holder is named: {message}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let second = rig.rollouts().get("second").await.unwrap().status.unwrap_or_default();
+    assert_eq!(second.phase, Some(Phase::Pending), "it waits before any gate");
+    assert_eq!(rig.route_canary_weight().await, Some(30), "the holder's canary weight is untouched");
+    let route = support::routes(&rig.client, &rig.namespace).get("model").await.unwrap();
+    assert!(route_claim(&route).unwrap_or_default().contains("/first/"), "{:?}", route_claim(&route));
+    assert!(rig.event_reasons("second").await.contains(&"TargetClaimed".to_string()));
+
+    // A third rollout that waits and is deleted (or aborted) while waiting leaves the holder's traffic alone.
+    rig.create_rollout(rollout("third", json!([{"setWeight": 5}]), json!([accuracy_metric(0.05)]), json!({}))).await;
+    rig.wait_for("third", Duration::from_secs(30), "TargetClaimed=True", |r| {
+        condition(r, "TargetClaimed").is_some_and(|(status, _)| status == "True")
+    })
+    .await;
+    rig.rollouts().delete("third", &DeleteParams::default()).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while rig.rollouts().get_opt("third").await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "the waiting rollout was not released within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rig.route_canary_weight().await, Some(30), "deleting a waiting rollout moved no traffic");
+    let deployments: Api<Deployment> = Api::namespaced(rig.client.clone(), &rig.namespace);
+    assert!(deployments.get_opt("model-canary").await.unwrap().is_some(), "the holder's canary is still there");
+
+    // The holder ends: its claim goes and the waiting rollout takes the targets.
+    rig.annotate("first", "rampart.dev/abort", Some("true")).await;
+    rig.wait_for_phase("first", &[Phase::RolledBack], Duration::from_secs(30)).await;
+    let started = rig.wait_for_phase("second", &[Phase::Paused], Duration::from_secs(60)).await;
+    assert_eq!(started.status.as_ref().unwrap().canary_weight, Some(80));
+    assert_eq!(condition(&started, "TargetClaimed").map(|c| c.0), Some("False".into()));
+    assert_eq!(rig.route_canary_weight().await, Some(80));
+    let route = support::routes(&rig.client, &rig.namespace).get("model").await.unwrap();
+    assert!(route_claim(&route).unwrap_or_default().contains("/second/"), "{:?}", route_claim(&route));
+
+    rig.annotate("second", "rampart.dev/abort", Some("true")).await;
+    rig.wait_for_phase("second", &[Phase::RolledBack], Duration::from_secs(30)).await;
+    let route = support::routes(&rig.client, &rig.namespace).get("model").await.unwrap();
+    assert_eq!(route_claim(&route), None, "the claim is released when the holder ends");
+    rig.stop_controller().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_the_route_mid_rollout_does_not_strand_the_old_route_at_the_canary_weight() {
+    let mut rig = Rig::new("frozen", ModelServerConfig::new("v2").latency(QUICK, 0.3), None).await;
+    let other: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "other"},
+        "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": [{"name": "model", "port": 8080}]}]},
+    }))
+    .unwrap();
+    support::routes(&rig.client, &rig.namespace).create(&Default::default(), &other).await.unwrap();
+    rig.start_controller();
+    let steps = json!([{"setWeight": 50}, {"pause": {}}]);
+    rig.create_rollout(rollout("edited", steps, json!([accuracy_metric(0.05)]), json!({}))).await;
+    rig.wait_for_phase("edited", &[Phase::Paused], Duration::from_secs(30)).await;
+    assert_eq!(rig.route_canary_weight().await, Some(50));
+
+    // The attack: point the rollout at another route while the canary takes half the traffic, then abort.
+    let patch = json!({"spec": {"traffic": {"gatewayAPI": {"httpRoute": "other"}}}});
+    rig.rollouts().patch("edited", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let frozen = rig
+        .wait_for("edited", Duration::from_secs(30), "TargetsFrozen=True", |r| {
+            condition(r, "TargetsFrozen").is_some_and(|(status, _)| status == "True")
+        })
+        .await;
+    let targets = frozen.status.as_ref().and_then(|s| s.targets.clone()).unwrap();
+    assert_eq!(targets.traffic.unwrap().gateway_api.unwrap().http_route, "model", "the started-with route is kept");
+    rig.annotate("edited", "rampart.dev/abort", Some("true")).await;
+    rig.wait_for_phase("edited", &[Phase::RolledBack], Duration::from_secs(30)).await;
+    assert_eq!(rig.route_canary_weight().await, Some(0), "the route the canary was on is back on the baseline");
+    let other = support::routes(&rig.client, &rig.namespace).get("other").await.unwrap();
+    let backends = other.data.pointer("/spec/rules/0/backendRefs").cloned().unwrap();
+    assert_eq!(backends, json!([{"name": "model", "port": 8080}]), "the other route was never touched");
+    rig.stop_controller().await;
+}

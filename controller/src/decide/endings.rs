@@ -222,6 +222,8 @@ pub fn retry(facts: &Facts<'_>, value: String) -> Decision {
     status.canary_weight = Some(0);
     status.analysis = None;
     status.checks = None;
+    // The new attempt claims the targets the spec names now.
+    status.targets = None;
     // A registry refusal belonged to the attempt that ended; the new one is recorded afresh.
     if let Some(conditions) = status.conditions.as_mut() {
         conditions.retain(|c| c.type_ != "Recorded");
@@ -230,6 +232,36 @@ pub fn retry(facts: &Facts<'_>, value: String) -> Decision {
     status::transition(&mut status, Phase::Pending, message, facts.now);
     let note = Note { warning: false, reason: "Retrying", message: "starting again from step 0".into() };
     act(facts, status, vec![Effect::DeleteCheckJobs], Some(note), NEXT)
+}
+
+/// Another live rollout holds one of this rollout's targets: wait (the phase stays), with a `TargetClaimed`
+/// condition and message naming the holder, and look again soon. Nothing is done to any target. The Event is
+/// published once, when the wait begins.
+pub fn wait_for_target(facts: &Facts<'_>, holder: &str) -> Decision {
+    let mut status = facts.status.clone();
+    let already = status
+        .conditions
+        .as_ref()
+        .is_some_and(|c| c.iter().any(|c| c.type_ == crate::claims::CONDITION_TARGET_CLAIMED && c.status == "True"));
+    let message = format!("waiting for a target: {holder}");
+    status.phase.get_or_insert(Phase::Pending);
+    status.message = Some(message.clone());
+    let mut decision = act(facts, status, vec![], None, Requeue::After(Duration::from_secs(5)));
+    if let Decision::Act(act) = &mut decision {
+        status::set_condition(
+            &mut act.status,
+            crate::claims::CONDITION_TARGET_CLAIMED,
+            "True",
+            "HeldByAnotherRollout",
+            holder,
+            facts.now,
+            facts.generation,
+        );
+        if !already {
+            act.event = Some(Note { warning: true, reason: "TargetClaimed", message });
+        }
+    }
+    decision
 }
 
 /// The registry refused a record that puts this rollout in it: the rollout stops with the registry's reason in its

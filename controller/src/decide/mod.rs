@@ -100,6 +100,9 @@ pub struct Facts<'a> {
     /// The registry refused a record that puts this rollout in it (e.g. the model belongs to another namespace):
     /// why. The rollout cannot be promoted, so it stops (see [`endings::registry_refused`]).
     pub registry_refused: Option<String>,
+    /// Another live rollout holds one of this rollout's targets (see [`crate::claims`]): which, and who holds it.
+    /// The rollout waits before traffic, and acts on no target, until the holder ends.
+    pub target_holder: Option<String>,
     /// What was observed for this decision.
     pub observed: Observation,
     /// Why a canary pod's verifying init container refused the artifact, when one did (read on every reconcile while
@@ -303,6 +306,12 @@ fn decide_phase(facts: &Facts<'_>) -> Result<Decision, DecideError> {
     }
     if facts.intent.abort && phase != Phase::RollingBack {
         return Ok(endings::roll_back(facts, facts.status.clone(), RollbackCause::Aborted));
+    }
+    // An abort still ends a waiting rollout (the executor leaves targets it never took alone).
+    if let Some(holder) = &facts.target_holder
+        && phase != Phase::RollingBack
+    {
+        return Ok(endings::wait_for_target(facts, holder));
     }
     match phase {
         Phase::Pending | Phase::Verifying => gates::start(facts),

@@ -96,6 +96,7 @@ pub(super) struct Case {
     pub(super) has_finalizer: bool,
     pub(super) canary_refused: Option<String>,
     pub(super) registry_refused: Option<String>,
+    pub(super) target_holder: Option<String>,
 }
 
 impl Case {
@@ -110,6 +111,7 @@ impl Case {
             has_finalizer: true,
             canary_refused: None,
             registry_refused: None,
+            target_holder: None,
         }
     }
 
@@ -127,6 +129,7 @@ impl Case {
             deleted_at: self.deleted_at.map(at),
             registry_refused: self.registry_refused.clone(),
             has_finalizer: self.has_finalizer,
+            target_holder: self.target_holder.clone(),
             observed,
             canary_refused: self.canary_refused.clone(),
         };

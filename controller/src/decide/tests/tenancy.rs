@@ -71,3 +71,27 @@ fn records_queued_after_a_retry_carry_the_retry_request_as_their_attempt() {
         assert_eq!(record[crate::trail::RETRY_FIELD], "2026-12-01T10:00:00Z", "{record}");
     }
 }
+
+#[test]
+fn a_rollout_whose_target_another_rollout_holds_waits_pending_and_names_the_holder() {
+    let mut case = Case::new(spec(), status(Phase::Pending, 0, 0.0), 1.0);
+    case.target_holder = Some("HTTPRoute ml/fraud is held by rollout ml/first".into());
+    let act = case.act(Observation::Nothing);
+    assert_eq!(act.status.phase, Some(Phase::Pending));
+    assert!(act.effects.is_empty(), "nothing is done to any target: {:?}", act.effects);
+    assert_eq!(condition(&act.status, "TargetClaimed"), "True");
+    assert!(act.status.message.clone().unwrap_or_default().contains("ml/first"));
+    assert_eq!(act.event.map(|e| e.reason), Some("TargetClaimed"));
+    assert!(matches!(act.requeue, Requeue::After(_)), "it looks again");
+}
+
+#[test]
+fn a_retry_claims_the_targets_afresh() {
+    let mut ended = status(Phase::RolledBack, 1, 0.0);
+    ended.targets = Some(rampart_api::v1alpha1::RolloutTargets { serving: spec().serving, traffic: spec().traffic });
+    let mut case = Case::new(spec(), ended, 1.0);
+    case.intent.retry = Some("1".into());
+    let act = case.act(Observation::Nothing);
+    assert_eq!(act.status.phase, Some(Phase::Pending));
+    assert_eq!(act.status.targets, None);
+}
