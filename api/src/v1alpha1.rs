@@ -877,6 +877,20 @@ pub struct CheckResult {
     /// Name of the Job that ran the check, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// The smoke-training run's loss, sampled evenly over its steps (at most 40 points, first and last included), for
+    /// `rampart dashboard` and `kubectl get -o yaml`. A missing `loss` is a step whose loss was not finite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_curve: Option<Vec<LossPoint>>,
+}
+
+/// One point of a smoke-training loss curve.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct LossPoint {
+    /// Training step.
+    pub step: i64,
+    /// Loss at that step; absent when it was NaN or infinite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
 }
 
 /// Where one check stands. Serialized as the plain strings the status has always carried; a value this version does

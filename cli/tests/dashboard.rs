@@ -439,6 +439,53 @@ async fn a_rolled_back_rollout_shows_the_failing_metric_chart_and_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_smoke_run_shows_its_loss_curve_with_the_blow_up() {
+    let _one = BROWSER.lock().await;
+    let world = world("dash-smoke").await;
+    create(&world, "fraud-v4", "v4", json!({})).await;
+    // What the controller writes from the smoke-eval termination message: 40 points, the last ones not finite.
+    let curve: Vec<Value> =
+        (0..40u64)
+            .map(|i| {
+                if i < 35 {
+                    json!({"step": i * 5 + 1, "loss": 1.0 + i as f64 * 0.5})
+                } else {
+                    json!({"step": i * 5 + 1})
+                }
+            })
+            .collect();
+    set_status(
+        &world,
+        "fraud-v4",
+        json!({"phase": "Failed", "canaryWeight": 0, "baselineVersion": "v1",
+               "message": "smoke-training check failed, no traffic was moved: loss is not finite at step 176",
+               "checks": {"signature": {"result": "Passed", "signer": "team-ml"},
+                          "smokeTraining": {"result": "Failed", "message": "loss is not finite at step 176",
+                                            "job": "fraud-v4-smoke-training", "lossCurve": curve}}}),
+    )
+    .await;
+    let kubeconfig = rampart_testenv::shared().unwrap().kubeconfig_path().to_path_buf();
+    let (_dashboard, url) = start_dashboard(&kubeconfig, None);
+    let (_driver, browser) = start_browser().await;
+    browser.goto(&format!("{url}#/rollouts/{}/fraud-v4", world.namespace)).await.unwrap();
+    let card = "section[data-metric=smoke-loss]";
+    wait_for_text(&browser, card, "loss card", |t| t.contains("5 point(s) not finite")).await;
+    let drawn = browser
+        .execute(
+            "const chart = window.Chart && Chart.getChart('chart-loss');
+             return chart ? [chart.data.labels.length, chart.data.datasets[0].data[0], chart.data.datasets[0].data[39]] : null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(drawn[0], 40, "Chart.js draws every point: {drawn}");
+    assert_eq!(drawn[1].as_f64(), Some(1.0), "{drawn}");
+    assert!(drawn[2].is_null(), "the blow-up is a gap: {drawn}");
+    screenshot(&browser, "rollout-smoke-loss").await;
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_and_abort_appear_only_for_users_who_may_patch_the_rollout() {
     let _one = BROWSER.lock().await;
     let world = world("dash-rbac").await;

@@ -125,7 +125,7 @@ function stepsTimeline(spec, status) {
 }
 
 function checksTable(checks) {
-  const rows = [["signature", "Signature"], ["contract", "Tensor contract"], ["smokeTraining", "Smoke training"]]
+  const rows = [["signature", "Signature"], ["artifact", "Artifact bytes"], ["contract", "Tensor contract"], ["smokeTraining", "Smoke training"]]
     .map(([key, label]) => {
       const check = (checks || {})[key];
       return h("tr", { "data-check": key }, h("th", { scope: "row" }, label),
@@ -227,6 +227,33 @@ function srmCard(looks) {
   return { card, draw };
 }
 
+// The smoke-training run's loss over its steps (a gap where the loss was not finite).
+function lossCard(checks) {
+  const smoke = (checks || {}).smokeTraining;
+  const points = (smoke && smoke.lossCurve) || [];
+  if (!points.length) return null;
+  const gaps = points.filter((p) => p.loss === undefined || p.loss === null).length;
+  const card = h("section", { class: `card metric ${smoke.result === "Failed" ? "failed" : ""}`, "data-metric": "smoke-loss" },
+    h("h3", {}, "smoke-training loss ", h("span", { class: `verdict verdict-${smoke.result}` }, smoke.result)),
+    h("p", { class: "reason", "data-field": "reason" }, text(smoke.message, "")),
+    h("p", {}, `${points.length} point(s), steps ${points[0].step} to ${points[points.length - 1].step}` +
+      (gaps ? `; ${gaps} point(s) not finite (NaN or infinite loss)` : "")),
+    h("div", { class: "chart" }, h("canvas", { id: "chart-loss", role: "img", "aria-label": "smoke-training loss by step" })));
+  const draw = () => {
+    const canvas = document.getElementById("chart-loss");
+    if (!canvas || !window.Chart) return;
+    charts.push(new window.Chart(canvas, {
+      type: "line",
+      data: { labels: points.map((p) => `${p.step}`), datasets: [
+        { label: "loss", data: points.map((p) => (p.loss === undefined ? null : p.loss)), borderColor: "rgb(220,38,38)", pointRadius: 2, spanGaps: false },
+      ] },
+      options: { animation: false, responsive: true, maintainAspectRatio: false, plugins: { legend: { position: "bottom" } },
+        scales: { x: { title: { display: true, text: "step" } }, y: { title: { display: true, text: "loss" } } } },
+    }));
+  };
+  return { card, draw };
+}
+
 function actionBar(data, ns, name) {
   const allowed = Object.entries(data.actions).filter(([, ok]) => ok).map(([action]) => action);
   if (!allowed.length) return h("p", { class: "readonly", id: "read-only" }, "Read-only: your Kubernetes user may not change this rollout (or it has ended).");
@@ -277,6 +304,7 @@ async function renderRollout(ns, name) {
   cards.sort((a, b) => Number(b.card.classList.contains("failed")) - Number(a.card.classList.contains("failed")));
   const srm = srmCard(data.looks);
   if (srm) cards.unshift(srm);
+  const loss = lossCard(status.checks);
   const history = (status.history || []).slice().reverse();
   setPage("rollout", key, () => renderRollout(ns, name),
     h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, link("#/", "Rollouts"), " / ", ns, " / ", name),
@@ -288,6 +316,7 @@ async function renderRollout(ns, name) {
     h("div", { class: "columns" },
       h("section", { class: "card" }, h("h2", {}, "Steps"), stepsTimeline(spec, status)),
       h("section", { class: "card" }, h("h2", {}, "Checks"), checksTable(status.checks))),
+    loss ? loss.card : null,
     h("h2", {}, "Analysis"),
     h("p", { class: "sub" }, data.looksSource === "registry"
       ? `${data.looks.length} look(s) from the registry`
@@ -299,6 +328,7 @@ async function renderRollout(ns, name) {
         : h("p", { class: "empty" }, "No transitions yet.")));
   for (const bar of main.querySelectorAll(".weight")) bar.querySelector(".fill").style.width = `${bar.dataset.weight}%`;
   for (const c of cards) c.draw();
+  if (loss) loss.draw();
   page.resourceVersion = rollout.metadata.resourceVersion;
 }
 

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use rampart_api::ModelRollout;
-use rampart_api::v1alpha1::SmokeTraining;
+use rampart_api::v1alpha1::{LossPoint, SmokeTraining};
 use rampart_checks::artifact::MODEL_DIR;
 use rampart_checks::smoke::termination::{FileRead, TerminationMessage};
 use serde_json::json;
@@ -389,7 +389,11 @@ pub async fn ensure_job(client: &kube::Client, namespace: &str, job: &Job) -> Re
 }
 
 /// Reads where the Job stands and, once it finished, the verdict from its Pod's termination message.
-pub async fn job_state(client: &kube::Client, namespace: &str, name: &str) -> Result<JobState, kube::Error> {
+pub async fn job_state(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(JobState, Vec<LossPoint>), kube::Error> {
     let job = Api::<Job>::namespaced(client.clone(), namespace).get(name).await?;
     let status = job.status.unwrap_or_default();
     let succeeded = status.succeeded.unwrap_or(0) > 0;
@@ -400,7 +404,7 @@ pub async fn job_state(client: &kube::Client, namespace: &str, name: &str) -> Re
         .into_iter()
         .find(|c| (c.type_ == "Failed" || c.type_ == "FailureTarget") && c.status == "True");
     if !succeeded && !failed && condition_failed.is_none() {
-        return Ok(JobState::Running);
+        return Ok((JobState::Running, Vec::new()));
     }
     // This Job's pods by its uid (the Job controller's `batch.kubernetes.io/controller-uid` label), so pods left by an
     // earlier Job of the same name (a retry) are never read as this one's verdict.
@@ -426,7 +430,16 @@ pub async fn job_state(client: &kube::Client, namespace: &str, name: &str) -> Re
             })
         })
     });
-    Ok(match message {
+    let curve = message
+        .as_ref()
+        .map(|m| {
+            m.curve
+                .iter()
+                .map(|&(step, loss)| LossPoint { step: i64::try_from(step).unwrap_or(i64::MAX), loss })
+                .collect()
+        })
+        .unwrap_or_default();
+    let state = match message {
         Some(verdict) if verdict.passed && succeeded => JobState::Passed(verdict.summary, verdict.files, None),
         Some(verdict) => {
             let mut text = verdict.summary;
@@ -445,7 +458,8 @@ pub async fn job_state(client: &kube::Client, namespace: &str, name: &str) -> Re
                 JobState::Failed(why)
             }
         }
-    })
+    };
+    Ok((state, curve))
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
         }
         Need::Job { check, started: true } => {
             let name = jobs::job_name(&rollout.name_any(), *check);
-            let state =
+            let (state, curve) =
                 jobs::job_state(&ctx.client, &namespace, &name).await.map_err(|source| crate::Error::Checks {
                     rollout: id.clone(),
                     action: format!("read the {} check Job {name}", check.as_str()),
@@ -69,7 +69,7 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
                 }
                 other => other,
             };
-            Observation::Job { check: *check, state }
+            Observation::Job { check: *check, state, curve }
         }
         Need::Look { since } => {
             let Some(analysis) = &rollout.spec.analysis else { return Ok(Observation::Look(Ok(Default::default()))) };

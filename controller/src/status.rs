@@ -222,6 +222,7 @@ mod tests {
                 message: Some("output removed".into()),
                 signer: None,
                 job: None,
+                loss_curve: None,
             }),
             ..Default::default()
         });

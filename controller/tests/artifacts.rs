@@ -372,7 +372,13 @@ async fn smoke_training_fine_tunes_the_verified_copy_of_an_s3_artifact() {
     assert_eq!(status.phase, Some(Phase::Succeeded), "{:?}", status.message);
     let checks = status.checks.unwrap();
     assert!(checks.artifact.unwrap().message.unwrap().contains(&digest), "the verdict names the verified digest");
-    assert_eq!(checks.smoke_training.unwrap().result, CheckOutcome::Passed);
+    let smoke = checks.smoke_training.unwrap();
+    assert_eq!(smoke.result, CheckOutcome::Passed);
+    // The loss curve the dashboard draws: every one of the 40 steps (at most 40 points), all finite.
+    let curve = smoke.loss_curve.expect("the smoke run's loss curve is in status");
+    assert_eq!(curve.len(), 40);
+    assert_eq!((curve[0].step, curve[39].step), (1, 40));
+    assert!(curve.iter().all(|p| p.loss.is_some_and(f64::is_finite)));
 
     // The same Job on a file that is not the signed one: the fetch refuses it and the trainer never runs.
     s3().put_object(&bucket, "fraud/v2/model.safetensors", vec![0u8; 1024]).unwrap();

@@ -292,6 +292,7 @@ impl ContractReport {
         let breaking = self.differences.iter().filter(|d| d.breaking).count();
         let mismatches: usize = self.residual_checks.iter().map(|c| c.findings.len()).sum();
         TerminationMessage {
+            curve: Vec::new(),
             files: Vec::new(),
             check: "contract".to_string(),
             passed: self.compatible,

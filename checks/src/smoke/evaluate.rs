@@ -88,6 +88,7 @@ impl SmokeVerdict {
     pub fn termination_message(&self) -> TerminationMessage {
         let passed = self.checks.iter().filter(|c| c.passed).count();
         TerminationMessage {
+            curve: Vec::new(),
             files: Vec::new(),
             check: "smoke-eval".to_string(),
             passed: self.passed,

@@ -17,7 +17,7 @@ pub const MAX_TERMINATION_MESSAGE_BYTES: usize = 4096;
 const MAX_REASON_BYTES: usize = 480;
 
 /// A check's verdict in the short, uniform form the controller reads back.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TerminationMessage {
     /// Which check: `contract` or `smoke-eval`.
     pub check: String,
@@ -31,6 +31,38 @@ pub struct TerminationMessage {
     /// it does not fit the message (the signed manifest still lists every file's digest).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileRead>,
+    /// What a smoke run's loss did: up to [`MAX_CURVE_POINTS`] `[step, loss]` pairs sampled evenly over the run
+    /// (first and last included; `null` for a loss that was not finite), for charts. Left out when it does not fit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curve: Vec<(u64, Option<f64>)>,
+}
+
+/// The most points of a loss curve a termination message carries.
+pub const MAX_CURVE_POINTS: usize = 40;
+
+/// Samples `(step, loss)` pairs evenly down to at most `max` points, keeping the first and the last; a loss that is not
+/// finite becomes `None`, and finite ones are rounded to 6 significant digits (enough for a chart, short on the wire).
+pub fn sample_curve(points: &[(u64, f64)], max: usize) -> Vec<(u64, Option<f64>)> {
+    let n = points.len();
+    if n == 0 || max == 0 {
+        return Vec::new();
+    }
+    let take = n.min(max);
+    (0..take)
+        .map(|i| if take == 1 { 0 } else { i * (n - 1) / (take - 1) })
+        .map(|index| {
+            let (step, loss) = points[index];
+            let loss = loss.is_finite().then(|| {
+                if loss == 0.0 {
+                    return 0.0;
+                }
+                let digits = 6 - 1 - loss.abs().log10().floor() as i32;
+                let scale = 10f64.powi(digits.clamp(-300, 300));
+                (loss * scale).round() / scale
+            });
+            (step, loss.filter(|l| l.is_finite()))
+        })
+        .collect()
 }
 
 /// One file a passed `fetch` verified.
@@ -69,6 +101,7 @@ impl TerminationMessage {
     pub fn to_json(&self) -> String {
         let summary = truncate_on_char_boundary(&self.summary, MAX_REASON_BYTES);
         let mut fitted = TerminationMessage {
+            curve: Vec::new(),
             files: Vec::new(),
             check: truncate_on_char_boundary(&self.check, 64),
             passed: self.passed,
@@ -91,6 +124,12 @@ impl TerminationMessage {
         let left_out = self.reasons.len() - fitted.reasons.len();
         if left_out > 0 {
             fitted.reasons.push(format!("... and {left_out} more reason(s)"));
+        }
+        if !self.curve.is_empty() {
+            let with_curve = TerminationMessage { curve: self.curve.clone(), ..fitted.clone() };
+            if serde_json::to_string(&with_curve).is_ok_and(|json| json.len() < MAX_TERMINATION_MESSAGE_BYTES) {
+                fitted = with_curve;
+            }
         }
         if !self.files.is_empty() {
             let with_files = TerminationMessage { files: self.files.clone(), ..fitted.clone() };
@@ -150,6 +189,7 @@ mod tests {
     #[test]
     fn stays_under_four_kib_with_thousands_of_long_multibyte_reasons() {
         let message = TerminationMessage {
+            curve: Vec::new(),
             files: Vec::new(),
             check: "contract".into(),
             passed: false,
@@ -166,6 +206,7 @@ mod tests {
     #[test]
     fn short_messages_are_kept_whole() {
         let message = TerminationMessage {
+            curve: Vec::new(),
             files: Vec::new(),
             check: "smoke-eval".into(),
             passed: true,
@@ -181,5 +222,30 @@ mod tests {
         let dir = std::env::temp_dir();
         assert!(termination_log_path(Some(&dir.join("rampart-termination"))).is_some());
         assert!(termination_log_path(Some(Path::new("/nonexistent-rampart-dir/log"))).is_none());
+    }
+
+    #[test]
+    fn a_loss_curve_keeps_first_and_last_marks_blow_ups_and_fits_the_message() {
+        let points: Vec<(u64, f64)> =
+            (1..=1000u64).map(|step| (step, if step > 900 { f64::NAN } else { 2.0 / step as f64 })).collect();
+        let curve = sample_curve(&points, MAX_CURVE_POINTS);
+        assert_eq!(curve.len(), MAX_CURVE_POINTS);
+        assert_eq!(curve.first(), Some(&(1, Some(2.0))));
+        assert_eq!(curve.last(), Some(&(1000, None)), "a NaN loss is kept as a gap");
+        assert!(curve.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(sample_curve(&points[..3], MAX_CURVE_POINTS).len(), 3);
+        assert!(sample_curve(&[], 40).is_empty());
+        let message = TerminationMessage {
+            check: "smoke-eval".into(),
+            passed: false,
+            summary: "loss diverged".into(),
+            reasons: vec!["x".repeat(300); 5],
+            files: Vec::new(),
+            curve,
+        };
+        let json = message.to_json();
+        assert!(json.len() < MAX_TERMINATION_MESSAGE_BYTES);
+        let back: TerminationMessage = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.curve.len(), MAX_CURVE_POINTS, "the curve fits next to the reasons");
     }
 }

@@ -70,6 +70,7 @@ pub fn start(facts: &Facts<'_>) -> Result<Decision, DecideError> {
                 )),
                 signer: Some(signer.key_id.clone()),
                 job: None,
+                loss_curve: None,
             });
         }
         Ok(None) => {
@@ -78,11 +79,17 @@ pub fn start(facts: &Facts<'_>) -> Result<Decision, DecideError> {
                 message: Some("insecureSkipSignature: the candidate is not signature-checked".into()),
                 signer: None,
                 job: None,
+                loss_curve: None,
             });
         }
         Err(why) => {
-            checks.signature =
-                Some(CheckResult { result: CheckOutcome::Failed, message: Some(why.clone()), signer: None, job: None });
+            checks.signature = Some(CheckResult {
+                result: CheckOutcome::Failed,
+                message: Some(why.clone()),
+                signer: None,
+                job: None,
+                loss_curve: None,
+            });
             record(facts, &mut status, TrailRecord::StartRollout { rollout: start_record });
             let message = format!("signature check failed, no traffic was moved: {why}");
             return Ok(fail_before_traffic(facts, status, "SignatureFailed", message));
@@ -151,6 +158,7 @@ pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
                     message: Some(format!("Job {name} is running")),
                     signer: None,
                     job: Some(name.clone()),
+                    loss_curve: None,
                 });
                 let message = format!("{} check running in Job {name}", check.as_str());
                 status.message = Some(message.clone());
@@ -163,7 +171,7 @@ pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
                     Requeue::After(CHECK_POLL),
                 ));
             }
-            Observation::Job { check: observed, state } if *observed == check && started => {
+            Observation::Job { check: observed, state, curve } if *observed == check && started => {
                 return Ok(match state {
                     JobState::Running => endings::stay(facts, Requeue::After(CHECK_POLL)),
                     JobState::Passed(summary, files, bundle) => {
@@ -202,6 +210,7 @@ pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
                             message: Some(summary.clone()),
                             signer: if check == Check::Artifact { signer } else { None },
                             job: Some(name),
+                            loss_curve: (!curve.is_empty()).then(|| curve.clone()),
                         });
                         let message = format!("{} check passed: {summary}", check.as_str());
                         endings::update(
@@ -211,7 +220,10 @@ pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
                             NEXT,
                         )
                     }
-                    JobState::Failed(why) => fail_check(facts, status, check, why.clone()),
+                    JobState::Failed(why) => {
+                        let decision = fail_check(facts, status, check, why.clone());
+                        with_loss_curve(decision, check, curve)
+                    }
                 });
             }
             _ => return Ok(Decision::Observe(Need::Job { check, started })),
@@ -226,9 +238,26 @@ pub fn checks(facts: &Facts<'_>) -> Result<Decision, DecideError> {
 fn fail_check(facts: &Facts<'_>, mut status: ModelRolloutStatus, check: Check, why: String) -> Decision {
     let slot = slot(&mut status, check);
     let job = slot.as_ref().and_then(|c| c.job.clone());
-    *slot = Some(CheckResult { result: CheckOutcome::Failed, message: Some(truncate(&why, 1024)), signer: None, job });
+    *slot = Some(CheckResult {
+        result: CheckOutcome::Failed,
+        message: Some(truncate(&why, 1024)),
+        signer: None,
+        job,
+        loss_curve: None,
+    });
     let message = format!("{} check failed, no traffic was moved: {why}", check.as_str());
     fail_before_traffic(facts, status, "CheckFailed", message)
+}
+
+/// Keeps a failed smoke run's loss curve in the status the decision writes (the chart is most useful then).
+fn with_loss_curve(mut decision: Decision, check: Check, curve: &[rampart_api::v1alpha1::LossPoint]) -> Decision {
+    if let Decision::Act(act) = &mut decision
+        && !curve.is_empty()
+        && let Some(result) = slot(&mut act.status, check).as_mut()
+    {
+        result.loss_curve = Some(curve.to_vec());
+    }
+    decision
 }
 
 /// The status slot of one check Job's result.

@@ -133,7 +133,12 @@ pub enum Observation {
     /// A check Job that is to be created (the Job as built, or why it cannot be).
     JobToCreate { check: Check, job: Result<Box<Job>, String> },
     /// A running check Job's state.
-    Job { check: Check, state: JobState },
+    Job {
+        check: Check,
+        state: JobState,
+        /// A smoke run's loss curve from its termination message (empty for other checks).
+        curve: Vec<rampart_api::v1alpha1::LossPoint>,
+    },
     /// One analysis look's counts, or why they could not be read.
     Look(Result<LookCounts, String>),
     /// Where promotion stands.

@@ -52,6 +52,7 @@ pub fn run(args: Args) -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&err.to_json()).unwrap_or_default());
             }
             let message = TerminationMessage {
+                curve: Vec::new(),
                 files: Vec::new(),
                 check: "contract".to_string(),
                 passed: false,

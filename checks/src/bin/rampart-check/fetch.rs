@@ -87,6 +87,7 @@ pub fn run(args: Args) -> ExitCode {
     };
     let message = match &result {
         Ok(report) => TerminationMessage {
+            curve: Vec::new(),
             files: report
                 .files
                 .iter()
@@ -109,6 +110,7 @@ pub fn run(args: Args) -> ExitCode {
             reasons: Vec::new(),
         },
         Err(err) => TerminationMessage {
+            curve: Vec::new(),
             files: Vec::new(),
             check: "fetch".into(),
             passed: false,

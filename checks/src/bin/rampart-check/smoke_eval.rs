@@ -5,7 +5,9 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use rampart_checks::smoke::termination::{TERMINATION_LOG_ENV, write_termination_message};
+use rampart_checks::smoke::termination::{
+    MAX_CURVE_POINTS, TERMINATION_LOG_ENV, sample_curve, write_termination_message,
+};
 use rampart_checks::smoke::{SmokeThresholds, evaluate, parse_metrics};
 
 /// Arguments of `rampart-check smoke-eval`.
@@ -99,7 +101,10 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if let Err(err) = write_termination_message(args.termination_log.as_deref(), &verdict.termination_message()) {
+    let mut message = verdict.termination_message();
+    let points: Vec<(u64, f64)> = metrics.lines.iter().map(|line| (line.step, line.loss)).collect();
+    message.curve = sample_curve(&points, MAX_CURVE_POINTS);
+    if let Err(err) = write_termination_message(args.termination_log.as_deref(), &message) {
         eprintln!("rampart-check smoke-eval: cannot write the termination message: {err}");
     }
     if verdict.passed { ExitCode::SUCCESS } else { ExitCode::from(1) }

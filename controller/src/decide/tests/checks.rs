@@ -21,7 +21,13 @@ fn job() -> Box<k8s_openapi::api::batch::v1::Job> {
 
 fn check_status(contract: Option<CheckOutcome>, smoke: Option<CheckOutcome>) -> ModelRolloutStatus {
     let result = |outcome: Option<CheckOutcome>| {
-        outcome.map(|result| CheckResult { result, message: None, signer: None, job: Some("j".into()) })
+        outcome.map(|result| CheckResult {
+            result,
+            message: None,
+            signer: None,
+            job: Some("j".into()),
+            loss_curve: None,
+        })
     };
     ModelRolloutStatus {
         checks: Some(ChecksStatus {
@@ -51,15 +57,26 @@ fn a_passed_artifact_job_marks_the_version_verified_and_a_failed_one_fails_befor
     let signed = |artifact: Option<CheckOutcome>| {
         let mut status = check_status(None, None);
         let checks = status.checks.get_or_insert_with(Default::default);
-        checks.signature =
-            Some(CheckResult { result: CheckOutcome::Passed, message: None, signer: Some("key-1".into()), job: None });
-        checks.artifact =
-            artifact.map(|result| CheckResult { result, message: None, signer: None, job: Some("j".into()) });
+        checks.signature = Some(CheckResult {
+            result: CheckOutcome::Passed,
+            message: None,
+            signer: Some("key-1".into()),
+            job: None,
+            loss_curve: None,
+        });
+        checks.artifact = artifact.map(|result| CheckResult {
+            result,
+            message: None,
+            signer: None,
+            job: Some("j".into()),
+            loss_curve: None,
+        });
         status
     };
     let case = Case::new(spec(), signed(Some(CheckOutcome::Running)), 1.0);
     assert_eq!(case.need(), Need::Job { check: Check::Artifact, started: true });
     let act = case.act(Observation::Job {
+        curve: vec![],
         check: Check::Artifact,
         state: JobState::Passed("verified sha256:aa".into(), vec![], None),
     });
@@ -74,8 +91,11 @@ fn a_passed_artifact_job_marks_the_version_verified_and_a_failed_one_fails_befor
 
     let why = "artifact not verified: the model does not match its signature: file weights.bin changed (signed \
                sha256:bb, now sha256:cc)";
-    let act = Case::new(spec(), signed(Some(CheckOutcome::Running)), 1.0)
-        .act(Observation::Job { check: Check::Artifact, state: JobState::Failed(why.into()) });
+    let act = Case::new(spec(), signed(Some(CheckOutcome::Running)), 1.0).act(Observation::Job {
+        curve: vec![],
+        check: Check::Artifact,
+        state: JobState::Failed(why.into()),
+    });
     assert_eq!(act.status.phase, Some(Phase::Failed));
     assert_eq!(act.status.canary_weight, Some(0));
     assert!(act.status.message.as_deref().unwrap().contains("file weights.bin changed"));
@@ -139,7 +159,7 @@ fn a_check_job_that_cannot_be_built_fails_the_check() {
 fn a_running_check_job_is_read_and_waited_for() {
     let case = Case::new(checking_spec(), check_status(Some(CheckOutcome::Running), None), 1.0);
     assert_eq!(case.need(), Need::Job { check: Check::Contract, started: true });
-    let act = case.act(Observation::Job { check: Check::Contract, state: JobState::Running });
+    let act = case.act(Observation::Job { curve: vec![], check: Check::Contract, state: JobState::Running });
     assert_eq!(act.status, case.status.clone().with_conditions_at(case.now));
     assert!(matches!(act.requeue, Requeue::After(_)));
 }
@@ -147,8 +167,11 @@ fn a_running_check_job_is_read_and_waited_for() {
 #[test]
 fn a_passed_contract_is_recorded_and_smoke_training_comes_next() {
     let case = Case::new(checking_spec(), check_status(Some(CheckOutcome::Running), None), 1.0);
-    let act = case
-        .act(Observation::Job { check: Check::Contract, state: JobState::Passed("compatible".into(), vec![], None) });
+    let act = case.act(Observation::Job {
+        curve: vec![],
+        check: Check::Contract,
+        state: JobState::Passed("compatible".into(), vec![], None),
+    });
     let contract = act.status.checks.as_ref().and_then(|c| c.contract.clone()).unwrap();
     assert_eq!(contract.result, CheckOutcome::Passed);
     assert_eq!(act.status.phase, Some(Phase::Checking));
@@ -160,8 +183,11 @@ fn a_passed_contract_is_recorded_and_smoke_training_comes_next() {
 #[test]
 fn a_failed_check_job_fails_before_traffic_with_its_reason() {
     let case = Case::new(checking_spec(), check_status(Some(CheckOutcome::Passed), Some(CheckOutcome::Running)), 1.0);
-    let act =
-        case.act(Observation::Job { check: Check::SmokeTraining, state: JobState::Failed("loss diverged".into()) });
+    let act = case.act(Observation::Job {
+        curve: vec![],
+        check: Check::SmokeTraining,
+        state: JobState::Failed("loss diverged".into()),
+    });
     assert_eq!(act.status.phase, Some(Phase::Failed));
     assert!(act.status.message.as_deref().unwrap().contains("loss diverged"));
     assert_eq!(record_kinds(&act.status), vec!["finish"]);
@@ -172,8 +198,11 @@ fn a_failed_check_job_fails_before_traffic_with_its_reason() {
 #[test]
 fn an_observation_for_another_check_is_not_taken_for_this_one() {
     let case = Case::new(checking_spec(), check_status(Some(CheckOutcome::Running), None), 1.0);
-    let decision = case
-        .decide(Observation::Job { check: Check::SmokeTraining, state: JobState::Passed("x".into(), vec![], None) });
+    let decision = case.decide(Observation::Job {
+        curve: vec![],
+        check: Check::SmokeTraining,
+        state: JobState::Passed("x".into(), vec![], None),
+    });
     assert_eq!(decision, Decision::Observe(Need::Job { check: Check::Contract, started: true }));
 }
 

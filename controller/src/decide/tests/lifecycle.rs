@@ -25,7 +25,13 @@ fn a_finished_rollout_stays_finished_and_writes_nothing_new() {
 fn a_new_retry_value_starts_again_from_step_0_and_deletes_old_check_jobs() {
     let mut case = Case::new(spec(), status(Phase::Failed, 0, 0.0), 10.0);
     case.status.checks = Some(ChecksStatus {
-        contract: Some(CheckResult { result: CheckOutcome::Failed, message: None, signer: None, job: None }),
+        contract: Some(CheckResult {
+            result: CheckOutcome::Failed,
+            message: None,
+            signer: None,
+            job: None,
+            loss_curve: None,
+        }),
         ..Default::default()
     });
     case.intent.retry = Some("1".into());
