@@ -1,7 +1,8 @@
 //! Abuse of a rollout's `prometheusAddress` on the real API server and Prometheus (finding 6 of the tenancy review):
 //! an address off the controller's allow-list is refused before anything is queried or moved, and an allowed
 //! endpoint that hangs or answers with hostile text holds a look only until the deadline and never writes its text
-//! verbatim into status. The hanging and hostile endpoints are small TCP servers in this test: they stand for an
+//! verbatim into status. And the leader lease (finding 9): a holder whose clock is skewed keeps the lease while it
+//! renews, and loses it only a lease duration after its last renewal as this replica observed it. The hanging and hostile endpoints are small TCP servers in this test: they stand for an
 //! attacker's server, a fault a real Prometheus does not produce.
 #![allow(clippy::unwrap_used)]
 
@@ -12,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use rampart_api::Phase;
@@ -126,4 +129,77 @@ async fn a_hanging_or_hostile_allowed_endpoint_holds_a_look_only_until_the_deadl
 
 fn last_error(rollout: &rampart_api::ModelRollout) -> String {
     rollout.status.as_ref().and_then(|s| s.analysis.as_ref()).and_then(|a| a.last_error.clone()).unwrap_or_default()
+}
+
+/// A renewal by a replica whose clock is `skew` off (negative: behind).
+async fn renew_skewed(leases: &Api<Lease>, skew_seconds: i64) {
+    let at = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(skew_seconds)).unwrap();
+    let spec = LeaseSpec {
+        holder_identity: Some("skewed-replica".into()),
+        lease_duration_seconds: Some(4),
+        renew_time: Some(MicroTime(at)),
+        acquire_time: Some(MicroTime(at)),
+        lease_transitions: Some(0),
+        ..Default::default()
+    };
+    match leases.get_opt("rampart-controller").await.unwrap() {
+        Some(mut lease) => {
+            lease.spec = Some(spec);
+            leases.replace("rampart-controller", &Default::default(), &lease).await.unwrap();
+        }
+        None => {
+            let lease = Lease {
+                metadata: kube::api::ObjectMeta { name: Some("rampart-controller".into()), ..Default::default() },
+                spec: Some(spec),
+            };
+            leases.create(&Default::default(), &lease).await.unwrap();
+        }
+    }
+}
+
+async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
+    leases.get("rampart-controller").await.unwrap().spec.and_then(|s| s.holder_identity)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_holder_with_a_skewed_clock_keeps_the_lease_while_it_renews_and_loses_it_a_lease_after_it_stops() {
+    let mut rig = Rig::new("skew", ModelServerConfig::new("v2").latency(Duration::from_millis(2), 0.3), None).await;
+    let leases: Api<Lease> = Api::namespaced(rig.client.clone(), &rig.namespace);
+    // Another replica, its clock an hour behind, holds the lease and renews it every second.
+    renew_skewed(&leases, -3600).await;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let renewing = {
+        let leases = leases.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => renew_skewed(&leases, -3600).await,
+                    _ = stopped.changed() => return,
+                }
+            }
+        })
+    };
+    rig.start_controller();
+    let steps = json!([{"setWeight": 20}, {"pause": {}}]);
+    rig.create_rollout(rollout("skew", steps, json!([accuracy_metric(0.05)]), json!({}))).await;
+    // Its renewTime is an hour old by this replica's clock; comparing clocks would take the lease at once.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(lease_holder(&leases).await.as_deref(), Some("skewed-replica"), "a renewing holder keeps the lease");
+    assert!(rig.rollouts().get("skew").await.unwrap().status.is_none(), "only the holder acts");
+
+    // The holder dies right after a renewal written with its clock an hour ahead (comparing clocks would wait an hour).
+    stop.send(true).unwrap();
+    renewing.await.unwrap();
+    renew_skewed(&leases, 3600).await;
+    let last_renewal = Instant::now();
+    let deadline = last_renewal + Duration::from_secs(20);
+    while lease_holder(&leases).await.as_deref() != Some("in-process") {
+        assert!(Instant::now() < deadline, "the lease was not taken over within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let takeover = last_renewal.elapsed();
+    println!("takeover {:.1}s after the last renewal (lease duration 4s)", takeover.as_secs_f64());
+    assert!(takeover >= Duration::from_secs(4), "not before a whole lease had passed: {takeover:?}");
+    rig.wait_for_phase("skew", &[Phase::Paused], Duration::from_secs(30)).await;
+    rig.stop_controller().await;
 }
