@@ -9,6 +9,12 @@ pub struct ControllerConfig {
     pub prometheus_url: String,
     /// Time limit of one Prometheus query.
     pub prometheus_timeout: Duration,
+    /// Other Prometheus servers a rollout's `prometheusAddress` may name (scheme, host and port exact; path prefix by
+    /// whole segments). `prometheus_url` is always allowed; any other address is refused before traffic.
+    pub prometheus_allowed_urls: Vec<String>,
+    /// Most time one analysis look spends on all of its queries together, so a slow endpoint cannot hold a reconcile
+    /// slot for long (each query also has `prometheus_timeout`).
+    pub prometheus_look_deadline: Duration,
     /// Namespace of the leader-election Lease.
     pub lease_namespace: String,
     /// Name of the leader-election Lease.
@@ -56,6 +62,8 @@ impl Default for ControllerConfig {
         Self {
             prometheus_url: "http://prometheus-operated.monitoring:9090".into(),
             prometheus_timeout: Duration::from_secs(5),
+            prometheus_allowed_urls: Vec::new(),
+            prometheus_look_deadline: Duration::from_secs(10),
             lease_namespace: "rampart-system".into(),
             lease_name: "rampart-controller".into(),
             identity: default_identity(),

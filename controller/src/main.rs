@@ -26,6 +26,14 @@ struct Args {
     /// Time limit of one Prometheus query, in seconds.
     #[arg(long, env = "RAMPART_PROMETHEUS_TIMEOUT_SECONDS", default_value_t = 5.0)]
     prometheus_timeout_seconds: f64,
+    /// Another Prometheus a rollout's spec.analysis.prometheusAddress may name (repeat, or comma-separate in the
+    /// environment), e.g. https://metrics.example.com/prom: scheme, host and port must match exactly, the path by whole
+    /// segments. --prometheus-url is always allowed; other addresses are refused before any traffic moves.
+    #[arg(long = "prometheus-allowed-url", env = "RAMPART_PROMETHEUS_ALLOWED_URLS", value_delimiter = ',')]
+    prometheus_allowed_urls: Vec<String>,
+    /// Most seconds one analysis look may spend on all its Prometheus queries together.
+    #[arg(long, env = "RAMPART_PROMETHEUS_LOOK_DEADLINE_SECONDS", default_value_t = 10.0)]
+    prometheus_look_deadline_seconds: f64,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "RAMPART_LEASE_NAMESPACE", default_value = "rampart-system")]
     lease_namespace: String,
@@ -183,6 +191,8 @@ fn build_config(args: &Args) -> Result<ControllerConfig, String> {
     let mut config = ControllerConfig {
         prometheus_url: args.prometheus_url.clone(),
         prometheus_timeout: seconds(args.prometheus_timeout_seconds, "prometheus-timeout-seconds")?,
+        prometheus_allowed_urls: args.prometheus_allowed_urls.iter().filter(|u| !u.is_empty()).cloned().collect(),
+        prometheus_look_deadline: seconds(args.prometheus_look_deadline_seconds, "prometheus-look-deadline-seconds")?,
         lease_namespace: args.lease_namespace.clone(),
         lease_name: args.lease_name.clone(),
         lease_duration: seconds(args.lease_duration_seconds, "lease-duration-seconds")?,
@@ -209,6 +219,7 @@ fn build_config(args: &Args) -> Result<ControllerConfig, String> {
     if let Some(identity) = &args.identity {
         config.identity = identity.clone();
     }
+    rampart_controller::prometheus::AllowList::new(&config.prometheus_url, &config.prometheus_allowed_urls)?;
     if config.renew_interval >= config.lease_duration {
         return Err("--renew-interval-seconds must be shorter than --lease-duration-seconds".into());
     }

@@ -74,19 +74,32 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
         Need::Look { since } => {
             let Some(analysis) = &rollout.spec.analysis else { return Ok(Observation::Look(Ok(Default::default()))) };
             let url = analysis.prometheus_address.clone().unwrap_or_else(|| ctx.config.prometheus_url.clone());
-            let counts = match ctx.prometheus.get(&url, ctx.config.prometheus_timeout) {
-                Ok(prometheus) => {
-                    let window = LookWindow {
-                        namespace: &namespace,
-                        canary_version: &rollout.spec.candidate.version,
-                        baseline_version: status.baseline_version.as_deref().unwrap_or_default(),
-                        since: *since,
-                        until: jiff::Timestamp::now(),
-                    };
-                    look::take(&prometheus, analysis, &window).await.map_err(|err| err.to_string())
-                }
-                Err(err) => Err(err.to_string()),
-            };
+            // Checked again for every look: the spec stays editable after the start gate.
+            let counts =
+                match ctx.settings.prometheus_allow.check(&url).map_err(|why| why.to_string()).and_then(|()| {
+                    ctx.prometheus.get(&url, ctx.config.prometheus_timeout).map_err(|err| err.to_string())
+                }) {
+                    Ok(prometheus) => {
+                        let window = LookWindow {
+                            namespace: &namespace,
+                            canary_version: &rollout.spec.candidate.version,
+                            baseline_version: status.baseline_version.as_deref().unwrap_or_default(),
+                            since: *since,
+                            until: jiff::Timestamp::now(),
+                        };
+                        // One deadline for the whole look: a slow endpoint cannot hold this reconcile slot for long.
+                        let deadline = ctx.config.prometheus_look_deadline;
+                        match tokio::time::timeout(deadline, look::take(&prometheus, analysis, &window)).await {
+                            Ok(result) => result.map_err(|err| crate::prometheus::sanitise(&err.to_string(), 600)),
+                            Err(_) => Err(format!(
+                                "Prometheus at {} did not answer this look's queries within {} s",
+                                crate::prometheus::sanitise(&url, 200),
+                                deadline.as_secs_f64()
+                            )),
+                        }
+                    }
+                    Err(err) => Err(err),
+                };
             if let Err(err) = &counts {
                 ctx.metrics.count_error("prometheus");
                 tracing::info!(rollout = %id, error = %err, "analysis look without metrics");

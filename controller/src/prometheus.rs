@@ -21,6 +21,97 @@ pub enum QueryError {
     Unexpected { url: String, query: String, message: String },
 }
 
+/// The Prometheus servers a rollout's `spec.analysis.prometheusAddress` may name: the controller's own
+/// `--prometheus-url` and each `--prometheus-allowed-url`. An address is allowed when its scheme, host and port equal
+/// an entry's and its path starts with the entry's path by whole segments (`/prom` allows `/prom/team-a`, never
+/// `/prometheus`). Addresses with credentials, a query or a fragment are refused.
+#[derive(Clone, Debug, Default)]
+pub struct AllowList {
+    entries: Vec<AllowedUrl>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct AllowedUrl {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+    segments: Vec<String>,
+}
+
+impl AllowedUrl {
+    fn parse(text: &str) -> Result<Self, String> {
+        let url = reqwest::Url::parse(text.trim()).map_err(|err| format!("{err}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("scheme {:?} is not http or https", url.scheme()));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("credentials in the URL are not allowed".into());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err("a query or fragment is not allowed".into());
+        }
+        let host = url.host_str().ok_or("no host")?.to_ascii_lowercase();
+        let segments = url
+            .path_segments()
+            .map(|s| s.filter(|part| !part.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default();
+        Ok(AllowedUrl { scheme: url.scheme().into(), host, port: url.port_or_known_default(), segments })
+    }
+
+    fn covers(&self, other: &AllowedUrl) -> bool {
+        self.scheme == other.scheme
+            && self.host == other.host
+            && self.port == other.port
+            && other.segments.len() >= self.segments.len()
+            && self.segments.iter().zip(&other.segments).all(|(a, b)| a == b)
+    }
+}
+
+impl AllowList {
+    /// The controller's default Prometheus plus `extra` (from `--prometheus-allowed-url`). An entry that is not an
+    /// http(s) URL is an error naming it.
+    pub fn new(default_url: &str, extra: &[String]) -> Result<Self, String> {
+        let mut entries = Vec::new();
+        for text in std::iter::once(default_url).chain(extra.iter().map(String::as_str)) {
+            entries.push(AllowedUrl::parse(text).map_err(|err| format!("Prometheus URL {text:?}: {err}"))?);
+        }
+        Ok(AllowList { entries })
+    }
+
+    /// Ok when a rollout may query `address`; otherwise why not, in words for the rollout's author (the address is
+    /// quoted bounded and sanitised).
+    pub fn check(&self, address: &str) -> Result<(), String> {
+        // Shown without any credentials it carries.
+        let shown = match reqwest::Url::parse(address.trim()) {
+            Ok(mut url) => {
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+                sanitise(url.as_str(), 200)
+            }
+            Err(_) => sanitise(address, 200),
+        };
+        let parsed =
+            AllowedUrl::parse(address).map_err(|err| format!("prometheusAddress {shown:?} is not usable: {err}"))?;
+        if self.entries.iter().any(|entry| entry.covers(&parsed)) {
+            return Ok(());
+        }
+        Err(format!(
+            "prometheusAddress {shown:?} is not on this controller's allow-list (--prometheus-allowed-url); remove it to \
+             use the controller's Prometheus, or ask the cluster's operators to allow that server"
+        ))
+    }
+}
+
+/// Text from a metrics endpoint (or a rollout) made safe to show in status and logs: control characters become
+/// spaces and the text is cut at `limit` characters, so an endpoint cannot write pages or fake lines into status.
+pub fn sanitise(text: &str, limit: usize) -> String {
+    let mut out: String = text.chars().take(limit).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if text.chars().count() > limit {
+        out.push('…');
+    }
+    out
+}
+
 /// A client for one Prometheus server.
 #[derive(Clone)]
 pub struct Prometheus {
@@ -86,13 +177,13 @@ impl Prometheus {
         let body: Response = response.json().await.map_err(|err| QueryError::Unexpected {
             url: self.base_url.clone(),
             query: query.to_string(),
-            message: format!("HTTP {status}, body is not Prometheus JSON: {err}"),
+            message: sanitise(&format!("HTTP {status}, body is not Prometheus JSON: {err}"), 300),
         })?;
         if body.status != "success" {
             return Err(QueryError::Rejected {
                 url: self.base_url.clone(),
                 query: query.to_string(),
-                message: body.error.unwrap_or_else(|| format!("HTTP {status}")),
+                message: sanitise(&body.error.unwrap_or_else(|| format!("HTTP {status}")), 300),
             });
         }
         let unexpected =
@@ -187,6 +278,43 @@ pub fn bucket_increase(now: &[Bucket], start: &[Bucket]) -> Vec<Bucket> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_allowed_servers_by_scheme_host_port_and_whole_path_segments() {
+        let allow = AllowList::new(
+            "http://prometheus-operated.monitoring:9090",
+            &["https://metrics.example.com/prom".to_string()],
+        )
+        .unwrap();
+        assert!(allow.check("http://prometheus-operated.monitoring:9090").is_ok(), "the default is always allowed");
+        assert!(allow.check("http://prometheus-operated.monitoring:9090/").is_ok());
+        assert!(allow.check("https://metrics.example.com/prom/team-a").is_ok());
+        assert!(allow.check("https://metrics.example.com:443/prom").is_ok(), "the known default port is the same");
+        for refused in [
+            "https://metrics.example.com/prometheus",
+            "https://metrics.example.com.evil.io/prom",
+            "http://metrics.example.com/prom",
+            "https://metrics.example.com:8443/prom",
+            "http://169.254.169.254/latest/meta-data",
+            "http://prometheus-operated.monitoring:9091",
+            "https://user:secret@metrics.example.com/prom",
+            "https://metrics.example.com/prom?x=1",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            let why = allow.check(refused).expect_err(refused);
+            assert!(!why.contains("secret"), "credentials are not echoed: {why}");
+        }
+        assert!(AllowList::new("http://ok:9090", &["ftp://x".to_string()]).is_err(), "a bad flag is an error");
+    }
+
+    #[test]
+    fn endpoint_text_is_bounded_and_has_no_control_characters() {
+        let hostile = format!("line one\nphase: Succeeded\r\u{1b}[2J{}", "x".repeat(5000));
+        let shown = sanitise(&hostile, 300);
+        assert!(shown.chars().count() <= 301, "{}", shown.len());
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    }
 
     #[test]
     fn templates_take_version_and_namespace() {

@@ -72,6 +72,14 @@ impl Context {
             analysis_status_interval: config.analysis_status_interval,
             smoke_image_allow_list: config.smoke_image_allow_list.clone(),
             state_key: random_state_key(),
+            prometheus_allow: crate::prometheus::AllowList::new(
+                &config.prometheus_url,
+                &config.prometheus_allowed_urls,
+            )
+            .unwrap_or_else(|err| {
+                tracing::error!(error = %err, "the Prometheus allow-list does not parse; no rollout may name one");
+                Default::default()
+            }),
         };
         Context {
             registry: config

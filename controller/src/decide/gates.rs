@@ -32,6 +32,24 @@ pub fn start(facts: &Facts<'_>) -> Result<Decision, DecideError> {
         );
         return Ok(fail_before_traffic(facts, status, "ImageNotAllowed", message));
     }
+    if let Some(address) = spec.analysis.as_ref().and_then(|a| a.prometheus_address.as_deref())
+        && let Err(why) = facts.settings.prometheus_allow.check(address)
+    {
+        let message = format!("{why}; nothing was queried and no traffic was moved");
+        let mut decision = fail_before_traffic(facts, status, "PrometheusNotAllowed", message.clone());
+        if let Decision::Act(act) = &mut decision {
+            status::set_condition(
+                &mut act.status,
+                "MetricsSourceAllowed",
+                "False",
+                "PrometheusNotAllowed",
+                &message,
+                facts.now,
+                facts.generation,
+            );
+        }
+        return Ok(decision);
+    }
     let Observation::Start(observed) = &facts.observed else { return Ok(Decision::Observe(Need::Start)) };
 
     let bundle = observed.signature.as_ref().ok().and_then(|s| s.as_ref()).map(|s| s.bundle.clone());

@@ -46,6 +46,8 @@ pub struct Settings {
     /// Seals the statistics engine's state kept in status, so a state written by anyone else is discarded (the
     /// analysis starts over) instead of trusted. None: the state is only checked for consistency.
     pub state_key: Option<rampart_analysis::StateKey>,
+    /// The Prometheus servers a rollout may name in `prometheusAddress`.
+    pub prometheus_allow: crate::prometheus::AllowList,
 }
 
 impl Default for Settings {
@@ -57,6 +59,7 @@ impl Default for Settings {
             analysis_status_interval: Duration::ZERO,
             smoke_image_allow_list: Vec::new(),
             state_key: None,
+            prometheus_allow: Default::default(),
         }
     }
 }

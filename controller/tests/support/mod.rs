@@ -45,6 +45,12 @@ pub struct Rig {
     pub allow_insecure: bool,
     /// Smoke-training image prefixes the controller allows.
     pub smoke_allow: Vec<String>,
+    /// Other Prometheus servers rollouts may name (`--prometheus-allowed-url`).
+    pub prometheus_allow: Vec<String>,
+    /// Time limit of one Prometheus query.
+    pub prometheus_timeout: Duration,
+    /// Most time one look spends on its queries.
+    pub prometheus_look_deadline: Duration,
     /// Notification sinks and retry settings of the controller.
     pub notifications: rampart_controller::notify::sinks::NotifyConfig,
     processes: Vec<std::process::Child>,
@@ -133,6 +139,9 @@ impl Rig {
             trusted_keys: Vec::new(),
             allow_insecure: true,
             smoke_allow: Vec::new(),
+            prometheus_allow: Vec::new(),
+            prometheus_timeout: Duration::from_secs(2),
+            prometheus_look_deadline: Duration::from_secs(10),
             notifications: Default::default(),
             processes: Vec::new(),
             kubelet,
@@ -144,7 +153,9 @@ impl Rig {
     pub fn controller_config(&self, identity: &str) -> ControllerConfig {
         ControllerConfig {
             prometheus_url: self.prometheus_url.clone(),
-            prometheus_timeout: Duration::from_secs(2),
+            prometheus_timeout: self.prometheus_timeout,
+            prometheus_allowed_urls: self.prometheus_allow.clone(),
+            prometheus_look_deadline: self.prometheus_look_deadline,
             lease_namespace: self.namespace.clone(),
             lease_name: "rampart-controller".into(),
             identity: identity.into(),

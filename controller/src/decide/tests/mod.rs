@@ -82,6 +82,7 @@ pub(super) fn settings() -> Settings {
         analysis_status_interval: Duration::ZERO,
         smoke_image_allow_list: vec!["registry.example.com/ml/".into()],
         state_key: Some(rampart_analysis::StateKey::new(b"decide tests: a fixed state key")),
+        prometheus_allow: crate::prometheus::AllowList::new("http://prometheus:9090", &[]).expect("a URL"),
     }
 }
 

@@ -1,0 +1,205 @@
+//! Abuse of a rollout's `prometheusAddress` on the real API server and Prometheus (finding 6 of the tenancy review):
+//! an address off the controller's allow-list is refused before anything is queried or moved, and an allowed
+//! endpoint that hangs or answers with hostile text holds a look only until the deadline and never writes its text
+//! verbatim into status. And the leader lease (finding 9): a holder whose clock is skewed keeps the lease while it
+//! renews, and loses it only a lease duration after its last renewal as this replica observed it. The hanging and hostile endpoints are small TCP servers in this test: they stand for an
+//! attacker's server, a fault a real Prometheus does not produce.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use rampart_api::Phase;
+use rampart_testenv::model_server::ModelServerConfig;
+use serde_json::json;
+use support::{Rig, accuracy_metric, rollout};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A server on 127.0.0.1 that counts connections and answers each with `answer` (None: never answers).
+async fn endpoint(answer: Option<String>) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                match answer {
+                    Some(body) => {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        let _ = socket.write_all(body.as_bytes()).await;
+                    }
+                    None => tokio::time::sleep(Duration::from_secs(120)).await,
+                }
+            });
+        }
+    });
+    (url, connections)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_address_off_the_allow_list_is_refused_before_anything_is_queried_or_moved() {
+    let mut rig =
+        Rig::new("promallow", ModelServerConfig::new("v2").latency(Duration::from_millis(2), 0.3), None).await;
+    // An address inside the cluster's network that the controller can reach and the author should not.
+    let (internal, connections) =
+        endpoint(Some(r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#.into())).await;
+    rig.start_controller();
+    let steps = json!([{"setWeight": 20}, {"analysis": {"duration": "20s", "interval": "1s"}}]);
+    let extra = json!({"prometheusAddress": format!("{internal}/api/v1/admin")});
+    rig.create_rollout(rollout("nosy", steps, json!([accuracy_metric(0.05)]), extra)).await;
+    let failed = rig.wait_for_phase("nosy", &[Phase::Failed], Duration::from_secs(30)).await;
+    let status = failed.status.clone().unwrap();
+    let message = status.message.clone().unwrap_or_default();
+    assert!(message.contains("allow-list") && message.contains("no traffic was moved"), "{message}");
+    let condition = status.conditions.unwrap().into_iter().find(|c| c.type_ == "MetricsSourceAllowed").unwrap();
+    assert_eq!((condition.status.as_str(), condition.reason.as_deref()), ("False", Some("PrometheusNotAllowed")));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "the address was never contacted");
+    assert_eq!(rig.route_canary_weight().await, None, "no canary backend was added to the route");
+    let deployments: Api<Deployment> = Api::namespaced(rig.client.clone(), &rig.namespace);
+    assert!(deployments.get_opt("model-canary").await.unwrap().is_none(), "no canary was created");
+    rig.stop_controller().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_or_hostile_allowed_endpoint_holds_a_look_only_until_the_deadline_and_its_text_is_not_echoed() {
+    let mut rig = Rig::new("promslow", ModelServerConfig::new("v2").latency(Duration::from_millis(2), 0.3), None).await;
+    let (hanging, _) = endpoint(None).await;
+    let hostile_text = format!("line one\nphase: Succeeded\r\n\u{1b}[2J{}END-OF-HOSTILE-TEXT", "x".repeat(20_000));
+    let hostile_body = json!({"status": "error", "errorType": "bad_data", "error": hostile_text}).to_string();
+    let (hostile, _) = endpoint(Some(hostile_body)).await;
+    let (off_list, off_list_connections) = endpoint(None).await;
+    rig.prometheus_allow = vec![hanging.clone(), hostile.clone()];
+    // Each query may take 60 s; the look as a whole may take 1.5 s.
+    rig.prometheus_timeout = Duration::from_secs(60);
+    rig.prometheus_look_deadline = Duration::from_millis(1500);
+    rig.start_controller();
+    let steps = json!([{"setWeight": 10}, {"analysis": {"duration": "120s", "interval": "1s"}}]);
+    let extra = json!({"prometheusAddress": hanging});
+    rig.create_rollout(rollout("slow", steps, json!([accuracy_metric(0.05)]), extra)).await;
+    let started = Instant::now();
+    let cut = rig
+        .wait_for("slow", Duration::from_secs(40), "a look cut at the deadline", |r| {
+            last_error(r).contains("did not answer this look's queries within 1.5 s")
+        })
+        .await;
+    let status = cut.status.unwrap();
+    assert!(status.analysis.as_ref().unwrap().provider_errors.unwrap_or(0) >= 1);
+    assert!(started.elapsed() < Duration::from_secs(40), "cut long before the 60 s query timeout");
+    assert_ne!(status.phase, Some(Phase::Succeeded), "a look without metrics never promotes");
+
+    // The endpoint answers with pages of text meant to fake lines in status: bounded, no control characters.
+    let patch = json!({"spec": {"analysis": {"prometheusAddress": hostile}}});
+    rig.rollouts().patch("slow", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let rejected = rig
+        .wait_for("slow", Duration::from_secs(30), "the hostile answer", |r| last_error(r).contains("rejected query"))
+        .await;
+    let error = last_error(&rejected);
+    assert!(!error.chars().any(char::is_control), "{error:?}");
+    assert!(!error.contains("END-OF-HOSTILE-TEXT") && error.len() < 1024, "bounded: {} bytes", error.len());
+
+    // Edited to an address off the list after the start gate: refused at the next look, never contacted.
+    let patch = json!({"spec": {"analysis": {"prometheusAddress": off_list}}});
+    rig.rollouts().patch("slow", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    rig.wait_for("slow", Duration::from_secs(30), "the edit refused", |r| last_error(r).contains("allow-list")).await;
+    assert_eq!(off_list_connections.load(Ordering::SeqCst), 0);
+    rig.annotate("slow", "rampart.dev/abort", Some("true")).await;
+    rig.wait_for_phase("slow", &[Phase::RolledBack], Duration::from_secs(30)).await;
+    rig.stop_controller().await;
+}
+
+fn last_error(rollout: &rampart_api::ModelRollout) -> String {
+    rollout.status.as_ref().and_then(|s| s.analysis.as_ref()).and_then(|a| a.last_error.clone()).unwrap_or_default()
+}
+
+/// A renewal by a replica whose clock is `skew` off (negative: behind).
+async fn renew_skewed(leases: &Api<Lease>, skew_seconds: i64) {
+    let at = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(skew_seconds)).unwrap();
+    let spec = LeaseSpec {
+        holder_identity: Some("skewed-replica".into()),
+        lease_duration_seconds: Some(4),
+        renew_time: Some(MicroTime(at)),
+        acquire_time: Some(MicroTime(at)),
+        lease_transitions: Some(0),
+        ..Default::default()
+    };
+    match leases.get_opt("rampart-controller").await.unwrap() {
+        Some(mut lease) => {
+            lease.spec = Some(spec);
+            leases.replace("rampart-controller", &Default::default(), &lease).await.unwrap();
+        }
+        None => {
+            let lease = Lease {
+                metadata: kube::api::ObjectMeta { name: Some("rampart-controller".into()), ..Default::default() },
+                spec: Some(spec),
+            };
+            leases.create(&Default::default(), &lease).await.unwrap();
+        }
+    }
+}
+
+async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
+    leases.get("rampart-controller").await.unwrap().spec.and_then(|s| s.holder_identity)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_holder_with_a_skewed_clock_keeps_the_lease_while_it_renews_and_loses_it_a_lease_after_it_stops() {
+    let mut rig = Rig::new("skew", ModelServerConfig::new("v2").latency(Duration::from_millis(2), 0.3), None).await;
+    let leases: Api<Lease> = Api::namespaced(rig.client.clone(), &rig.namespace);
+    // Another replica, its clock an hour behind, holds the lease and renews it every second.
+    renew_skewed(&leases, -3600).await;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let renewing = {
+        let leases = leases.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => renew_skewed(&leases, -3600).await,
+                    _ = stopped.changed() => return,
+                }
+            }
+        })
+    };
+    rig.start_controller();
+    let steps = json!([{"setWeight": 20}, {"pause": {}}]);
+    rig.create_rollout(rollout("skew", steps, json!([accuracy_metric(0.05)]), json!({}))).await;
+    // Its renewTime is an hour old by this replica's clock; comparing clocks would take the lease at once.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(lease_holder(&leases).await.as_deref(), Some("skewed-replica"), "a renewing holder keeps the lease");
+    assert!(rig.rollouts().get("skew").await.unwrap().status.is_none(), "only the holder acts");
+
+    // The holder dies right after a renewal written with its clock an hour ahead (comparing clocks would wait an hour).
+    stop.send(true).unwrap();
+    renewing.await.unwrap();
+    renew_skewed(&leases, 3600).await;
+    let last_renewal = Instant::now();
+    let deadline = last_renewal + Duration::from_secs(20);
+    while lease_holder(&leases).await.as_deref() != Some("in-process") {
+        assert!(Instant::now() < deadline, "the lease was not taken over within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let takeover = last_renewal.elapsed();
+    println!("takeover {:.1}s after the last renewal (lease duration 4s)", takeover.as_secs_f64());
+    assert!(takeover >= Duration::from_secs(4), "not before a whole lease had passed: {takeover:?}");
+    rig.wait_for_phase("skew", &[Phase::Paused], Duration::from_secs(30)).await;
+    rig.stop_controller().await;
+}
