@@ -285,16 +285,30 @@ async fn carry_out(
     ctx: &Context,
     rollout: &ModelRollout,
     read: &ModelRolloutStatus,
-    act: Act,
+    mut act: Act,
     observed_at: Option<Instant>,
 ) -> Result<Action, Error> {
     let namespace = rollout.namespace().unwrap_or_default();
     let id = format!("{namespace}/{}", rollout.name_any());
     // The status write carries the read's resourceVersion, or the one a finalizer change returned.
     let mut resource_version = rollout.resource_version();
-    for effect in &act.effects {
-        if let Some(changed) = apply(ctx, rollout, &act.status, effect).await? {
+    for effect in &act.effects.clone() {
+        let (changed, missing) = apply(ctx, rollout, &act.status, effect).await?;
+        if let Some(changed) = changed {
             resource_version = Some(changed);
+        }
+        if let Some(missing) = missing {
+            // Counted as weight 0, and said so: the rollback does not wait for an object someone deleted.
+            let generation = rollout.metadata.generation;
+            crate::status::set_condition(
+                &mut act.status,
+                "TrafficTargetFound",
+                "False",
+                "Missing",
+                &missing,
+                Timestamp::now(),
+                generation,
+            );
         }
         if let (Effect::RouteAllToBaseline { after_failing_verdict: true }, Some(at)) = (effect, observed_at) {
             let latency = at.elapsed();
@@ -341,17 +355,18 @@ async fn carry_out(
     })
 }
 
-/// Carries out one effect. Returns the rollout's new resourceVersion when the effect changed the rollout itself.
+/// Carries out one effect. Returns the rollout's new resourceVersion when the effect changed the rollout itself, and
+/// why a traffic object was counted as weight 0 when it no longer exists.
 async fn apply(
     ctx: &Context,
     rollout: &ModelRollout,
     status: &ModelRolloutStatus,
     effect: &Effect,
-) -> Result<Option<String>, Error> {
+) -> Result<(Option<String>, Option<String>), Error> {
     if let Effect::AddFinalizer | Effect::ReleaseFinalizer = effect {
-        return set_finalizer(ctx, rollout, matches!(effect, Effect::AddFinalizer)).await.map(Some);
+        return set_finalizer(ctx, rollout, matches!(effect, Effect::AddFinalizer)).await.map(|rv| (Some(rv), None));
     }
-    apply_to_cluster(ctx, rollout, status, effect).await.map(|()| None)
+    apply_to_cluster(ctx, rollout, status, effect).await.map(|missing| (None, missing))
 }
 
 /// Adds or removes Rampart's finalizer with server-side apply under its own field manager, so other finalizers on
@@ -387,13 +402,14 @@ fn not_found(err: &traffic::TrafficError) -> bool {
     matches!(err, traffic::TrafficError::Kube { source: kube::Error::Api(status), .. } if status.code == 404)
 }
 
-/// Carries out one effect on objects other than the rollout.
+/// Carries out one effect on objects other than the rollout. Returns a message when the traffic object is gone and was
+/// counted as weight 0.
 async fn apply_to_cluster(
     ctx: &Context,
     rollout: &ModelRollout,
     status: &ModelRolloutStatus,
     effect: &Effect,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let namespace = rollout.namespace().unwrap_or_default();
     let id = || format!("{namespace}/{}", rollout.name_any());
     let spec = &rollout.spec;
@@ -411,9 +427,10 @@ async fn apply_to_cluster(
         // A rollout that never took its targets (it waited, and was aborted or deleted meanwhile) leaves them to the
         // rollout that holds them.
         tracing::info!(rollout = %id(), ?effect, "not holding the targets: leaving them alone");
-        return Ok(());
+        return Ok(None);
     }
-    match effect {
+    let mut missing = None;
+    let result = match effect {
         Effect::CreateCheckJob(job) => {
             let name = job.name_any();
             jobs::ensure_job(&ctx.client, &namespace, job).await.map_err(|source| Error::Checks {
@@ -482,6 +499,10 @@ async fn apply_to_cluster(
             match result {
                 Err(err) if not_found(&err) => {
                     tracing::warn!(rollout = %id(), error = %err, "the traffic object is gone; counting it as weight 0");
+                    missing = Some(format!(
+                        "{err}; the traffic object is gone, so no traffic reaches the canary through it (counted as \
+                         weight 0). Recreate it to route traffic again"
+                    ));
                     Ok(())
                 }
                 other => other.map_err(traffic_error),
@@ -516,7 +537,8 @@ async fn apply_to_cluster(
             }
             None => Ok(()),
         },
-    }
+    };
+    result.map(|()| missing)
 }
 
 /// Writes status with server-side apply, carrying the read's resourceVersion, and remembers the new one.

@@ -63,6 +63,7 @@ async fn an_abort_after_the_route_was_deleted_still_ends_rolled_back() {
     routes.delete(&route.metadata.name.unwrap(), &DeleteParams::default()).await.unwrap();
     rig.annotate("stranded", "rampart.dev/abort", Some("true")).await;
     let done = rig.wait_for_phase("stranded", &[Phase::RolledBack], Duration::from_secs(30)).await;
+    assert_eq!(condition(&done, "TrafficTargetFound"), Some(("False".into(), "Missing".into())), "and it says why");
     assert_eq!(done.status.unwrap().canary_weight, Some(0));
     rig.stop_controller().await;
 }
