@@ -68,11 +68,14 @@ pub fn bin_dir() -> PathBuf {
     std::env::var_os("RAMPART_TESTENV_BIN").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/testenv/bin"))
 }
 
-/// The CRD folders installed into every test control plane: Rampart's own (`crds/`) and the minimal third-party CRDs
-/// the tests need (`testenv/crds/`: Gateway API HTTPRoute, KServe InferenceService).
+/// The CRD folders installed into every test control plane: Rampart's own (`crds/`), the real Gateway API HTTPRoute
+/// CRD that `testenv/build` downloads (`<bin_dir>/crds/`), and a minimal KServe InferenceService (`testenv/crds/`).
 pub fn crd_dirs() -> Vec<PathBuf> {
-    vec![repo_root().join("crds"), repo_root().join("testenv/crds")]
+    vec![repo_root().join("crds"), bin_dir().join("crds"), repo_root().join("testenv/crds")]
 }
+
+/// The Gateway API CRD file `testenv/build` puts beside the binaries.
+const GATEWAY_CRD: &str = "crds/gateway.networking.k8s.io_httproutes.yaml";
 
 /// A running control plane with the CRDs installed.
 pub struct TestEnv {
@@ -82,6 +85,16 @@ pub struct TestEnv {
 impl TestEnv {
     /// Starts a new control plane (a few seconds) and installs the CRDs. Most tests want [`shared`] instead.
     pub fn start() -> Result<Self, Error> {
+        let gateway_crd = bin_dir().join(GATEWAY_CRD);
+        if !gateway_crd.is_file() {
+            return Err(Error::Io {
+                context: format!(
+                    "{} is missing: run testenv/build (it downloads the Gateway API CRD)",
+                    gateway_crd.display()
+                ),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
         let control_plane = ControlPlane::start(&bin_dir())?;
         let kubeconfig = control_plane.kubeconfig_path().to_path_buf();
         // CRD installation is async; run it on a private runtime in its own thread so this works from inside a test's
