@@ -43,6 +43,10 @@ use serde::{Deserialize, Serialize};
         "message": "spec.traffic.gatewayAPI is required with spec.serving.deployment: name the HTTPRoute whose backend weights Rampart shifts",
     },
     {
+        "rule": "!self.steps.exists(s, has(s.cohort)) || has(self.serving.deployment)",
+        "message": "a cohort step needs spec.serving.deployment with spec.traffic.gatewayAPI: header cohorts are HTTPRoute matches, which the kserve backend does not use",
+    },
+    {
         "rule": "!self.steps.exists(s, has(s.analysis)) || has(self.analysis)",
         "message": "spec.analysis is required when a step has an analysis: list the metrics to compare in spec.analysis.metrics",
     },
@@ -439,12 +443,12 @@ pub struct SmokeThresholds {
     pub max_gpu_memory_bytes: Option<i64>,
 }
 
-/// One step of the plan. Exactly one of `setWeight`, `pause`, `analysis`.
+/// One step of the plan. Exactly one of `setWeight`, `pause`, `analysis`, `cohort`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "[has(self.setWeight), has(self.pause), has(self.analysis)].filter(x, x).size() == 1",
-    "message": "each step needs exactly one of setWeight, pause or analysis",
+    "rule": "[has(self.setWeight), has(self.pause), has(self.analysis), has(self.cohort)].filter(x, x).size() == 1",
+    "message": "each step needs exactly one of setWeight, pause, analysis or cohort",
 }]))]
 pub struct Step {
     /// Percentage of traffic sent to the canary, 0 to 100.
@@ -460,6 +464,50 @@ pub struct Step {
     /// Compare canary and baseline on `spec.analysis.metrics`, every `interval`, for up to `duration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisStep>,
+    /// Send every request that carries the given headers to the canary (a cohort: internal users, one tenant), on
+    /// top of the weighted split of the other requests. The cohort stays routed to the canary through the later steps
+    /// and is removed on promotion and on rollback. The sample-ratio check is off while a cohort is routed (the
+    /// cohort's share of traffic is not known in advance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cohort: Option<Cohort>,
+}
+
+/// A header cohort: requests matching every header rule go to the canary.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Cohort {
+    /// Header rules, all of which a request must match (HTTPRoute header matches). Header names must be unique.
+    #[schemars(length(min = 1, max = 8))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.all(h, self.filter(o, o.name.lowerAscii() == h.name.lowerAscii()).size() == 1)",
+        "message": "cohort.headers names must be unique (header names are case-insensitive)",
+    }]))]
+    pub headers: Vec<HeaderRule>,
+}
+
+/// One header rule of a cohort, e.g. `{name: x-tenant, value: internal}`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderRule {
+    /// HTTP header name, e.g. `x-tenant` (case-insensitive).
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"))]
+    pub name: String,
+    /// The value the header must have (`Exact`) or match (`RegularExpression`).
+    #[schemars(length(min = 1, max = 4096))]
+    pub value: String,
+    /// `Exact` (default) or `RegularExpression` (the gateway's regular-expression dialect).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub match_type: Option<HeaderMatchType>,
+}
+
+/// How a header value is matched.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum HeaderMatchType {
+    /// The header's value equals `value`.
+    #[default]
+    Exact,
+    /// The header's value matches the regular expression `value`.
+    RegularExpression,
 }
 
 /// A pause step.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use kube::ResourceExt;
-use rampart_api::v1alpha1::{MetricStatus, Step};
+use rampart_api::v1alpha1::{HeaderMatchType, MetricStatus, Step};
 use rampart_api::{ModelRollout, Phase};
 
 use crate::args::{GlobalArgs, StatusArgs, TextOrJson};
@@ -191,6 +191,17 @@ pub fn describe_step(step: &Step) -> String {
             Some(interval) => format!("analysis for {} every {interval}", analysis.duration),
             None => format!("analysis for {}", analysis.duration),
         };
+    }
+    if let Some(cohort) = &step.cohort {
+        let rules: Vec<String> = cohort
+            .headers
+            .iter()
+            .map(|h| match h.match_type.unwrap_or_default() {
+                HeaderMatchType::Exact => format!("{}: {}", h.name, h.value),
+                HeaderMatchType::RegularExpression => format!("{} matching /{}/", h.name, h.value),
+            })
+            .collect();
+        return format!("send requests with {} to the canary", rules.join(" and "));
     }
     "empty step".into()
 }

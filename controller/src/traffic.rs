@@ -3,7 +3,7 @@
 
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use rampart_api::v1alpha1::GatewayApiTraffic;
+use rampart_api::v1alpha1::{GatewayApiTraffic, HeaderMatchType, HeaderRule};
 use serde_json::{Value, json};
 
 /// The HTTPRoute resource (`gateway.networking.k8s.io/v1`).
@@ -33,14 +33,21 @@ pub enum TrafficError {
     NoBaselineBackend { route: String, baseline: String },
 }
 
+/// Name prefix of the rules Rampart adds for a header cohort (`rampart-cohort-<index of the rule it copies>`). Rules
+/// with this prefix belong to Rampart: every write removes them and adds the current cohort's again.
+pub const COHORT_RULE_PREFIX: &str = "rampart-cohort-";
+
 /// Sets the canary's share to `canary_weight` percent on every rule of the HTTPRoute that routes to the baseline
-/// backend: baseline gets `100 - w`, canary `w` (the canary backendRef is added when a rule lacks it). Other rules
-/// and backends are left as they are.
+/// backend: baseline gets `100 - w`, canary `w` (the canary backendRef is added when a rule lacks it). With a
+/// `cohort`, each such rule also gets a copy, placed before it, whose matches additionally require the cohort's
+/// headers and which sends everything to the canary; without one, earlier cohort rules are removed. Other rules and
+/// backends are left as they are.
 pub async fn set_gateway_weight(
     client: &kube::Client,
     namespace: &str,
     traffic: &GatewayApiTraffic,
     canary_weight: i32,
+    cohort: Option<&[HeaderRule]>,
 ) -> Result<(), TrafficError> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &httproute_resource());
     let route = api.get(&traffic.http_route).await.map_err(|source| TrafficError::Kube {
@@ -48,10 +55,11 @@ pub async fn set_gateway_weight(
         source,
     })?;
     let rules = route.data.pointer("/spec/rules").cloned().unwrap_or(Value::Array(vec![]));
-    let rules = reweigh_rules(rules, traffic, canary_weight).ok_or_else(|| TrafficError::NoBaselineBackend {
-        route: format!("{namespace}/{}", traffic.http_route),
-        baseline: traffic.baseline_backend.clone(),
-    })?;
+    let rules =
+        reweigh_rules(rules, traffic, canary_weight, cohort).ok_or_else(|| TrafficError::NoBaselineBackend {
+            route: format!("{namespace}/{}", traffic.http_route),
+            baseline: traffic.baseline_backend.clone(),
+        })?;
     let patch = json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
@@ -67,12 +75,20 @@ pub async fn set_gateway_weight(
     Ok(())
 }
 
-/// The pure part of [`set_gateway_weight`]: the rules with new weights, or None when no rule routes to the baseline.
-pub fn reweigh_rules(rules: Value, traffic: &GatewayApiTraffic, canary_weight: i32) -> Option<Value> {
-    let Value::Array(mut rules) = rules else { return None };
+/// The pure part of [`set_gateway_weight`]: the rules with new weights (and the cohort's rules), or None when no rule
+/// routes to the baseline.
+pub fn reweigh_rules(
+    rules: Value,
+    traffic: &GatewayApiTraffic,
+    canary_weight: i32,
+    cohort: Option<&[HeaderRule]>,
+) -> Option<Value> {
+    let Value::Array(rules) = rules else { return None };
+    let mut rules: Vec<Value> = rules.into_iter().filter(|rule| !is_cohort_rule(rule)).collect();
     let canary_weight = canary_weight.clamp(0, 100);
     let mut touched = false;
-    for rule in &mut rules {
+    let mut cohort_rules = Vec::new();
+    for (index, rule) in rules.iter_mut().enumerate() {
         let Some(refs) = rule.get_mut("backendRefs").and_then(Value::as_array_mut) else { continue };
         let is_backend = |r: &Value, name: &str| r.get("name").and_then(Value::as_str) == Some(name);
         if !refs.iter().any(|r| is_backend(r, &traffic.baseline_backend)) {
@@ -100,8 +116,96 @@ pub fn reweigh_rules(rules: Value, traffic: &GatewayApiTraffic, canary_weight: i
                 backend["weight"] = json!(canary_weight);
             }
         }
+        if let Some(headers) = cohort
+            && let Some(copy) = cohort_rule(rule, index, headers, traffic, port)
+        {
+            cohort_rules.push((index, copy));
+        }
     }
-    touched.then_some(Value::Array(rules))
+    if !touched {
+        return None;
+    }
+    // Each cohort rule goes right before the rule it copies. Gateways prefer the match with more header matches
+    // anyway; the order only settles exact ties.
+    let mut out = Vec::with_capacity(rules.len() + cohort_rules.len());
+    let mut cohort_rules = cohort_rules.into_iter().peekable();
+    for (index, rule) in rules.into_iter().enumerate() {
+        while let Some((_, copy)) = cohort_rules.next_if(|(at, _)| *at == index) {
+            out.push(copy);
+        }
+        out.push(rule);
+    }
+    Some(Value::Array(out))
+}
+
+/// True for a rule Rampart added for a cohort.
+fn is_cohort_rule(rule: &Value) -> bool {
+    rule.get("name").and_then(Value::as_str).is_some_and(|name| name.starts_with(COHORT_RULE_PREFIX))
+}
+
+/// Most header matches the Gateway API allows in one match.
+const MAX_HEADER_MATCHES: usize = 16;
+
+/// The cohort's copy of `rule`: the same matches, each also requiring the cohort's headers, the same filters and
+/// timeouts, and only the canary as backend. A match that already constrains one of the cohort's headers is left
+/// out (a request cannot satisfy two different rules for one header); None when no match is left.
+fn cohort_rule(
+    rule: &Value,
+    index: usize,
+    headers: &[HeaderRule],
+    traffic: &GatewayApiTraffic,
+    port: Option<i32>,
+) -> Option<Value> {
+    let default_match = vec![json!({"path": {"type": "PathPrefix", "value": "/"}})];
+    let matches = match rule.get("matches").and_then(Value::as_array) {
+        Some(matches) if !matches.is_empty() => matches.clone(),
+        _ => default_match,
+    };
+    let cohort_headers: Vec<Value> = headers
+        .iter()
+        .map(|h| {
+            let kind = match h.match_type.unwrap_or_default() {
+                HeaderMatchType::Exact => "Exact",
+                HeaderMatchType::RegularExpression => "RegularExpression",
+            };
+            json!({"type": kind, "name": h.name, "value": h.value})
+        })
+        .collect();
+    let matches: Vec<Value> = matches
+        .into_iter()
+        .filter_map(|mut m| {
+            let existing = m.get("headers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let clash = existing.iter().any(|e| {
+                let name = e.get("name").and_then(Value::as_str).unwrap_or_default();
+                headers.iter().any(|h| h.name.eq_ignore_ascii_case(name))
+            });
+            if clash || existing.len() + cohort_headers.len() > MAX_HEADER_MATCHES {
+                return None;
+            }
+            let mut all = existing;
+            all.extend(cohort_headers.iter().cloned());
+            m["headers"] = Value::Array(all);
+            Some(m)
+        })
+        .collect();
+    if matches.is_empty() {
+        return None;
+    }
+    let mut canary = json!({"name": traffic.canary_backend, "weight": 1});
+    if let Some(port) = port {
+        canary["port"] = json!(port);
+    }
+    let mut copy = json!({
+        "name": format!("{COHORT_RULE_PREFIX}{index}"),
+        "matches": matches,
+        "backendRefs": [canary],
+    });
+    for field in ["filters", "timeouts"] {
+        if let Some(value) = rule.get(field) {
+            copy[field] = value.clone();
+        }
+    }
+    Some(copy)
 }
 
 /// Reads the canary's current share from the HTTPRoute (for status and tests): the canary's weight over the total of
@@ -169,7 +273,7 @@ mod tests {
     #[test]
     fn adds_the_canary_backend_next_to_the_baseline_with_the_split_weights() {
         let rules = json!([{"matches": [{"path": {"value": "/"}}], "backendRefs": [{"name": "fraud", "port": 8080}]}]);
-        let out = reweigh_rules(rules, &traffic(), 25).unwrap();
+        let out = reweigh_rules(rules, &traffic(), 25, None).unwrap();
         assert_eq!(
             out[0]["backendRefs"],
             json!([{"name": "fraud", "port": 8080, "weight": 75}, {"name": "fraud-canary", "port": 8080, "weight": 25}])
@@ -183,15 +287,88 @@ mod tests {
             {"backendRefs": [{"name": "other", "weight": 3}]},
             {"backendRefs": [{"name": "fraud", "weight": 50}, {"name": "fraud-canary", "weight": 50}]}
         ]);
-        let out = reweigh_rules(rules, &traffic(), 0).unwrap();
+        let out = reweigh_rules(rules, &traffic(), 0, None).unwrap();
         assert_eq!(out[0]["backendRefs"], json!([{"name": "other", "weight": 3}]));
         assert_eq!(out[1]["backendRefs"][0]["weight"], json!(100));
         assert_eq!(out[1]["backendRefs"][1]["weight"], json!(0));
     }
 
+    fn tenant_cohort() -> Vec<HeaderRule> {
+        vec![HeaderRule { name: "x-tenant".into(), value: "internal".into(), match_type: None }]
+    }
+
+    #[test]
+    fn a_cohort_copies_each_baseline_rule_before_it_with_the_headers_added_and_only_the_canary() {
+        let rules = json!([
+            {"name": "api", "matches": [{"path": {"type": "PathPrefix", "value": "/v1"}, "method": "POST"}],
+             "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "a", "value": "b"}]}}],
+             "backendRefs": [{"name": "fraud", "port": 8080}]},
+            {"backendRefs": [{"name": "other", "port": 80}]},
+        ]);
+        let out = reweigh_rules(rules, &traffic(), 0, Some(&tenant_cohort())).unwrap();
+        let out = out.as_array().unwrap();
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0]["name"], json!("rampart-cohort-0"));
+        assert_eq!(
+            out[0]["matches"],
+            json!([{"path": {"type": "PathPrefix", "value": "/v1"}, "method": "POST",
+                    "headers": [{"type": "Exact", "name": "x-tenant", "value": "internal"}]}])
+        );
+        assert_eq!(out[0]["backendRefs"], json!([{"name": "fraud-canary", "port": 8080, "weight": 1}]));
+        assert_eq!(out[0]["filters"], out[1]["filters"], "the copy keeps the rule's filters");
+        assert_eq!(out[1]["name"], json!("api"));
+        assert_eq!(out[1]["backendRefs"][0]["weight"], json!(100));
+        assert_eq!(out[2]["backendRefs"], json!([{"name": "other", "port": 80}]));
+    }
+
+    #[test]
+    fn a_rule_without_matches_gets_the_default_match_in_its_cohort_copy() {
+        let rules = json!([{"backendRefs": [{"name": "fraud", "port": 8080}]}]);
+        let cohort = vec![HeaderRule {
+            name: "x-group".into(),
+            value: "beta-.*".into(),
+            match_type: Some(HeaderMatchType::RegularExpression),
+        }];
+        let out = reweigh_rules(rules, &traffic(), 10, Some(&cohort)).unwrap();
+        assert_eq!(
+            out[0]["matches"],
+            json!([{"path": {"type": "PathPrefix", "value": "/"},
+                    "headers": [{"type": "RegularExpression", "name": "x-group", "value": "beta-.*"}]}])
+        );
+        assert_eq!(out[1]["backendRefs"][1]["weight"], json!(10));
+    }
+
+    #[test]
+    fn without_a_cohort_earlier_cohort_rules_are_removed_and_a_second_write_does_not_duplicate_them() {
+        let rules = json!([{"backendRefs": [{"name": "fraud", "port": 8080}]}]);
+        let once = reweigh_rules(rules, &traffic(), 0, Some(&tenant_cohort())).unwrap();
+        let twice = reweigh_rules(once.clone(), &traffic(), 0, Some(&tenant_cohort())).unwrap();
+        assert_eq!(once, twice);
+        let removed = reweigh_rules(twice, &traffic(), 0, None).unwrap();
+        assert_eq!(
+            removed,
+            json!([{"backendRefs": [{"name": "fraud", "port": 8080, "weight": 100},
+                                                    {"name": "fraud-canary", "port": 8080, "weight": 0}]}])
+        );
+    }
+
+    #[test]
+    fn a_match_that_already_constrains_the_cohort_header_is_left_out_of_the_copy() {
+        let rules = json!([{"matches": [
+            {"headers": [{"name": "X-Tenant", "value": "acme"}]},
+            {"path": {"type": "Exact", "value": "/predict"}},
+        ], "backendRefs": [{"name": "fraud", "port": 8080}]}]);
+        let out = reweigh_rules(rules, &traffic(), 0, Some(&tenant_cohort())).unwrap();
+        assert_eq!(
+            out[0]["matches"],
+            json!([{"path": {"type": "Exact", "value": "/predict"},
+                    "headers": [{"type": "Exact", "name": "x-tenant", "value": "internal"}]}])
+        );
+    }
+
     #[test]
     fn a_route_without_the_baseline_backend_is_an_error() {
-        assert!(reweigh_rules(json!([{"backendRefs": [{"name": "x"}]}]), &traffic(), 10).is_none());
-        assert!(reweigh_rules(json!({}), &traffic(), 10).is_none());
+        assert!(reweigh_rules(json!([{"backendRefs": [{"name": "x"}]}]), &traffic(), 10, None).is_none());
+        assert!(reweigh_rules(json!({}), &traffic(), 10, None).is_none());
     }
 }

@@ -28,7 +28,9 @@ use std::sync::OnceLock;
 
 pub use control_plane::{ControlPlane, client_from_kubeconfig};
 pub use crds::install_crds;
-pub use load_driver::{BackendCounts, LoadDriver, LoadOptions, RouteSource, TrafficSplit};
+pub use load_driver::{
+    BackendCounts, CohortTraffic, HeaderCondition, LoadDriver, LoadOptions, RouteSource, TrafficSplit,
+};
 pub use model_server::{Behaviour, Latency, ModelServer, ModelServerConfig, ServedCounts};
 pub use postgres::Postgres;
 /// A process under the watchdog (stops when this process exits), for tools like `rampart-testenv up`.

@@ -37,7 +37,9 @@ use crate::model_server::{PredictRequest, PredictResponse};
 pub enum RouteSource {
     /// A Gateway API `HTTPRoute` (`gateway.networking.k8s.io/v1`): `spec.rules[*].backendRefs[*].{name, weight}`.
     /// Weights are relative within a rule; a missing weight is 1; a rule whose weights are all 0 (or that has no
-    /// backends) sends nothing. With several rules, each rule gets an equal share of the requests.
+    /// backends) sends nothing. Header matches (`Exact` only; a `RegularExpression` match never matches here) pick the
+    /// rules a request can take, the rules with the most matching headers win as on a gateway (paths and methods are
+    /// not played: every request is `POST /predict`), and among the winners each rule gets an equal share.
     HttpRoute {
         /// The route's name.
         name: String,
@@ -87,6 +89,19 @@ pub struct LoadOptions {
     pub classes: u32,
     /// Seed of the backend and label choices; `None` seeds from the OS.
     pub seed: Option<u64>,
+    /// A share of the requests that carry a header (a cohort), e.g. 20% with `x-tenant: internal`.
+    pub cohort: Option<CohortTraffic>,
+}
+
+/// Requests of a cohort: `share` (0 to 1) of all requests carry the header `name: value`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CohortTraffic {
+    /// Header name.
+    pub name: String,
+    /// Header value.
+    pub value: String,
+    /// Share of the requests that carry it.
+    pub share: f64,
 }
 
 impl Default for LoadOptions {
@@ -97,6 +112,7 @@ impl Default for LoadOptions {
             request_timeout: Duration::from_secs(5),
             classes: 10,
             seed: None,
+            cohort: None,
         }
     }
 }
@@ -115,22 +131,42 @@ pub struct BackendCounts {
     /// Requests the weights gave this backend that were not sent: the backend is dropped
     /// ([`LoadDriver::drop_backend`]) or has no address in the backends map.
     pub dropped: u64,
+    /// Of the requests sent, those that carried the cohort header ([`LoadOptions::cohort`]).
+    pub cohort_sent: u64,
 }
 
 /// The traffic split last read from the API server: per rule, each backend's weight.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrafficSplit {
-    /// One entry per rule that has backends; each lists `(backend name, weight)`.
+    /// One entry per rule; each lists `(backend name, weight)`.
     pub rules: Vec<Vec<(String, u64)>>,
+    /// Per rule (same order), its matches' header conditions: the rule takes a request when every condition of one
+    /// of its matches holds. Missing or empty: the rule takes every request.
+    pub header_matches: Vec<Vec<Vec<HeaderCondition>>>,
+}
+
+/// One header condition of a route match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderCondition {
+    /// Header name, lower-cased.
+    pub name: String,
+    /// The exact value; `None` for a match type the driver does not play (never matches).
+    pub exact: Option<String>,
 }
 
 impl TrafficSplit {
-    /// The expected share of all requests for each backend, in `[0, 1]`; the shares add up to 1 minus the share that
-    /// goes nowhere (rules whose weights are all 0).
+    /// The expected share of all requests without headers for each backend, in `[0, 1]`; the shares add up to 1
+    /// minus the share that goes nowhere (rules whose weights are all 0).
     pub fn shares(&self) -> BTreeMap<String, f64> {
+        self.shares_for(&[])
+    }
+
+    /// [`TrafficSplit::shares`] for requests that carry `headers` (`(name, value)`).
+    pub fn shares_for(&self, headers: &[(String, String)]) -> BTreeMap<String, f64> {
         let mut shares = BTreeMap::new();
-        let rules = self.rules.len() as f64;
-        for rule in &self.rules {
+        let candidates = self.candidate_rules(headers);
+        let rules = candidates.len() as f64;
+        for rule in candidates.iter().map(|&i| &self.rules[i]) {
             let total: u64 = rule.iter().map(|(_, weight)| weight).sum();
             for (name, weight) in rule {
                 let share = if total == 0 { 0.0 } else { *weight as f64 / total as f64 / rules };
@@ -140,12 +176,34 @@ impl TrafficSplit {
         shares
     }
 
-    /// Picks the backend for one request, or `None` when the chosen rule sends nothing.
-    fn choose(&self, rng: &mut StdRng) -> Option<&str> {
-        if self.rules.is_empty() {
+    /// The rules a request with `headers` can take: of the rules with a match it satisfies, those whose satisfied
+    /// match has the most header conditions (a gateway's precedence, paths and methods aside).
+    fn candidate_rules(&self, headers: &[(String, String)]) -> Vec<usize> {
+        let holds = |c: &HeaderCondition| {
+            c.exact.as_ref().is_some_and(|want| {
+                headers.iter().any(|(name, value)| name.eq_ignore_ascii_case(&c.name) && value == want)
+            })
+        };
+        let specificity = |index: usize| -> Option<usize> {
+            match self.header_matches.get(index) {
+                None => Some(0),
+                Some(matches) if matches.is_empty() => Some(0),
+                Some(matches) => matches.iter().filter(|m| m.iter().all(holds)).map(Vec::len).max(),
+            }
+        };
+        let scored: Vec<(usize, usize)> =
+            (0..self.rules.len()).filter_map(|i| specificity(i).map(|score| (i, score))).collect();
+        let best = scored.iter().map(|(_, score)| *score).max();
+        scored.into_iter().filter(|(_, score)| Some(*score) == best).map(|(i, _)| i).collect()
+    }
+
+    /// Picks the backend for one request carrying `headers`, or `None` when the chosen rule sends nothing.
+    fn choose(&self, rng: &mut StdRng, headers: &[(String, String)]) -> Option<&str> {
+        let candidates = self.candidate_rules(headers);
+        if candidates.is_empty() {
             return None;
         }
-        let rule = &self.rules[rng.gen_range(0..self.rules.len())];
+        let rule = &self.rules[candidates[rng.gen_range(0..candidates.len())]];
         let total: u64 = rule.iter().map(|(_, weight)| weight).sum();
         if total == 0 {
             return None;
@@ -397,9 +455,10 @@ impl SplitReader {
     }
 }
 
-/// `spec.rules[*].backendRefs[*].{name, weight}`; weight defaults to 1.
+/// `spec.rules[*].backendRefs[*].{name, weight}`; weight defaults to 1; `spec.rules[*].matches[*].headers`.
 fn http_route_split(route: &serde_json::Value) -> Result<TrafficSplit, String> {
     let mut rules = Vec::new();
+    let mut header_matches = Vec::new();
     let Some(spec_rules) = route["spec"]["rules"].as_array() else { return Ok(TrafficSplit::default()) };
     for (index, rule) in spec_rules.iter().enumerate() {
         let mut backends = Vec::new();
@@ -417,8 +476,27 @@ fn http_route_split(route: &serde_json::Value) -> Result<TrafficSplit, String> {
         }
         // A rule without backends still takes its share of the requests, and answers them with an error.
         rules.push(backends);
+        let matches = rule["matches"].as_array().map(Vec::as_slice).unwrap_or_default();
+        header_matches.push(
+            matches
+                .iter()
+                .map(|m| {
+                    let headers = m["headers"].as_array().map(Vec::as_slice).unwrap_or_default();
+                    headers
+                        .iter()
+                        .map(|h| HeaderCondition {
+                            name: h["name"].as_str().unwrap_or_default().to_ascii_lowercase(),
+                            exact: match h["type"].as_str() {
+                                None | Some("Exact") => h["value"].as_str().map(str::to_string),
+                                Some(_) => None,
+                            },
+                        })
+                        .collect()
+                })
+                .collect(),
+        );
     }
-    Ok(TrafficSplit { rules })
+    Ok(TrafficSplit { rules, header_matches })
 }
 
 /// `spec.predictor.canaryTrafficPercent` to canary, the rest to baseline.
@@ -430,7 +508,10 @@ fn inference_service_split(service: &serde_json::Value, baseline: &str, canary: 
             .filter(|percent| *percent <= 100)
             .ok_or_else(|| format!("spec.predictor.canaryTrafficPercent is {value}, not 0..=100"))?,
     };
-    Ok(TrafficSplit { rules: vec![vec![(baseline.to_string(), 100 - percent), (canary.to_string(), percent)]] })
+    Ok(TrafficSplit {
+        rules: vec![vec![(baseline.to_string(), 100 - percent), (canary.to_string(), percent)]],
+        header_matches: Vec::new(),
+    })
 }
 
 /// Re-reads the split every `interval` until shutdown. A route that disappeared sends nothing; other errors keep the
@@ -499,7 +580,13 @@ async fn send_requests(state: Arc<DriverState>, options: LoadOptions, mut stoppe
         while issued < due {
             issued += 1;
             let split = lock(&state.split).clone();
-            let Some(backend) = split.choose(&mut rng).map(str::to_string) else {
+            let headers: Vec<(String, String)> = match &options.cohort {
+                Some(cohort) if rng.gen_bool(cohort.share.clamp(0.0, 1.0)) => {
+                    vec![(cohort.name.clone(), cohort.value.clone())]
+                }
+                _ => Vec::new(),
+            };
+            let Some(backend) = split.choose(&mut rng, &headers).map(str::to_string) else {
                 state.unrouted.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
@@ -514,11 +601,18 @@ async fn send_requests(state: Arc<DriverState>, options: LoadOptions, mut stoppe
                 _ = stopped.wait_for(|stop| *stop) => break 'run,
             };
             let Ok(permit) = permit else { break 'run };
-            state.count(&backend, |counts| counts.sent += 1);
+            let in_cohort = !headers.is_empty();
+            state.count(&backend, |counts| {
+                counts.sent += 1;
+                counts.cohort_sent += u64::from(in_cohort);
+            });
             let label = rng.gen_range(0..options.classes);
-            let request = client
+            let mut request = client
                 .post(format!("http://{address}/predict"))
                 .json(&PredictRequest { label: Some(label), features: Vec::new() });
+            for (name, value) in &headers {
+                request = request.header(name.as_str(), value.as_str());
+            }
             let state = state.clone();
             in_flight.spawn(async move {
                 let outcome = send_one(request).await;
@@ -575,7 +669,7 @@ mod tests {
         ])))
         .unwrap();
         let mut rng = StdRng::seed_from_u64(1);
-        assert!((0..100).all(|_| split.choose(&mut rng).is_none()));
+        assert!((0..100).all(|_| split.choose(&mut rng, &[]).is_none()));
         assert_eq!(split.shares()["base"], 0.0);
     }
 
@@ -601,10 +695,45 @@ mod tests {
 
     #[test]
     fn weighted_choice_follows_the_weights() {
-        let split = TrafficSplit { rules: vec![vec![("base".into(), 80), ("canary".into(), 20)]] };
+        let split =
+            TrafficSplit { rules: vec![vec![("base".into(), 80), ("canary".into(), 20)]], ..Default::default() };
         let mut rng = StdRng::seed_from_u64(7);
-        let canary = (0..10_000).filter(|_| split.choose(&mut rng) == Some("canary")).count();
+        let canary = (0..10_000).filter(|_| split.choose(&mut rng, &[]) == Some("canary")).count();
         assert!((1_800..2_200).contains(&canary), "{canary} of 10000 to the canary at weight 20%");
+    }
+
+    #[test]
+    fn a_header_match_takes_the_requests_that_carry_the_header_and_only_those() {
+        // What Rampart writes for a cohort: a copy of the baseline rule requiring the header, to the canary only.
+        let split = http_route_split(&route(serde_json::json!([
+            { "name": "rampart-cohort-0",
+              "matches": [ { "path": { "type": "PathPrefix", "value": "/" },
+                             "headers": [ { "type": "Exact", "name": "x-tenant", "value": "internal" } ] } ],
+              "backendRefs": [ { "name": "canary", "weight": 1 } ] },
+            { "matches": [ { "path": { "type": "PathPrefix", "value": "/" } } ],
+              "backendRefs": [ { "name": "base", "weight": 100 }, { "name": "canary", "weight": 0 } ] }
+        ])))
+        .unwrap();
+        assert_eq!(split.shares()["base"], 1.0);
+        assert_eq!(split.shares().get("canary").copied().unwrap_or(0.0), 0.0);
+        let cohort = [("X-Tenant".to_string(), "internal".to_string())];
+        assert_eq!(split.shares_for(&cohort)["canary"], 1.0);
+        let other_tenant = [("x-tenant".to_string(), "acme".to_string())];
+        assert_eq!(split.shares_for(&other_tenant)["base"], 1.0);
+        let mut rng = StdRng::seed_from_u64(3);
+        assert!((0..200).all(|_| split.choose(&mut rng, &cohort) == Some("canary")));
+        assert!((0..200).all(|_| split.choose(&mut rng, &[]) == Some("base")));
+    }
+
+    #[test]
+    fn a_regular_expression_header_match_is_not_played_and_never_matches() {
+        let split = http_route_split(&route(serde_json::json!([
+            { "matches": [ { "headers": [ { "type": "RegularExpression", "name": "x-a", "value": ".*" } ] } ],
+              "backendRefs": [ { "name": "canary" } ] },
+            { "backendRefs": [ { "name": "base" } ] }
+        ])))
+        .unwrap();
+        assert_eq!(split.shares_for(&[("x-a".into(), "1".into())])["base"], 1.0);
     }
 
     #[test]

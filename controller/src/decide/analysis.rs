@@ -55,7 +55,11 @@ pub fn look(facts: &Facts<'_>, index: i32, step: &AnalysisStep) -> Result<Decisi
     let since = step_started.checked_add(settle).unwrap_or(step_started);
     let Observation::Look(counts) = &facts.observed else { return Ok(Decision::Observe(Need::Look { since })) };
 
-    let config = analysis_config(spec_analysis).map_err(DecideError::Spec)?;
+    let mut config = analysis_config(spec_analysis).map_err(DecideError::Spec)?;
+    if super::steps::active_cohort(facts.spec, index).is_some() {
+        // The cohort's share of the requests is not known in advance, so the split has no expected value to check.
+        config.srm.enabled = false;
+    }
     let mut status = status.clone();
     let mut analysis = AnalysisStatus {
         step: Some(index),

@@ -13,7 +13,7 @@ mod analysis;
 pub mod endings;
 mod gates;
 mod promotion;
-mod steps;
+pub mod steps;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +22,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use rampart_analysis::{ArmPair, MetricObservation};
+use rampart_api::v1alpha1::HeaderRule;
 use rampart_api::{ModelRolloutSpec, ModelRolloutStatus, Phase};
 
 use crate::jobs::{Check, JobState};
@@ -226,8 +227,9 @@ pub enum Effect {
     CreateCheckJob(Box<Job>),
     /// Delete the check Jobs of an earlier attempt (retry).
     DeleteCheckJobs,
-    /// Send `weight` percent of traffic to the canary; `create_canary` first creates the canary Deployment.
-    SetWeight { weight: i32, create_canary: bool },
+    /// Send `weight` percent of traffic to the canary, and every request of the `cohort` (header rules) when there
+    /// is one; `create_canary` first creates the canary Deployment.
+    SetWeight { weight: i32, create_canary: bool, cohort: Option<Vec<HeaderRule>> },
     /// All traffic back to the baseline. `after_failing_verdict` times the rollback for the latency metric.
     RouteAllToBaseline { after_failing_verdict: bool },
     /// Delete the canary Deployment.

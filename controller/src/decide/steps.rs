@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rampart_api::Phase;
-use rampart_api::v1alpha1::Step;
+use rampart_api::v1alpha1::{Cohort, HeaderMatchType, HeaderRule, ModelRolloutSpec, Step};
 
 use super::endings::{self, advance, pause};
 use super::{DecideError, Decision, Effect, Facts, Note, Requeue};
@@ -17,9 +17,12 @@ pub fn progress(facts: &Facts<'_>) -> Result<Decision, DecideError> {
     let Some(step) = usize::try_from(index).ok().and_then(|i| facts.spec.steps.get(i)) else {
         return Ok(endings::enter_promotion(facts, status.clone(), "all steps completed".into()));
     };
-    let Step { set_weight, pause: pause_step, analysis } = step;
+    let Step { set_weight, pause: pause_step, analysis, cohort } = step;
     if let Some(weight) = set_weight {
         return Ok(set_weight_step(facts, index, *weight));
+    }
+    if let Some(cohort) = cohort {
+        return Ok(cohort_step(facts, index, cohort));
     }
     if let Some(pause_step) = pause_step {
         return pause_decision(facts, index, pause_step.duration.as_deref());
@@ -39,9 +42,40 @@ fn set_weight_step(facts: &Facts<'_>, index: i32, weight: i32) -> Decision {
     // The canary Deployment is made when traffic first goes to it; later weights only move traffic.
     let create_canary = facts.spec.serving.deployment.is_some() && weight > 0 && status.canary_weight.unwrap_or(0) == 0;
     status.canary_weight = Some(weight);
-    let effects = vec![Effect::SetWeight { weight, create_canary }];
+    let cohort = active_cohort(facts.spec, index).map(|c| c.headers.clone());
+    let effects = vec![Effect::SetWeight { weight, create_canary, cohort }];
     let message = format!("step {index}: canary weight set to {weight}%");
     advance(facts, status, index, effects, format!("setWeight {weight}"), message, "WeightSet")
+}
+
+/// The cohort routed to the canary at step `index`: the last `cohort` step at or before it. It stays until the
+/// rollout ends (promotion and rollback route everything back to the baseline).
+pub fn active_cohort(spec: &ModelRolloutSpec, index: i32) -> Option<&Cohort> {
+    let upto = usize::try_from(index).ok()?.saturating_add(1).min(spec.steps.len());
+    spec.steps[..upto].iter().rev().find_map(|step| step.cohort.as_ref())
+}
+
+/// `x-tenant=internal, x-group~beta-.*` for messages.
+pub fn describe_cohort(headers: &[HeaderRule]) -> String {
+    let rules: Vec<String> = headers
+        .iter()
+        .map(|h| match h.match_type.unwrap_or_default() {
+            HeaderMatchType::Exact => format!("{}={}", h.name, h.value),
+            HeaderMatchType::RegularExpression => format!("{}~{}", h.name, h.value),
+        })
+        .collect();
+    rules.join(", ")
+}
+
+/// Routes the cohort's requests to the canary (creating it when no traffic went to it yet); the weight stays.
+fn cohort_step(facts: &Facts<'_>, index: i32, cohort: &Cohort) -> Decision {
+    let status = facts.status.clone();
+    let weight = status.canary_weight.unwrap_or(0);
+    let create_canary = facts.spec.serving.deployment.is_some() && weight == 0;
+    let effects = vec![Effect::SetWeight { weight, create_canary, cohort: Some(cohort.headers.clone()) }];
+    let described = describe_cohort(&cohort.headers);
+    let message = format!("step {index}: requests with {described} go to the canary (other requests: {weight}%)");
+    advance(facts, status, index, effects, format!("cohort {described}"), message, "CohortRouted")
 }
 
 fn pause_decision(facts: &Facts<'_>, index: i32, duration: Option<&str>) -> Result<Decision, DecideError> {

@@ -84,7 +84,10 @@ fn an_active_rollout_gets_the_finalizer_with_its_first_change() {
     let mut case = Case::new(spec(), status(Phase::Progressing, 0, 0.0), 1.0);
     case.has_finalizer = false;
     let act = case.act(Observation::Nothing);
-    assert_eq!(act.effects, vec![Effect::AddFinalizer, Effect::SetWeight { weight: 10, create_canary: true }]);
+    assert_eq!(
+        act.effects,
+        vec![Effect::AddFinalizer, Effect::SetWeight { weight: 10, create_canary: true, cohort: None }]
+    );
     let mut done = Case::new(spec(), status(Phase::Succeeded, 6, 0.0), 1.0);
     done.has_finalizer = false;
     assert!(done.act(Observation::Nothing).effects.is_empty(), "a finished rollout needs no finalizer");

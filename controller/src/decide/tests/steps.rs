@@ -11,7 +11,7 @@ use super::*;
 #[test]
 fn the_first_set_weight_creates_the_canary_and_moves_traffic() {
     let act = Case::new(spec(), status(Phase::Progressing, 0, 0.0), 1.0).act(Observation::Nothing);
-    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 10, create_canary: true }]);
+    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 10, create_canary: true, cohort: None }]);
     assert_eq!(act.status.canary_weight, Some(10));
     assert_eq!(act.status.current_step, Some(1));
     assert_eq!(act.status.step_started_at, Some(at(1.0).to_string()));
@@ -24,14 +24,14 @@ fn a_later_set_weight_only_moves_traffic() {
     let mut current = status(Phase::Progressing, 2, 0.0);
     current.canary_weight = Some(10);
     let act = Case::new(spec(), current, 1.0).act(Observation::Nothing);
-    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 50, create_canary: false }]);
+    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 50, create_canary: false, cohort: None }]);
 }
 
 #[test]
 fn kserve_never_creates_a_canary_deployment() {
     let spec = spec_with(json!({"serving": {"kserve": {"inferenceService": "fraud"}}, "traffic": null}));
     let act = Case::new(spec, status(Phase::Progressing, 0, 0.0), 1.0).act(Observation::Nothing);
-    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 10, create_canary: false }]);
+    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 10, create_canary: false, cohort: None }]);
 }
 
 #[test]
@@ -79,4 +79,59 @@ fn after_the_last_step_promotion_starts() {
     assert_eq!(act.status.phase, Some(Phase::Promoting));
     assert_eq!(act.status.message.as_deref(), Some("all steps completed"));
     assert_eq!(act.event.map(|e| e.reason), Some("Promoting"));
+}
+
+// ----- header cohorts -------------------------------------------------------------------------------------------
+
+fn cohort_spec() -> ModelRolloutSpec {
+    spec_with(json!({"steps": [
+        {"cohort": {"headers": [{"name": "x-tenant", "value": "internal"}]}},
+        {"analysis": {"duration": "30s", "interval": "3s"}},
+        {"setWeight": 50},
+        {"setWeight": 100}
+    ]}))
+}
+
+fn tenant() -> Vec<rampart_api::v1alpha1::HeaderRule> {
+    vec![rampart_api::v1alpha1::HeaderRule { name: "x-tenant".into(), value: "internal".into(), match_type: None }]
+}
+
+#[test]
+fn a_cohort_step_creates_the_canary_and_routes_the_cohort_at_the_weight_it_has() {
+    let act = Case::new(cohort_spec(), status(Phase::Progressing, 0, 0.0), 1.0).act(Observation::Nothing);
+    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 0, create_canary: true, cohort: Some(tenant()) }]);
+    assert_eq!(act.status.canary_weight, Some(0));
+    assert_eq!(act.status.current_step, Some(1));
+    assert_eq!(act.event.as_ref().map(|e| e.reason), Some("CohortRouted"));
+    assert!(act.event.unwrap().message.contains("x-tenant=internal"));
+}
+
+#[test]
+fn later_weights_keep_the_cohort_routed() {
+    let mut current = status(Phase::Progressing, 2, 0.0);
+    current.canary_weight = Some(0);
+    let act = Case::new(cohort_spec(), current, 1.0).act(Observation::Nothing);
+    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 50, create_canary: true, cohort: Some(tenant()) }]);
+}
+
+#[test]
+fn the_split_check_is_off_while_a_cohort_is_routed() {
+    // At weight 10 a canary that also answers the cohort's requests gets more than 10%: a sample-ratio mismatch,
+    // were there no cohort.
+    let analysing = ModelRolloutStatus { canary_weight: Some(10), ..status(Phase::Progressing, 1, 0.0) };
+    let counts = |spec: ModelRolloutSpec| {
+        let observed = Observation::Look(Ok(LookCounts {
+            metrics: vec![ratio("accuracy", (9600.0, 10000.0), (9000.0, 10000.0))],
+            requests: Some(rampart_analysis::ArmPair { canary: 30000.0, baseline: 70000.0 }),
+        }));
+        Case::new(spec, analysing.clone(), 4.5).act(observed)
+    };
+    let with_cohort = counts(cohort_spec());
+    assert_eq!(with_cohort.status.current_step, Some(2), "{:?}", with_cohort.status.message);
+    assert!(with_cohort.status.analysis.as_ref().unwrap().srm.is_none());
+
+    let mut no_cohort = cohort_spec();
+    no_cohort.steps[0] = rampart_api::v1alpha1::Step { set_weight: Some(10), ..Default::default() };
+    let without = counts(no_cohort);
+    assert_eq!(without.status.phase, Some(Phase::RollingBack), "the same counts fail the split check without one");
 }
