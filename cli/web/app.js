@@ -108,6 +108,10 @@ function stepLabel(step) {
   if (step.setWeight !== undefined) return `set weight ${step.setWeight}%`;
   if (step.pause !== undefined) return step.pause && step.pause.duration ? `pause ${step.pause.duration}` : "pause until promoted";
   if (step.analysis !== undefined) return `analysis ${text(step.analysis.duration, "")} every ${text(step.analysis.interval, "default")}`;
+  if (step.cohort !== undefined) {
+    const rules = (step.cohort.headers || []).map((r) => `${r.name}${r.type === "RegularExpression" ? " ~ " : ": "}${r.value}`);
+    return `cohort ${rules.join(", ")}`;
+  }
   return JSON.stringify(step);
 }
 
