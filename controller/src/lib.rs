@@ -88,11 +88,13 @@ impl Drop for AbortOnDrop {
 
 /// Wakes a rollout with traffic on its canary when one of its canary pods changes, so a verifying init container that
 /// refused the artifact (an object replaced after verification) rolls the rollout back at once, even during an
-/// indefinite pause. Only canary pods (`rampart.dev/role=canary`) are watched, and only their metadata is kept.
+/// indefinite pause. Only canary pods (`rampart.dev/role=canary`) are watched, and only their metadata is kept; a
+/// change marks the pods' (namespace, version) in `changed`, and only a marked rollout lists its canary pods.
 fn watch_canary_pods(
     controller: Controller<ModelRollout>,
     client: &kube::Client,
     config: &ControllerConfig,
+    changed: Arc<std::sync::Mutex<std::collections::HashSet<(String, String)>>>,
 ) -> Controller<ModelRollout> {
     let pods: Api<PartialObjectMeta<Pod>> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -103,6 +105,9 @@ fn watch_canary_pods(
     controller.watches(pods, canaries, move |pod| {
         let namespace = pod.metadata.namespace.clone();
         let version = pod.metadata.labels.as_ref().and_then(|l| l.get(serving::VERSION_LABEL)).cloned();
+        if let (Some(ns), Some(v)) = (&namespace, &version) {
+            changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert((ns.clone(), v.clone()));
+        }
         rollouts
             .state()
             .into_iter()
@@ -182,7 +187,7 @@ pub async fn run(client: kube::Client, config: ControllerConfig, metrics: Metric
         let controller = Controller::new(rollouts, watcher::Config::default().any_semantic())
             .with_config(kube::runtime::controller::Config::default().concurrency(config.max_concurrent_reconciles));
         let controller = watch_baselines(controller, &client, &config);
-        let controller = watch_canary_pods(controller, &client, &config)
+        let controller = watch_canary_pods(controller, &client, &config, context.canary_pods_changed.clone())
             .run(reconcile::reconcile, reconcile::error_policy, context.clone())
             .for_each(|result| async move {
                 if let Err(err) = result {

@@ -8,7 +8,7 @@
 //! cached copy older than it waits for the watch to catch up instead of acting. The write itself carries the read's
 //! resourceVersion, so a concurrent change fails with 409 and is retried.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,9 @@ pub struct Context {
     pub written: Mutex<HashMap<String, u64>>,
     /// Hands written statuses to the notification task (None: no sinks, or no registry for the queue).
     pub notifier: Option<crate::notify::Notifier>,
+    /// Canary pods that changed since their rollout last looked at them, as (namespace, version label): the pod
+    /// watch marks them, and a rollout lists its canary pods (for a refused artifact) only when marked.
+    pub canary_pods_changed: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
 impl Context {
@@ -97,6 +100,7 @@ impl Context {
             prometheus: Default::default(),
             written: Default::default(),
             notifier: None,
+            canary_pods_changed: Default::default(),
         }
     }
 }
@@ -237,11 +241,21 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
         retry: annotations.get(ANNOTATION_RETRY).cloned(),
     };
     // A canary pod whose verifying init container refused the artifact is a reason to roll back, whatever step runs.
+    // The pods are listed only when the pod watch saw one of this version's canary pods change since the last look.
+    // In other phases the mark is dropped, so the set holds only versions of running rollouts.
+    let canary_key = (namespace.clone(), crate::labels::label_value(&rollout.spec.candidate.version));
+    let marked = canary_pods_take(ctx, &canary_key);
     let canary_refused = if matches!(phase, Phase::Progressing | Phase::Paused)
         && rollout.spec.serving.deployment.is_some()
+        && marked
     {
-        serving::canary_fetch_refused(&ctx.client, &namespace, rollout)
-            .await
+        let refused = serving::canary_fetch_refused(&ctx.client, &namespace, rollout).await;
+        // Look again next time unless the pods were read and none refused: a refusal found here is found again if
+        // this reconcile fails before the rollback is written.
+        if !matches!(refused, Ok(None)) {
+            canary_pods_mark(ctx, canary_key);
+        }
+        refused
             .map_err(|err| Error::Serving { rollout: id.clone(), message: format!("reading the canary pods: {err}") })?
     } else {
         None
@@ -281,6 +295,16 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Makes the decision's changes in order, writes status once when it changed, publishes the Event.
+/// Takes the pod watch's mark for a version's canary pods: true when they changed since the last look.
+fn canary_pods_take(ctx: &Context, key: &(String, String)) -> bool {
+    ctx.canary_pods_changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key)
+}
+
+/// Marks a version's canary pods as changed (for the next reconcile to look at).
+pub fn canary_pods_mark(ctx: &Context, key: (String, String)) {
+    ctx.canary_pods_changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key);
+}
+
 async fn carry_out(
     ctx: &Context,
     rollout: &ModelRollout,
