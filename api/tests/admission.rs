@@ -117,7 +117,7 @@ async fn invalid_rollouts_are_rejected_with_actionable_messages() {
         (
             "a step with two actions",
             |o| set(o, "/spec/steps/0", json!({"setWeight": 10, "pause": {}})),
-            "each step needs exactly one of setWeight, pause or analysis",
+            "each step needs exactly one of setWeight, pause, analysis or cohort",
         ),
         (
             "alpha of 0.7",
