@@ -51,7 +51,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .thread_name("bench-client")
         .enable_all()
         .build()?;
-    let config = ShadowConfig { max_pending: args.unpaired.max(1) as usize, ..ShadowConfig::default() };
+    let defaults = ShadowConfig::default();
+    // Room for every deliberately unpaired response, and never less than the production default.
+    let max_pending = usize::try_from(args.unpaired).unwrap_or(usize::MAX).max(defaults.max_pending);
+    let config = ShadowConfig { max_pending, ..defaults };
     let server = server_rt.block_on(ShadowServer::spawn(config))?;
     let addr = server.addr();
     println!(
@@ -89,6 +92,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("pairs counted        {paired} (agreements {agreed}, {:.1}%)", 100.0 * agreed / paired.max(1.0));
     println!("HTTP errors          {errors}");
+    if paired != pairs as f64 {
+        println!("WARNING: {pairs} pairs sent but {paired} counted");
+    }
     let mut sorted = latencies;
     sorted.sort_unstable();
     println!(
