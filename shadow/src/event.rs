@@ -519,6 +519,43 @@ mod tests {
         assert_eq!(err.reason, InvalidReason::InvalidAttribute);
     }
 
+    /// Arbitrary bytes and header values must be refused or accepted, never panic.
+    #[test]
+    fn random_input_never_panics() {
+        let parser = EventParser::default();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"{}[]\":,.0123456789eE+-truefalsnl \\u00ffpredictions\x00\x7f";
+        for round in 0..5000 {
+            let len = (next() % 96) as usize;
+            let body: Vec<u8> = (0..len)
+                .map(
+                    |_| if round % 3 == 0 { next() as u8 } else { alphabet[(next() % alphabet.len() as u64) as usize] },
+                )
+                .collect();
+            let _ = parser.parse_structured(&body);
+            let headers = headers_of(&kserve_headers("canary", RESPONSE_TYPE));
+            let _ = parser.parse(&headers, &body);
+            if let Ok(value) = serde_json::from_slice::<Value>(&body) {
+                let _ = Prediction::extract(&value, &PredictionPath::Auto, Compare::Top1);
+                let _ = Prediction::extract(
+                    &value,
+                    &PredictionPath::Auto,
+                    Compare::Numeric { tolerance: 0.1, relative: true },
+                );
+            }
+        }
+        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(parser.parse_structured(deep.as_bytes()).unwrap_err().reason, InvalidReason::MalformedJson);
+        let headers = headers_of(&kserve_headers("canary", RESPONSE_TYPE));
+        assert_eq!(parser.parse(&headers, deep.as_bytes()).unwrap_err().reason, InvalidReason::MalformedJson);
+    }
+
     #[test]
     fn structured_response_without_data_has_no_prediction() {
         let body = json!({"specversion": "1.0", "id": "a", "type": RESPONSE_TYPE, "source": "s", "model": "m"});

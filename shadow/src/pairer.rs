@@ -99,7 +99,8 @@ struct PairKey {
 struct Waiting {
     side: Side,
     prediction: Prediction,
-    deadline: Instant,
+    /// `None` when `now + pair_timeout` is beyond what the clock can represent: it then waits until evicted.
+    deadline: Option<Instant>,
     seq: u64,
 }
 
@@ -187,7 +188,7 @@ impl Pairer {
             None => {
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                let deadline = now + self.config.pair_timeout;
+                let deadline = now.checked_add(self.config.pair_timeout);
                 self.arrivals.insert(seq, key.clone());
                 self.waiting.insert(key, Waiting { side, prediction, deadline, seq });
                 while self.waiting.len() > self.config.max_pending.max(1) {
@@ -206,7 +207,8 @@ impl Pairer {
         let mut dropped = Vec::new();
         while let Some((_, key)) = self.arrivals.first_key_value() {
             match self.waiting.get(key) {
-                Some(oldest) if oldest.deadline > now => break,
+                Some(Waiting { deadline: None, .. }) => break,
+                Some(Waiting { deadline: Some(deadline), .. }) if *deadline > now => break,
                 _ => {}
             }
             match self.drop_oldest(DropCause::Timeout) {
@@ -440,6 +442,18 @@ mod tests {
         pairer.observe(response("n", Side::Baseline, Prediction::Number(1.0)), now);
         let outcome = pairer.observe(response("n", Side::Candidate, Prediction::Number(1.05)), now);
         assert_eq!(outcome.result, Observed::Paired { agreed: true });
+    }
+
+    #[test]
+    fn a_timeout_beyond_the_clock_range_never_expires_instead_of_panicking() {
+        let mut pairer = Pairer::new(PairerConfig { pair_timeout: Duration::MAX, ..PairerConfig::default() });
+        let now = Instant::now();
+        assert_eq!(
+            pairer.observe(response("far", Side::Baseline, Prediction::Class(1)), now).result,
+            Observed::Waiting
+        );
+        assert!(pairer.expire(now + Duration::from_secs(86_400 * 365)).is_empty());
+        assert_eq!(pairer.pending(), 1);
     }
 
     #[test]
