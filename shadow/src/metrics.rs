@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::event::{EventType, InvalidReason, Side};
-use crate::pairer::{DropCause, ModelKey, Observed, Outcome, Pairer};
+use crate::pairer::{DropCause, ModelKey, Observed, Outcome, Pairer, Unpaired};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ModelLabels {
@@ -185,7 +185,7 @@ impl Recorder {
     }
 
     /// Records responses dropped by a periodic sweep.
-    pub fn record_dropped(&mut self, pairer: &Pairer, dropped: &[crate::pairer::Unpaired]) {
+    pub fn record_dropped(&mut self, pairer: &Pairer, dropped: &[Unpaired]) {
         self.ensure_models(pairer);
         for unpaired in dropped {
             if let Some(counters) = self.models.get(unpaired.model) {

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use crate::error::Error;
 use crate::event::{DEFAULT_CANDIDATE_ENDPOINTS, EventParser, InvalidEvent, InvalidReason};
 use crate::metrics::{MetricFamilies, Recorder};
-use crate::pairer::{Pairer, PairerConfig};
+use crate::pairer::{Observed, Pairer, PairerConfig};
 use crate::prediction::{Compare, PredictionPath};
 
 /// Everything a [`ShadowServer`] needs; `Default` listens on a free loopback port with the documented defaults.
@@ -255,7 +255,7 @@ async fn receive(
         outcome
     };
     match outcome.result {
-        crate::pairer::Observed::Invalid(reason) => {
+        Observed::Invalid(reason) => {
             let detail = match reason {
                 InvalidReason::Duplicate => "a response from this side for this id is already waiting for its partner",
                 InvalidReason::NoPrediction => "no prediction found in the response at --prediction-path",
