@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod duration;
+pub mod presets;
 pub mod v1alpha1;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

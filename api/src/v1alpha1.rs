@@ -43,6 +43,10 @@ use serde::{Deserialize, Serialize};
         "message": "spec.traffic.gatewayAPI is required with spec.serving.deployment: name the HTTPRoute whose backend weights Rampart shifts",
     },
     {
+        "rule": "!self.steps.exists(s, has(s.shadow)) || has(self.serving.deployment)",
+        "message": "a shadow step needs spec.serving.deployment with spec.traffic.gatewayAPI: the mirror is an HTTPRoute RequestMirror filter, which the kserve backend does not use",
+    },
+    {
         "rule": "!self.steps.exists(s, has(s.cohort)) || has(self.serving.deployment)",
         "message": "a cohort step needs spec.serving.deployment with spec.traffic.gatewayAPI: header cohorts are HTTPRoute matches, which the kserve backend does not use",
     },
@@ -443,12 +447,12 @@ pub struct SmokeThresholds {
     pub max_gpu_memory_bytes: Option<i64>,
 }
 
-/// One step of the plan. Exactly one of `setWeight`, `pause`, `analysis`, `cohort`.
+/// One step of the plan. Exactly one of `setWeight`, `pause`, `analysis`, `cohort`, `shadow`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "[has(self.setWeight), has(self.pause), has(self.analysis), has(self.cohort)].filter(x, x).size() == 1",
-    "message": "each step needs exactly one of setWeight, pause, analysis or cohort",
+    "rule": "[has(self.setWeight), has(self.pause), has(self.analysis), has(self.cohort), has(self.shadow)].filter(x, x).size() == 1",
+    "message": "each step needs exactly one of setWeight, pause, analysis, cohort or shadow",
 }]))]
 pub struct Step {
     /// Percentage of traffic sent to the canary, 0 to 100.
@@ -470,6 +474,45 @@ pub struct Step {
     /// cohort's share of traffic is not known in advance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cohort: Option<Cohort>,
+    /// Mirror live requests to the candidate while users get only the baseline's answers, and judge how often the
+    /// two predictions agree (paired by request id by `rampart-shadow`, see docs/shadow.md). Must come before any
+    /// step that sends traffic to the canary (`setWeight` above 0, `cohort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStep>,
+}
+
+/// A shadow step: mirrored requests, compared predictions.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowStep {
+    /// Longest time the step may take, e.g. `10m`. It ends earlier when agreement passes, or at once when it fails.
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')",
+        "message": "shadow.duration must be a duration such as 30s, 10m or 1h30m",
+    }]))]
+    pub duration: String,
+    /// Time between two looks, e.g. `30s`. Default: the controller's analysis interval (1m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')",
+        "message": "shadow.interval must be a duration such as 10s or 1m",
+    }]))]
+    pub interval: Option<String>,
+    /// Largest share of disagreeing predictions the candidate may have and still pass, e.g. 0.01 (agreement of at
+    /// least 99%). How predictions are compared (top-1, numeric tolerance, JSON path) is set in `rampart-shadow`.
+    /// Default: 0.01.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self >= 0.0 && self < 1.0",
+        "message": "shadow.tolerance is a share of requests: use a value from 0 up to (not including) 1, e.g. 0.01",
+    }]))]
+    pub tolerance: Option<f64>,
+    /// The `model` label of the pairing metrics. Default: `spec.model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub model_label: Option<String>,
 }
 
 /// A header cohort: requests matching every header rule go to the canary.
@@ -616,20 +659,28 @@ pub enum OnInconclusive {
     Pause,
 }
 
-/// One metric compared between canary and baseline.
+/// One metric compared between canary and baseline: `kind`, `direction` and `queries`, or a `preset`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "self.kind != 'ratio' || (has(self.queries.success) && has(self.queries.total))",
+        "rule": "has(self.preset) || (has(self.kind) && has(self.direction) && has(self.queries))",
+        "message": "a metric needs kind, direction and queries, or a preset such as vllm-time-to-first-token (see docs/llm-metrics.md)",
+    },
+    {
+        "rule": "!has(self.preset) || (!has(self.kind) && !has(self.direction) && !has(self.queries))",
+        "message": "a preset metric takes its kind, direction and queries from the preset: remove them, or drop the preset and write your own",
+    },
+    {
+        "rule": "!has(self.kind) || self.kind != 'ratio' || (has(self.queries) && has(self.queries.success) && has(self.queries.total))",
         "message": "a ratio metric needs queries.success and queries.total",
     },
     {
-        "rule": "self.kind != 'mean' || (has(self.queries.sum) && has(self.queries.sumOfSquares) && has(self.queries.count))",
+        "rule": "!has(self.kind) || self.kind != 'mean' || (has(self.queries) && has(self.queries.sum) && has(self.queries.sumOfSquares) && has(self.queries.count))",
         "message": "a mean metric needs queries.sum, queries.sumOfSquares and queries.count",
     },
     {
-        "rule": "self.kind != 'latency' || has(self.queries.buckets)",
+        "rule": "!has(self.kind) || self.kind != 'latency' || (has(self.queries) && has(self.queries.buckets))",
         "message": "a latency metric needs queries.buckets (a histogram's cumulative le buckets)",
     },
 ]))]
@@ -637,16 +688,24 @@ pub struct Metric {
     /// Name shown in status, events and history, e.g. `accuracy`. Unique within the rollout.
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$"))]
     pub name: String,
+    /// A named definition instead of `kind`, `direction` and `queries`, e.g. `vllm-time-to-first-token` (the
+    /// list and the queries behind each are in docs/llm-metrics.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<crate::presets::MetricPreset>,
     /// `ratio` (successes out of trials: accuracy, error rate), `mean` (a per-request value), or `latency` (a
-    /// histogram).
-    pub kind: MetricKind,
-    /// Whether a higher value is better (accuracy) or a lower one (error rate, latency).
-    pub direction: Direction,
+    /// histogram). Not with `preset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<MetricKind>,
+    /// Whether a higher value is better (accuracy) or a lower one (error rate, latency). Not with `preset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
     /// How much worse than the baseline the canary may be and still pass (the non-inferiority margin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<Tolerance>,
-    /// PromQL returning cumulative counters for one version: `{{version}}` and `{{namespace}}` are substituted.
-    pub queries: MetricQueries,
+    /// PromQL returning cumulative counters for one version: `{{version}}` and `{{namespace}}` are substituted. Not
+    /// with `preset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queries: Option<MetricQueries>,
     /// Latency metrics: the verdict compares the whole histograms, look by look: how often a canary request is
     /// slower than a baseline request (ties within a bucket count half). `tolerance` is in points of that
     /// probability above ½ (0.05 = the canary may be slower in up to 55% of pairs). These settings define the

@@ -61,13 +61,13 @@ fn remove(object: &mut Value, pointer: &str) {
 }
 
 #[tokio::test]
-async fn both_examples_are_accepted_by_the_api_server() {
+async fn the_examples_are_accepted_by_the_api_server() {
     let env = rampart_testenv::shared().unwrap();
     let client = env.client().await.unwrap();
     let namespace = env.namespace(&client, "examples").await.unwrap();
     let api: Api<ModelRollout> = Api::namespaced(client, &namespace);
     let examples = rampart_testenv::repo_root().join("examples");
-    for file in ["deployment-gateway.yaml", "kserve.yaml"] {
+    for file in ["deployment-gateway.yaml", "kserve.yaml", "cohort.yaml", "shadow.yaml"] {
         let text = std::fs::read_to_string(examples.join(file)).unwrap();
         let rollout: ModelRollout = serde_saphyr::from_str(&text).unwrap();
         let created = api
@@ -117,7 +117,7 @@ async fn invalid_rollouts_are_rejected_with_actionable_messages() {
         (
             "a step with two actions",
             |o| set(o, "/spec/steps/0", json!({"setWeight": 10, "pause": {}})),
-            "each step needs exactly one of setWeight, pause, analysis or cohort",
+            "each step needs exactly one of setWeight, pause, analysis, cohort or shadow",
         ),
         (
             "alpha of 0.7",
@@ -148,6 +148,29 @@ async fn invalid_rollouts_are_rejected_with_actionable_messages() {
             "ratio metric without a total query",
             |o| remove(o, "/spec/analysis/metrics/0/queries/total"),
             "a ratio metric needs queries.success and queries.total",
+        ),
+        (
+            "a metric with neither a preset nor kind and queries",
+            |o| set(o, "/spec/analysis/metrics/0", json!({"name": "ttft", "tolerance": {"absolute": 0.05}})),
+            "a metric needs kind, direction and queries, or a preset such as vllm-time-to-first-token",
+        ),
+        (
+            "a preset metric that also sets its kind",
+            |o| {
+                let metric = json!({"name": "ttft", "preset": "vllm-time-to-first-token", "kind": "latency"});
+                set(o, "/spec/analysis/metrics/0", metric)
+            },
+            "a preset metric takes its kind, direction and queries from the preset",
+        ),
+        (
+            "an unknown preset",
+            |o| set(o, "/spec/analysis/metrics/0", json!({"name": "ttft", "preset": "vllm-time-to-last-token"})),
+            "Unsupported value: \"vllm-time-to-last-token\"",
+        ),
+        (
+            "a shadow step with a tolerance of 1",
+            |o| set(o, "/spec/steps/0", json!({"shadow": {"duration": "10m", "tolerance": 1.0}})),
+            "shadow.tolerance is a share of requests",
         ),
         (
             "model URI in both env and arg",

@@ -203,5 +203,13 @@ pub fn describe_step(step: &Step) -> String {
             .collect();
         return format!("send requests with {} to the canary", rules.join(" and "));
     }
+    if let Some(shadow) = &step.shadow {
+        let tolerance = shadow.tolerance.unwrap_or(0.01);
+        return format!(
+            "shadow for {}: mirror requests to the canary, agreement within {}%",
+            shadow.duration,
+            tolerance * 100.0
+        );
+    }
     "empty step".into()
 }

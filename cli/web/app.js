@@ -112,6 +112,7 @@ function stepLabel(step) {
     const rules = (step.cohort.headers || []).map((r) => `${r.name}${r.type === "RegularExpression" ? " ~ " : ": "}${r.value}`);
     return `cohort ${rules.join(", ")}`;
   }
+  if (step.shadow !== undefined) return `shadow ${text(step.shadow.duration, "")}, agreement within ${(100 * (step.shadow.tolerance ?? 0.01)).toFixed(1)}%`;
   return JSON.stringify(step);
 }
 

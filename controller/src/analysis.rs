@@ -11,11 +11,12 @@ pub const DEFAULT_MIN_SAMPLES: i64 = 100;
 pub fn analysis_config(analysis: &Analysis) -> Result<AnalysisConfig, String> {
     let mut metrics = Vec::new();
     for metric in &analysis.metrics {
-        let direction = match metric.direction {
+        let definition = metric.definition()?;
+        let direction = match definition.direction {
             Direction::HigherIsBetter => rampart_analysis::Direction::HigherIsBetter,
             Direction::LowerIsBetter => rampart_analysis::Direction::LowerIsBetter,
         };
-        let kind = match metric.kind {
+        let kind = match definition.kind {
             MetricKind::Ratio => rampart_analysis::MetricKind::Ratio { direction },
             MetricKind::Mean => rampart_analysis::MetricKind::Mean { direction },
             MetricKind::Latency => {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use rampart_analysis::{ArmCounts, ArmPair, MetricObservation};
-use rampart_api::v1alpha1::{Analysis, Metric, MetricKind};
+use rampart_api::presets::MetricDefinition;
+use rampart_api::v1alpha1::{Analysis, MetricKind};
 
 use crate::decide::LookCounts;
 use crate::prometheus::{Prometheus, QueryError, bucket_increase, render};
@@ -37,6 +38,9 @@ pub enum LookError {
     /// A metric lacks a query its kind needs (admission normally refuses this).
     #[error("metric {metric} needs queries.{query}")]
     MissingQuery { metric: String, query: &'static str },
+    /// A metric has neither a preset nor its own definition (admission normally refuses this).
+    #[error("{0}")]
+    Definition(String),
 }
 
 /// Prometheus clients, one per server address, kept between looks (a client holds a connection pool).
@@ -65,17 +69,21 @@ pub async fn take(
     window: &LookWindow<'_>,
 ) -> Result<LookCounts, LookError> {
     let mut metrics = Vec::with_capacity(analysis.metrics.len());
+    let mut definitions = Vec::with_capacity(analysis.metrics.len());
     for metric in &analysis.metrics {
+        let definition = metric.definition().map_err(LookError::Definition)?;
         metrics.push(MetricObservation {
             name: metric.name.clone(),
-            canary: arm(prometheus, metric, window, window.canary_version).await?,
-            baseline: arm(prometheus, metric, window, window.baseline_version).await?,
+            canary: arm(prometheus, &metric.name, &definition, window, window.canary_version).await?,
+            baseline: arm(prometheus, &metric.name, &definition, window, window.baseline_version).await?,
         });
+        definitions.push(definition);
     }
     let srm = analysis.srm.clone().unwrap_or_default();
-    let requests_query = srm.requests_query.clone().or_else(|| {
-        analysis.metrics.iter().find(|m| m.kind == MetricKind::Ratio).and_then(|m| m.queries.total.clone())
-    });
+    let requests_query = srm
+        .requests_query
+        .clone()
+        .or_else(|| definitions.iter().find(|d| d.kind == MetricKind::Ratio).and_then(|d| d.queries.total.clone()));
     let requests = match (srm.enabled.unwrap_or(true), requests_query) {
         (true, Some(query)) => Some(ArmPair {
             canary: increase(prometheus, &query, window, window.canary_version).await?,
@@ -89,12 +97,13 @@ pub async fn take(
 /// One arm's counts for one metric.
 async fn arm(
     prometheus: &Prometheus,
-    metric: &Metric,
+    name: &str,
+    metric: &MetricDefinition,
     window: &LookWindow<'_>,
     version: &str,
 ) -> Result<ArmCounts, LookError> {
     let query = |query: &'static str, text: &Option<String>| {
-        text.clone().ok_or_else(|| LookError::MissingQuery { metric: metric.name.clone(), query })
+        text.clone().ok_or_else(|| LookError::MissingQuery { metric: name.to_string(), query })
     };
     let q = &metric.queries;
     Ok(match metric.kind {
@@ -127,4 +136,55 @@ async fn increase(
     let now = prometheus.value(&query, Some(window.until)).await?;
     let before = prometheus.value(&query, Some(window.since)).await?;
     Ok(crate::prometheus::counter_increase(now, before))
+}
+
+/// Which pairing counters a shadow look reads: those `rampart-shadow` exports for one model in one namespace.
+#[derive(Clone, Debug)]
+pub struct ShadowLabels<'a> {
+    /// The `model` label (the step's `modelLabel`, or `spec.model`).
+    pub model: &'a str,
+}
+
+/// Name of the agreement metric in a shadow look (and in status, Events and the registry).
+pub const AGREEMENT: &str = "agreement";
+
+/// Takes one shadow look: the candidate's agreements out of its pairs (the baseline arm agrees with itself on every
+/// pair), and the responses per side for the pairing check (every mirrored request should be answered once by each).
+pub async fn take_shadow(
+    prometheus: &Prometheus,
+    labels: &ShadowLabels<'_>,
+    window: &LookWindow<'_>,
+) -> Result<LookCounts, LookError> {
+    let selector = |extra: &str| {
+        format!("{{namespace=\"{}\",model=\"{}\"{extra}}}", escape_label(window.namespace), escape_label(labels.model))
+    };
+    let pairs =
+        shadow_increase(prometheus, &format!("sum(rampart_shadow_pairs_total{})", selector("")), window).await?;
+    let agreements =
+        shadow_increase(prometheus, &format!("sum(rampart_shadow_agreements_total{})", selector("")), window).await?;
+    let responses = |side: &str| {
+        format!("sum(rampart_shadow_events_total{})", selector(&format!(",side=\"{side}\",type=\"response\"")))
+    };
+    let candidate = shadow_increase(prometheus, &responses("candidate"), window).await?;
+    let baseline = shadow_increase(prometheus, &responses("baseline"), window).await?;
+    Ok(LookCounts {
+        metrics: vec![MetricObservation {
+            name: AGREEMENT.into(),
+            canary: ArmCounts::Ratio { successes: agreements.min(pairs), trials: pairs },
+            baseline: ArmCounts::Ratio { successes: pairs, trials: pairs },
+        }],
+        requests: Some(ArmPair { canary: candidate, baseline }),
+    })
+}
+
+/// How much a fully written query grew over the window.
+async fn shadow_increase(prometheus: &Prometheus, query: &str, window: &LookWindow<'_>) -> Result<f64, QueryError> {
+    let now = prometheus.value(query, Some(window.until)).await?;
+    let before = prometheus.value(query, Some(window.since)).await?;
+    Ok(crate::prometheus::counter_increase(now, before))
+}
+
+/// A label value inside double quotes in PromQL: backslashes, quotes and newlines escaped.
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

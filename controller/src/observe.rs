@@ -71,9 +71,20 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
             };
             Observation::Job { check: *check, state, curve }
         }
-        Need::Look { since } => {
-            let Some(analysis) = &rollout.spec.analysis else { return Ok(Observation::Look(Ok(Default::default()))) };
-            let url = analysis.prometheus_address.clone().unwrap_or_else(|| ctx.config.prometheus_url.clone());
+        Need::Look { since } | Need::ShadowLook { since } => {
+            // What is read: the spec's metrics (analysis step), or the pairing counters of the current shadow step.
+            let analysis = rollout.spec.analysis.as_ref();
+            let shadow_model = matches!(need, Need::ShadowLook { .. }).then(|| {
+                let step = status.current_step.and_then(|i| usize::try_from(i).ok());
+                let shadow = step.and_then(|i| rollout.spec.steps.get(i)).and_then(|s| s.shadow.as_ref());
+                shadow.and_then(|s| s.model_label.clone()).unwrap_or_else(|| rollout.spec.model.clone())
+            });
+            if shadow_model.is_none() && analysis.is_none() {
+                return Ok(Observation::Look(Ok(Default::default())));
+            }
+            let url = analysis
+                .and_then(|a| a.prometheus_address.clone())
+                .unwrap_or_else(|| ctx.config.prometheus_url.clone());
             // Checked again for every look: the spec stays editable after the start gate.
             let counts =
                 match ctx.settings.prometheus_allow.check(&url).map_err(|why| why.to_string()).and_then(|()| {
@@ -89,7 +100,16 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
                         };
                         // One deadline for the whole look: a slow endpoint cannot hold this reconcile slot for long.
                         let deadline = ctx.config.prometheus_look_deadline;
-                        match tokio::time::timeout(deadline, look::take(&prometheus, analysis, &window)).await {
+                        let taken = async {
+                            match (&shadow_model, analysis) {
+                                (Some(model), _) => {
+                                    look::take_shadow(&prometheus, &look::ShadowLabels { model }, &window).await
+                                }
+                                (None, Some(analysis)) => look::take(&prometheus, analysis, &window).await,
+                                (None, None) => Ok(Default::default()),
+                            }
+                        };
+                        match tokio::time::timeout(deadline, taken).await {
                             Ok(result) => result.map_err(|err| crate::prometheus::sanitise(&err.to_string(), 600)),
                             Err(_) => Err(format!(
                                 "Prometheus at {} did not answer this look's queries within {} s",

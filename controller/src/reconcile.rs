@@ -481,7 +481,7 @@ async fn apply_to_cluster(
             }
             Ok(())
         }
-        Effect::SetWeight { weight, create_canary, cohort } => {
+        Effect::SetWeight { weight, create_canary, cohort, mirror } => {
             if let Some(deployment) = &spec.serving.deployment {
                 if *create_canary {
                     let fetch = observe::serving_fetch(ctx, rollout)
@@ -496,9 +496,15 @@ async fn apply_to_cluster(
                         rollout: id(),
                         message: "spec.traffic.gatewayAPI is required with spec.serving.deployment".into(),
                     })?;
-                traffic::set_gateway_weight(&ctx.client, &namespace, gateway, *weight, cohort.as_deref())
-                    .await
-                    .map_err(traffic_error)
+                traffic::set_gateway_weight(
+                    &ctx.client,
+                    &namespace,
+                    gateway,
+                    *weight,
+                    traffic::Extras { cohort: cohort.as_deref(), mirror: *mirror },
+                )
+                .await
+                .map_err(traffic_error)
             } else if let Some(kserve) = &spec.serving.kserve {
                 let uri = Some(spec.candidate.artifact.uri.as_str());
                 traffic::set_kserve(&ctx.client, &namespace, &kserve.inference_service, *weight, uri)
@@ -513,7 +519,9 @@ async fn apply_to_cluster(
             // a rollback must not wait forever for an object someone deleted.
             let result = if spec.serving.deployment.is_some() {
                 match spec.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
-                    Some(gateway) => traffic::set_gateway_weight(&ctx.client, &namespace, gateway, 0, None).await,
+                    Some(gateway) => {
+                        traffic::set_gateway_weight(&ctx.client, &namespace, gateway, 0, Default::default()).await
+                    }
                     None => Ok(()),
                 }
             } else if let Some(kserve) = &spec.serving.kserve {

@@ -37,17 +37,27 @@ pub enum TrafficError {
 /// with this prefix belong to Rampart: every write removes them and adds the current cohort's again.
 pub const COHORT_RULE_PREFIX: &str = "rampart-cohort-";
 
+/// What the route carries besides the weights.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Extras<'a> {
+    /// Requests matching these header rules go to the canary.
+    pub cohort: Option<&'a [HeaderRule]>,
+    /// Every request of the baseline's rules is also mirrored to the canary (its answers are dropped).
+    pub mirror: bool,
+}
+
 /// Sets the canary's share to `canary_weight` percent on every rule of the HTTPRoute that routes to the baseline
 /// backend: baseline gets `100 - w`, canary `w` (the canary backendRef is added when a rule lacks it). With a
-/// `cohort`, each such rule also gets a copy, placed before it, whose matches additionally require the cohort's
-/// headers and which sends everything to the canary; without one, earlier cohort rules are removed. Other rules and
-/// backends are left as they are.
+/// cohort, each such rule also gets a copy, placed before it, whose matches additionally require the cohort's
+/// headers and which sends everything to the canary; with `mirror`, each such rule gets a `RequestMirror` filter to
+/// the canary. Without them, earlier cohort rules and canary mirrors are removed. Other rules, filters and backends
+/// are left as they are.
 pub async fn set_gateway_weight(
     client: &kube::Client,
     namespace: &str,
     traffic: &GatewayApiTraffic,
     canary_weight: i32,
-    cohort: Option<&[HeaderRule]>,
+    extras: Extras<'_>,
 ) -> Result<(), TrafficError> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &httproute_resource());
     let route = api.get(&traffic.http_route).await.map_err(|source| TrafficError::Kube {
@@ -56,7 +66,7 @@ pub async fn set_gateway_weight(
     })?;
     let rules = route.data.pointer("/spec/rules").cloned().unwrap_or(Value::Array(vec![]));
     let rules =
-        reweigh_rules(rules, traffic, canary_weight, cohort).ok_or_else(|| TrafficError::NoBaselineBackend {
+        reweigh_rules(rules, traffic, canary_weight, extras).ok_or_else(|| TrafficError::NoBaselineBackend {
             route: format!("{namespace}/{}", traffic.http_route),
             baseline: traffic.baseline_backend.clone(),
         })?;
@@ -81,7 +91,7 @@ pub fn reweigh_rules(
     rules: Value,
     traffic: &GatewayApiTraffic,
     canary_weight: i32,
-    cohort: Option<&[HeaderRule]>,
+    extras: Extras<'_>,
 ) -> Option<Value> {
     let Value::Array(rules) = rules else { return None };
     let mut rules: Vec<Value> = rules.into_iter().filter(|rule| !is_cohort_rule(rule)).collect();
@@ -116,7 +126,8 @@ pub fn reweigh_rules(
                 backend["weight"] = json!(canary_weight);
             }
         }
-        if let Some(headers) = cohort
+        set_mirror(rule, traffic, port, extras.mirror);
+        if let Some(headers) = extras.cohort
             && let Some(copy) = cohort_rule(rule, index, headers, traffic, port)
         {
             cohort_rules.push((index, copy));
@@ -136,6 +147,38 @@ pub fn reweigh_rules(
         out.push(rule);
     }
     Some(Value::Array(out))
+}
+
+/// True for a `RequestMirror` filter to the canary backend (Rampart's, for a shadow step).
+fn is_canary_mirror(filter: &Value, traffic: &GatewayApiTraffic) -> bool {
+    filter.get("type").and_then(Value::as_str) == Some("RequestMirror")
+        && filter.pointer("/requestMirror/backendRef/name").and_then(Value::as_str)
+            == Some(traffic.canary_backend.as_str())
+}
+
+/// Adds (or removes) the rule's `RequestMirror` filter to the canary; other filters stay.
+fn set_mirror(rule: &mut Value, traffic: &GatewayApiTraffic, port: Option<i32>, mirror: bool) {
+    let mut filters: Vec<Value> = rule
+        .get("filters")
+        .and_then(Value::as_array)
+        .map(|filters| filters.iter().filter(|f| !is_canary_mirror(f, traffic)).cloned().collect())
+        .unwrap_or_default();
+    if mirror {
+        let mut backend = json!({"name": traffic.canary_backend});
+        if let Some(port) = port {
+            backend["port"] = json!(port);
+        }
+        filters.push(json!({"type": "RequestMirror", "requestMirror": {"backendRef": backend}}));
+    }
+    match rule.as_object_mut() {
+        Some(object) if filters.is_empty() => {
+            object.remove("filters");
+        }
+        Some(object) => {
+            object.insert("filters".into(), Value::Array(filters));
+        }
+        None => {}
+    }
 }
 
 /// True for a rule Rampart added for a cohort.
@@ -200,10 +243,17 @@ fn cohort_rule(
         "matches": matches,
         "backendRefs": [canary],
     });
-    for field in ["filters", "timeouts"] {
-        if let Some(value) = rule.get(field) {
-            copy[field] = value.clone();
-        }
+    // The rule's own filters go along; a mirror to the canary does not (the copy already sends to the canary).
+    let filters: Vec<Value> = rule
+        .get("filters")
+        .and_then(Value::as_array)
+        .map(|filters| filters.iter().filter(|f| !is_canary_mirror(f, traffic)).cloned().collect())
+        .unwrap_or_default();
+    if !filters.is_empty() {
+        copy["filters"] = Value::Array(filters);
+    }
+    if let Some(value) = rule.get("timeouts") {
+        copy["timeouts"] = value.clone();
     }
     Some(copy)
 }
@@ -273,7 +323,7 @@ mod tests {
     #[test]
     fn adds_the_canary_backend_next_to_the_baseline_with_the_split_weights() {
         let rules = json!([{"matches": [{"path": {"value": "/"}}], "backendRefs": [{"name": "fraud", "port": 8080}]}]);
-        let out = reweigh_rules(rules, &traffic(), 25, None).unwrap();
+        let out = reweigh_rules(rules, &traffic(), 25, Extras::default()).unwrap();
         assert_eq!(
             out[0]["backendRefs"],
             json!([{"name": "fraud", "port": 8080, "weight": 75}, {"name": "fraud-canary", "port": 8080, "weight": 25}])
@@ -287,7 +337,7 @@ mod tests {
             {"backendRefs": [{"name": "other", "weight": 3}]},
             {"backendRefs": [{"name": "fraud", "weight": 50}, {"name": "fraud-canary", "weight": 50}]}
         ]);
-        let out = reweigh_rules(rules, &traffic(), 0, None).unwrap();
+        let out = reweigh_rules(rules, &traffic(), 0, Extras::default()).unwrap();
         assert_eq!(out[0]["backendRefs"], json!([{"name": "other", "weight": 3}]));
         assert_eq!(out[1]["backendRefs"][0]["weight"], json!(100));
         assert_eq!(out[1]["backendRefs"][1]["weight"], json!(0));
@@ -305,7 +355,8 @@ mod tests {
              "backendRefs": [{"name": "fraud", "port": 8080}]},
             {"backendRefs": [{"name": "other", "port": 80}]},
         ]);
-        let out = reweigh_rules(rules, &traffic(), 0, Some(&tenant_cohort())).unwrap();
+        let out =
+            reweigh_rules(rules, &traffic(), 0, Extras { cohort: Some(&tenant_cohort()), mirror: false }).unwrap();
         let out = out.as_array().unwrap();
         assert_eq!(out.len(), 3);
         assert_eq!(out[0]["name"], json!("rampart-cohort-0"));
@@ -329,7 +380,7 @@ mod tests {
             value: "beta-.*".into(),
             match_type: Some(HeaderMatchType::RegularExpression),
         }];
-        let out = reweigh_rules(rules, &traffic(), 10, Some(&cohort)).unwrap();
+        let out = reweigh_rules(rules, &traffic(), 10, Extras { cohort: Some(&cohort), mirror: false }).unwrap();
         assert_eq!(
             out[0]["matches"],
             json!([{"path": {"type": "PathPrefix", "value": "/"},
@@ -341,10 +392,13 @@ mod tests {
     #[test]
     fn without_a_cohort_earlier_cohort_rules_are_removed_and_a_second_write_does_not_duplicate_them() {
         let rules = json!([{"backendRefs": [{"name": "fraud", "port": 8080}]}]);
-        let once = reweigh_rules(rules, &traffic(), 0, Some(&tenant_cohort())).unwrap();
-        let twice = reweigh_rules(once.clone(), &traffic(), 0, Some(&tenant_cohort())).unwrap();
+        let once =
+            reweigh_rules(rules, &traffic(), 0, Extras { cohort: Some(&tenant_cohort()), mirror: false }).unwrap();
+        let twice =
+            reweigh_rules(once.clone(), &traffic(), 0, Extras { cohort: Some(&tenant_cohort()), mirror: false })
+                .unwrap();
         assert_eq!(once, twice);
-        let removed = reweigh_rules(twice, &traffic(), 0, None).unwrap();
+        let removed = reweigh_rules(twice, &traffic(), 0, Extras::default()).unwrap();
         assert_eq!(
             removed,
             json!([{"backendRefs": [{"name": "fraud", "port": 8080, "weight": 100},
@@ -358,7 +412,8 @@ mod tests {
             {"headers": [{"name": "X-Tenant", "value": "acme"}]},
             {"path": {"type": "Exact", "value": "/predict"}},
         ], "backendRefs": [{"name": "fraud", "port": 8080}]}]);
-        let out = reweigh_rules(rules, &traffic(), 0, Some(&tenant_cohort())).unwrap();
+        let out =
+            reweigh_rules(rules, &traffic(), 0, Extras { cohort: Some(&tenant_cohort()), mirror: false }).unwrap();
         assert_eq!(
             out[0]["matches"],
             json!([{"path": {"type": "Exact", "value": "/predict"},
@@ -367,8 +422,27 @@ mod tests {
     }
 
     #[test]
+    fn a_mirror_to_the_canary_is_added_to_each_baseline_rule_next_to_its_filters_and_removed_again() {
+        let header =
+            json!({"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "a", "value": "b"}]}});
+        let rules = json!([{"filters": [header], "backendRefs": [{"name": "fraud", "port": 8080}]}]);
+        let mirrored = reweigh_rules(rules, &traffic(), 0, Extras { cohort: None, mirror: true }).unwrap();
+        assert_eq!(
+            mirrored[0]["filters"],
+            json!([header, {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "fraud-canary", "port": 8080}}}])
+        );
+        assert_eq!(mirrored[0]["backendRefs"][1]["weight"], json!(0), "users get only the baseline's answers");
+        let again = reweigh_rules(mirrored.clone(), &traffic(), 0, Extras { cohort: None, mirror: true }).unwrap();
+        assert_eq!(again, mirrored, "one mirror, however often it is written");
+        let removed = reweigh_rules(again, &traffic(), 0, Extras::default()).unwrap();
+        assert_eq!(removed[0]["filters"], json!([header]));
+        let bare = reweigh_rules(json!([{"backendRefs": [{"name": "fraud"}]}]), &traffic(), 0, Extras::default());
+        assert!(bare.unwrap()[0].get("filters").is_none(), "no empty filters list is written");
+    }
+
+    #[test]
     fn a_route_without_the_baseline_backend_is_an_error() {
-        assert!(reweigh_rules(json!([{"backendRefs": [{"name": "x"}]}]), &traffic(), 10, None).is_none());
-        assert!(reweigh_rules(json!({}), &traffic(), 10, None).is_none());
+        assert!(reweigh_rules(json!([{"backendRefs": [{"name": "x"}]}]), &traffic(), 10, Extras::default()).is_none());
+        assert!(reweigh_rules(json!({}), &traffic(), 10, Extras::default()).is_none());
     }
 }

@@ -133,6 +133,9 @@ pub struct BackendCounts {
     pub dropped: u64,
     /// Of the requests sent, those that carried the cohort header ([`LoadOptions::cohort`]).
     pub cohort_sent: u64,
+    /// Copies of other backends' requests sent here by a route's `RequestMirror` filter; their answers are
+    /// dropped, as a gateway drops them.
+    pub mirrored: u64,
 }
 
 /// The traffic split last read from the API server: per rule, each backend's weight.
@@ -143,6 +146,8 @@ pub struct TrafficSplit {
     /// Per rule (same order), its matches' header conditions: the rule takes a request when every condition of one
     /// of its matches holds. Missing or empty: the rule takes every request.
     pub header_matches: Vec<Vec<Vec<HeaderCondition>>>,
+    /// Per rule (same order), the backends its `RequestMirror` filters copy each request to.
+    pub mirrors: Vec<Vec<String>>,
 }
 
 /// One header condition of a route match.
@@ -198,24 +203,32 @@ impl TrafficSplit {
     }
 
     /// Picks the backend for one request carrying `headers`, or `None` when the chosen rule sends nothing.
+    #[cfg(test)]
     fn choose(&self, rng: &mut StdRng, headers: &[(String, String)]) -> Option<&str> {
+        self.route(rng, headers).and_then(|(_, backend)| backend)
+    }
+
+    /// Picks the rule for one request carrying `headers` and its backend (`None` when the rule's weights send
+    /// nothing); `None` when no rule takes the request.
+    fn route(&self, rng: &mut StdRng, headers: &[(String, String)]) -> Option<(usize, Option<&str>)> {
         let candidates = self.candidate_rules(headers);
         if candidates.is_empty() {
             return None;
         }
-        let rule = &self.rules[candidates[rng.gen_range(0..candidates.len())]];
+        let index = candidates[rng.gen_range(0..candidates.len())];
+        let rule = &self.rules[index];
         let total: u64 = rule.iter().map(|(_, weight)| weight).sum();
         if total == 0 {
-            return None;
+            return Some((index, None));
         }
         let mut point = rng.gen_range(0..total);
         for (name, weight) in rule {
             if point < *weight {
-                return Some(name);
+                return Some((index, Some(name)));
             }
             point -= weight;
         }
-        None
+        Some((index, None))
     }
 }
 
@@ -229,6 +242,8 @@ struct DriverState {
     requests_per_second: Mutex<f64>,
     split_reads: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// The model version of every answer users got, counted.
+    answered_by: Mutex<BTreeMap<String, u64>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -299,6 +314,7 @@ impl LoadDriver {
             requests_per_second: Mutex::new(requests_per_second),
             split_reads: AtomicU64::new(1),
             last_error: Mutex::new(None),
+            answered_by: Mutex::new(BTreeMap::new()),
         });
         let (shutdown, stopped) = watch::channel(false);
         let poller = tokio::spawn(poll_split(reader, state.clone(), options.poll_interval, stopped.clone()));
@@ -328,6 +344,12 @@ impl LoadDriver {
         let mut counts = lock(&self.state.counts);
         let fresh = counts.keys().map(|name| (name.clone(), BackendCounts::default())).collect();
         std::mem::replace(&mut *counts, fresh)
+    }
+
+    /// How many answers users got from each model version (the `version` of each successful answer): a version that
+    /// only receives mirrored copies never appears here.
+    pub fn answered_by(&self) -> BTreeMap<String, u64> {
+        lock(&self.state.answered_by).clone()
     }
 
     /// The traffic split last read from the API server.
@@ -459,6 +481,7 @@ impl SplitReader {
 fn http_route_split(route: &serde_json::Value) -> Result<TrafficSplit, String> {
     let mut rules = Vec::new();
     let mut header_matches = Vec::new();
+    let mut mirrors = Vec::new();
     let Some(spec_rules) = route["spec"]["rules"].as_array() else { return Ok(TrafficSplit::default()) };
     for (index, rule) in spec_rules.iter().enumerate() {
         let mut backends = Vec::new();
@@ -476,6 +499,14 @@ fn http_route_split(route: &serde_json::Value) -> Result<TrafficSplit, String> {
         }
         // A rule without backends still takes its share of the requests, and answers them with an error.
         rules.push(backends);
+        let filters = rule["filters"].as_array().map(Vec::as_slice).unwrap_or_default();
+        mirrors.push(
+            filters
+                .iter()
+                .filter(|f| f["type"] == "RequestMirror")
+                .filter_map(|f| f["requestMirror"]["backendRef"]["name"].as_str().map(str::to_string))
+                .collect(),
+        );
         let matches = rule["matches"].as_array().map(Vec::as_slice).unwrap_or_default();
         header_matches.push(
             matches
@@ -496,7 +527,7 @@ fn http_route_split(route: &serde_json::Value) -> Result<TrafficSplit, String> {
                 .collect(),
         );
     }
-    Ok(TrafficSplit { rules, header_matches })
+    Ok(TrafficSplit { rules, header_matches, mirrors })
 }
 
 /// `spec.predictor.canaryTrafficPercent` to canary, the rest to baseline.
@@ -510,7 +541,7 @@ fn inference_service_split(service: &serde_json::Value, baseline: &str, canary: 
     };
     Ok(TrafficSplit {
         rules: vec![vec![(baseline.to_string(), 100 - percent), (canary.to_string(), percent)]],
-        header_matches: Vec::new(),
+        ..Default::default()
     })
 }
 
@@ -586,7 +617,11 @@ async fn send_requests(state: Arc<DriverState>, options: LoadOptions, mut stoppe
                 }
                 _ => Vec::new(),
             };
-            let Some(backend) = split.choose(&mut rng, &headers).map(str::to_string) else {
+            let Some((rule, backend)) = split.route(&mut rng, &headers) else {
+                state.unrouted.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let Some(backend) = backend.map(str::to_string) else {
                 state.unrouted.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
@@ -607,17 +642,35 @@ async fn send_requests(state: Arc<DriverState>, options: LoadOptions, mut stoppe
                 counts.cohort_sent += u64::from(in_cohort);
             });
             let label = rng.gen_range(0..options.classes);
-            let mut request = client
-                .post(format!("http://{address}/predict"))
-                .json(&PredictRequest { label: Some(label), features: Vec::new() });
+            let request_id = format!("{:016x}{:08x}", rng.r#gen::<u64>(), issued & 0xffff_ffff);
+            let body = PredictRequest { label: Some(label), features: Vec::new() };
+            let mut request =
+                client.post(format!("http://{address}/predict")).header("x-request-id", &request_id).json(&body);
             for (name, value) in &headers {
                 request = request.header(name.as_str(), value.as_str());
+            }
+            // The rule's RequestMirror filters: a copy of the request (same id, same headers) to each mirror backend,
+            // whose answer nobody waits for or sees.
+            for mirror in split.mirrors.get(rule).map(Vec::as_slice).unwrap_or_default() {
+                let Some(address) = state.backends.get(mirror).copied() else { continue };
+                state.count(mirror, |counts| counts.mirrored += 1);
+                let mut copy =
+                    client.post(format!("http://{address}/predict")).header("x-request-id", &request_id).json(&body);
+                for (name, value) in &headers {
+                    copy = copy.header(name.as_str(), value.as_str());
+                }
+                in_flight.spawn(async move {
+                    let _ = copy.send().await;
+                });
             }
             let state = state.clone();
             in_flight.spawn(async move {
                 let outcome = send_one(request).await;
+                if let Some((_, version)) = &outcome {
+                    *lock(&state.answered_by).entry(version.clone()).or_insert(0) += 1;
+                }
                 state.count(&backend, |counts| match outcome {
-                    Some(correct) => {
+                    Some((correct, _)) => {
                         counts.succeeded += 1;
                         counts.correct += u64::from(correct);
                     }
@@ -633,14 +686,17 @@ async fn send_requests(state: Arc<DriverState>, options: LoadOptions, mut stoppe
     }
 }
 
-/// Sends one request: `Some(correct)` for a 2xx answer, `None` for anything else.
-async fn send_one(request: reqwest::RequestBuilder) -> Option<bool> {
+/// Sends one request: `Some((correct, version that answered))` for a 2xx answer, `None` for anything else.
+async fn send_one(request: reqwest::RequestBuilder) -> Option<(bool, String)> {
     let response = request.send().await.ok()?;
     if !response.status().is_success() {
         return None;
     }
     let answer: Option<PredictResponse> = response.json().await.ok();
-    Some(answer.and_then(|answer| answer.correct).unwrap_or(false))
+    Some(match answer {
+        Some(answer) => (answer.correct.unwrap_or(false), answer.version),
+        None => (false, String::new()),
+    })
 }
 
 #[cfg(test)]

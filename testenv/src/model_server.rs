@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus_client::metrics::counter::Counter;
@@ -38,7 +38,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::Error;
@@ -79,12 +79,50 @@ pub struct Behaviour {
     pub error_rate: f64,
     /// The latency distribution, really slept for every request (also for failing ones).
     pub latency: Latency,
+    /// Probability that the answer differs from what an identical model would answer for the same request (the
+    /// predicted class moves by one), in `[0, 1]`: how a shadow candidate disagrees with production.
+    #[serde(default)]
+    pub disagree: f64,
+    /// Probability that a request is dropped: answered with HTTP 503 and no response logged, in `[0, 1]` (a
+    /// candidate that loses mirrored requests).
+    #[serde(default)]
+    pub drop: f64,
+    /// LLM servers (with [`ModelServerConfig::llm_metrics`]): time to first token of each answer.
+    #[serde(default = "default_time_to_first_token")]
+    pub time_to_first_token: Latency,
+    /// LLM servers: time between two generated tokens.
+    #[serde(default = "default_inter_token")]
+    pub inter_token: Latency,
+    /// LLM servers: tokens generated per answer, at least 1.
+    #[serde(default = "default_output_tokens")]
+    pub output_tokens: u32,
+}
+
+fn default_time_to_first_token() -> Latency {
+    Latency { median: Duration::from_millis(50), sigma: 0.25 }
+}
+
+fn default_inter_token() -> Latency {
+    Latency { median: Duration::from_millis(10), sigma: 0.25 }
+}
+
+fn default_output_tokens() -> u32 {
+    16
 }
 
 impl Default for Behaviour {
-    /// Accuracy 0.9, no errors, the default [`Latency`].
+    /// Accuracy 0.9, no errors, the default [`Latency`], no disagreement, nothing dropped.
     fn default() -> Self {
-        Self { accuracy: 0.9, error_rate: 0.0, latency: Latency::default() }
+        Self {
+            accuracy: 0.9,
+            error_rate: 0.0,
+            latency: Latency::default(),
+            disagree: 0.0,
+            drop: 0.0,
+            time_to_first_token: default_time_to_first_token(),
+            inter_token: default_inter_token(),
+            output_tokens: default_output_tokens(),
+        }
     }
 }
 
@@ -96,8 +134,22 @@ impl Behaviour {
         if !(0.0..=1.0).contains(&self.error_rate) {
             return Err(format!("error rate must be within [0, 1], not {}", self.error_rate));
         }
+        if !(0.0..=1.0).contains(&self.disagree) {
+            return Err(format!("disagree must be within [0, 1], not {}", self.disagree));
+        }
+        if !(0.0..=1.0).contains(&self.drop) {
+            return Err(format!("drop must be within [0, 1], not {}", self.drop));
+        }
         if !self.latency.sigma.is_finite() || self.latency.sigma < 0.0 {
             return Err(format!("latency sigma must be a finite number >= 0, not {}", self.latency.sigma));
+        }
+        for (what, latency) in [("time to first token", self.time_to_first_token), ("inter-token", self.inter_token)] {
+            if !latency.sigma.is_finite() || latency.sigma < 0.0 || latency.median > MAX_LATENCY {
+                return Err(format!("{what} latency must have a finite sigma >= 0 and a median up to {MAX_LATENCY:?}"));
+            }
+        }
+        if self.output_tokens == 0 || self.output_tokens > 4096 {
+            return Err(format!("output tokens must be 1 to 4096, not {}", self.output_tokens));
         }
         if self.latency.median > MAX_LATENCY {
             return Err(format!("latency median must be at most {MAX_LATENCY:?}, not {:?}", self.latency.median));
@@ -122,7 +174,31 @@ pub struct ModelServerConfig {
     pub seed: Option<u64>,
     /// Port on 127.0.0.1; 0 picks a free one.
     pub port: u16,
+    /// Where requests and responses are logged as CloudEvents, when set.
+    pub logger: Option<InferenceLogger>,
+    /// Also export the metrics of a vLLM-style LLM server (see [`ModelServerConfig::llm_metrics`]).
+    pub llm_metrics: bool,
 }
+
+/// Where a model server logs each request and response as a CloudEvent in binary mode, the format of KServe's
+/// inference logger: `ce-id` is the request id (the `x-request-id` header, or one made up), `ce-type`
+/// `org.kubeflow.serving.inference.request` or `.response`, and the extensions below. `rampart-shadow` pairs them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InferenceLogger {
+    /// URL the events are POSTed to.
+    pub url: String,
+    /// `ce-endpoint`: which side this server plays, e.g. `baseline` or `canary`.
+    pub endpoint: String,
+    /// `ce-inferenceservicename`: the model's name.
+    pub model: String,
+}
+
+/// CloudEvent type of a logged request.
+pub const REQUEST_EVENT: &str = "org.kubeflow.serving.inference.request";
+/// CloudEvent type of a logged response.
+pub const RESPONSE_EVENT: &str = "org.kubeflow.serving.inference.response";
+/// Events waiting to be sent before new ones are dropped (and counted).
+const LOG_QUEUE: usize = 10_000;
 
 impl ModelServerConfig {
     /// A server for `version` with the default behaviour (accuracy 0.9, no errors, ~10 ms), 10 classes, a free port.
@@ -134,7 +210,37 @@ impl ModelServerConfig {
             classes: 10,
             seed: None,
             port: 0,
+            logger: None,
+            llm_metrics: false,
         }
+    }
+
+    /// Also exports what a vLLM server exports for each answer, with the `version` and `namespace` labels:
+    /// `vllm:time_to_first_token_seconds`, `vllm:inter_token_latency_seconds` and `vllm:e2e_request_latency_seconds`
+    /// histograms, and `http_requests_total{handler="/v1/completions",method="POST",status="2xx"|"5xx"}`. The
+    /// token timings are drawn from [`Behaviour::time_to_first_token`] and [`Behaviour::inter_token`] and recorded,
+    /// not slept, so a test is not slowed by them.
+    pub fn llm_metrics(mut self) -> Self {
+        self.llm_metrics = true;
+        self
+    }
+
+    /// Sets the time to first token (LLM metrics): log-normal with this median and sigma.
+    pub fn time_to_first_token(mut self, median: Duration, sigma: f64) -> Self {
+        self.behaviour.time_to_first_token = Latency { median, sigma };
+        self
+    }
+
+    /// Logs every request and response to `url` as CloudEvents, as side `endpoint` (`baseline`, `canary`) of `model`.
+    pub fn logger(mut self, url: impl Into<String>, endpoint: impl Into<String>, model: impl Into<String>) -> Self {
+        self.logger = Some(InferenceLogger { url: url.into(), endpoint: endpoint.into(), model: model.into() });
+        self
+    }
+
+    /// Sets the probability that an answer differs from an identical model's.
+    pub fn disagree(mut self, disagree: f64) -> Self {
+        self.behaviour.disagree = disagree;
+        self
     }
 
     /// Sets the `namespace` label of the metrics.
@@ -223,10 +329,31 @@ struct Metrics {
     labelled: Counter,
     correct: Counter,
     duration: Histogram,
+    llm: Option<LlmMetrics>,
+}
+
+/// What a vLLM-style server exports, for [`ModelServerConfig::llm_metrics`].
+struct LlmMetrics {
+    time_to_first_token: Histogram,
+    inter_token: Histogram,
+    e2e: Histogram,
+    http_requests: Family<Vec<(String, String)>, Counter>,
+}
+
+/// Buckets of the token-timing histograms, in seconds (vLLM's own are similar).
+const TOKEN_BUCKETS: [f64; 16] =
+    [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5];
+
+fn http_label(ok: bool) -> Vec<(String, String)> {
+    vec![
+        ("handler".to_string(), "/v1/completions".to_string()),
+        ("method".to_string(), "POST".to_string()),
+        ("status".to_string(), if ok { "2xx" } else { "5xx" }.to_string()),
+    ]
 }
 
 impl Metrics {
-    fn new(version: &str, namespace: Option<&str>) -> Self {
+    fn new(version: &str, namespace: Option<&str>, llm: bool) -> Self {
         let mut labels: Vec<(Cow<'static, str>, Cow<'static, str>)> =
             vec![(Cow::Borrowed("version"), Cow::Owned(version.to_string()))];
         if let Some(namespace) = namespace {
@@ -257,7 +384,35 @@ impl Metrics {
         for code in [StatusCode::OK, StatusCode::INTERNAL_SERVER_ERROR] {
             let _ = requests.get_or_create(&code_label(code));
         }
-        Self { registry, requests, labelled, correct, duration }
+        let llm = llm.then(|| {
+            let llm = LlmMetrics {
+                time_to_first_token: Histogram::new(TOKEN_BUCKETS.iter().copied()),
+                inter_token: Histogram::new(TOKEN_BUCKETS.iter().copied()),
+                e2e: Histogram::new(LATENCY_BUCKETS.iter().copied()),
+                http_requests: Family::default(),
+            };
+            registry.register(
+                "vllm:time_to_first_token_seconds",
+                "Time to the first generated token",
+                llm.time_to_first_token.clone(),
+            );
+            registry.register(
+                "vllm:inter_token_latency_seconds",
+                "Time between two generated tokens",
+                llm.inter_token.clone(),
+            );
+            registry.register("vllm:e2e_request_latency_seconds", "Whole-request latency", llm.e2e.clone());
+            registry.register(
+                "http_requests",
+                "HTTP requests by handler, method and status",
+                llm.http_requests.clone(),
+            );
+            for ok in [true, false] {
+                let _ = llm.http_requests.get_or_create(&http_label(ok));
+            }
+            llm
+        });
+        Self { registry, requests, labelled, correct, duration, llm }
     }
 
     fn encode(&self) -> Result<String, std::fmt::Error> {
@@ -280,6 +435,65 @@ struct Shared {
     metrics: Metrics,
     /// Requests answered with any status (the sum of `model_requests_total`).
     answered: AtomicU64,
+    /// The queue to the logger task, when logging.
+    log: Option<mpsc::Sender<LogEvent>>,
+    /// Events the logger could not take or deliver.
+    log_lost: AtomicU64,
+    /// Events delivered to the logger URL (2xx answer).
+    log_sent: AtomicU64,
+}
+
+/// One logged request or response.
+struct LogEvent {
+    id: String,
+    kind: &'static str,
+    body: Bytes,
+}
+
+impl Shared {
+    fn log(&self, id: &str, kind: &'static str, body: Bytes) {
+        if let Some(queue) = &self.log
+            && queue.try_send(LogEvent { id: id.to_string(), kind, body }).is_err()
+        {
+            self.log_lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends logged events one after another (in the order they were logged) until the queue closes.
+async fn run_logger(
+    logger: InferenceLogger,
+    namespace: Option<String>,
+    source: String,
+    mut queue: mpsc::Receiver<LogEvent>,
+    shared: std::sync::Weak<Shared>,
+) {
+    let client = match reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build() {
+        Ok(client) => client,
+        Err(err) => {
+            eprintln!("model server logger: building the HTTP client: {err}");
+            return;
+        }
+    };
+    while let Some(event) = queue.recv().await {
+        let mut request = client
+            .post(&logger.url)
+            .header("ce-specversion", "1.0")
+            .header("ce-id", &event.id)
+            .header("ce-type", event.kind)
+            .header("ce-source", &source)
+            .header("ce-endpoint", &logger.endpoint)
+            .header("ce-inferenceservicename", &logger.model)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(event.body);
+        if let Some(namespace) = &namespace {
+            request = request.header("ce-namespace", namespace);
+        }
+        let delivered = matches!(request.send().await, Ok(response) if response.status().is_success());
+        let Some(shared) = shared.upgrade() else { return };
+        let counter = if delivered { &shared.log_sent } else { &shared.log_lost };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -329,14 +543,28 @@ impl ModelServer {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_entropy(),
         };
+        let (log, log_queue) = match &config.logger {
+            Some(_) => {
+                let (sender, receiver) = mpsc::channel(LOG_QUEUE);
+                (Some(sender), Some(receiver))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
-            metrics: Metrics::new(&config.version, config.namespace.as_deref()),
+            metrics: Metrics::new(&config.version, config.namespace.as_deref(), config.llm_metrics),
             version: config.version,
             classes: config.classes,
             behaviour: Mutex::new(config.behaviour),
             rng: Mutex::new(rng),
             answered: AtomicU64::new(0),
+            log,
+            log_lost: AtomicU64::new(0),
+            log_sent: AtomicU64::new(0),
         });
+        if let (Some(logger), Some(queue)) = (config.logger, log_queue) {
+            let source = format!("http://{addr}/");
+            tokio::spawn(run_logger(logger, config.namespace.clone(), source, queue, Arc::downgrade(&shared)));
+        }
         let router = Router::new()
             .route("/predict", post(predict))
             .route("/metrics", get(metrics))
@@ -414,6 +642,11 @@ impl ModelServer {
         }
     }
 
+    /// Logged events delivered to the logger URL, and those lost (queue full, or not accepted).
+    pub fn logged(&self) -> (u64, u64) {
+        (self.shared.log_sent.load(Ordering::Relaxed), self.shared.log_lost.load(Ordering::Relaxed))
+    }
+
     /// The `/metrics` text, as Prometheus would scrape it.
     pub fn metrics_text(&self) -> String {
         self.shared.metrics.encode().unwrap_or_default()
@@ -438,33 +671,71 @@ impl Drop for ModelServer {
 /// What one request will get, drawn up front so the lock is not held while sleeping.
 struct Draw {
     latency: Duration,
+    /// LLM timings in seconds: time to first token, then one inter-token gap per further token.
+    time_to_first_token: f64,
+    inter_token: Vec<f64>,
     fail: bool,
+    drop: bool,
+    disagree: bool,
     correct: bool,
     wrong_offset: u32,
 }
 
-fn draw(shared: &Shared) -> Draw {
+/// Draws one request's fate. Whether a labelled prediction is right (and which wrong class it gives) depends only on
+/// the request id, so two servers with the same behaviour answer the same request alike, as two copies of one model
+/// would; latency, failures, drops and disagreement are drawn per server.
+fn draw(shared: &Shared, id: &str) -> Draw {
     let behaviour = shared.behaviour();
     let mut rng = lock(&shared.rng);
-    let latency = if behaviour.latency.sigma == 0.0 {
-        behaviour.latency.median
+    let latency = Duration::from_secs_f64(sample(&mut rng, behaviour.latency));
+    let (time_to_first_token, inter_token) = if shared.metrics.llm.is_some() {
+        let first = sample(&mut rng, behaviour.time_to_first_token);
+        let gaps = (1..behaviour.output_tokens).map(|_| sample(&mut rng, behaviour.inter_token)).collect();
+        (first, gaps)
     } else {
-        let mu = behaviour.latency.median.as_secs_f64().max(1e-9).ln();
-        match LogNormal::new(mu, behaviour.latency.sigma) {
-            Ok(distribution) => Duration::from_secs_f64(distribution.sample(&mut *rng).min(MAX_LATENCY.as_secs_f64())),
-            Err(_) => behaviour.latency.median,
-        }
+        (0.0, Vec::new())
     };
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(id, &mut hasher);
+    let mut model = StdRng::seed_from_u64(std::hash::Hasher::finish(&hasher));
     Draw {
         latency,
+        time_to_first_token,
+        inter_token,
         fail: rng.gen_bool(behaviour.error_rate),
-        correct: rng.gen_bool(behaviour.accuracy),
-        wrong_offset: rng.gen_range(1..shared.classes),
+        drop: rng.gen_bool(behaviour.drop),
+        disagree: rng.gen_bool(behaviour.disagree),
+        correct: model.gen_bool(behaviour.accuracy),
+        wrong_offset: model.gen_range(1..shared.classes),
     }
 }
 
-async fn predict(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+/// One draw from a latency distribution, in seconds (at most [`MAX_LATENCY`]).
+fn sample(rng: &mut StdRng, latency: Latency) -> f64 {
+    if latency.sigma == 0.0 {
+        return latency.median.as_secs_f64();
+    }
+    let mu = latency.median.as_secs_f64().max(1e-9).ln();
+    match LogNormal::new(mu, latency.sigma) {
+        Ok(distribution) => distribution.sample(rng).min(MAX_LATENCY.as_secs_f64()),
+        Err(_) => latency.median.as_secs_f64(),
+    }
+}
+
+/// The request id: the caller's `x-request-id` when it is a sensible one, otherwise a new one.
+fn request_id(headers: &HeaderMap, shared: &Shared) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:016x}", lock(&shared.rng).r#gen::<u64>()))
+}
+
+async fn predict(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
+    let id = request_id(&headers, &shared);
+    shared.log(&id, REQUEST_EVENT, body.clone());
     let request: Result<PredictRequest, String> = if body.iter().all(u8::is_ascii_whitespace) {
         Ok(PredictRequest::default())
     } else {
@@ -476,33 +747,52 @@ async fn predict(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         }
         _ => Ok(request),
     });
-    let draw = draw(&shared);
+    let draw = draw(&shared, &id);
+    // Only answered predictions are logged as responses: an error or a dropped request leaves its request unpaired.
     let (code, response) = match request {
         Err(message) => (StatusCode::BAD_REQUEST, error_body(StatusCode::BAD_REQUEST, message)),
         Ok(request) => {
             tokio::time::sleep(draw.latency).await;
-            if draw.fail {
+            if draw.drop {
+                let message = "dropped (configured drop share); no response was logged".to_string();
+                (StatusCode::SERVICE_UNAVAILABLE, error_body(StatusCode::SERVICE_UNAVAILABLE, message))
+            } else if draw.fail {
                 let message = "injected failure (configured error rate)".to_string();
                 (StatusCode::INTERNAL_SERVER_ERROR, error_body(StatusCode::INTERNAL_SERVER_ERROR, message))
             } else {
-                let (prediction, correct) = match request.label {
-                    Some(label) => {
-                        shared.metrics.labelled.inc();
-                        if draw.correct {
-                            shared.metrics.correct.inc();
-                            (label, Some(true))
-                        } else {
-                            ((label + draw.wrong_offset) % shared.classes, Some(false))
-                        }
-                    }
-                    None => (draw.wrong_offset, None),
+                let mut prediction = match request.label {
+                    Some(label) if draw.correct => label,
+                    Some(label) => (label + draw.wrong_offset) % shared.classes,
+                    None => draw.wrong_offset,
                 };
+                if draw.disagree {
+                    prediction = (prediction + 1) % shared.classes;
+                }
+                let correct = request.label.map(|label| label == prediction);
+                if let Some(correct) = correct {
+                    shared.metrics.labelled.inc();
+                    if correct {
+                        shared.metrics.correct.inc();
+                    }
+                }
                 let answer = PredictResponse { version: shared.version.clone(), prediction, correct };
-                (StatusCode::OK, axum::Json(answer).into_response())
+                let text = serde_json::to_vec(&answer).unwrap_or_default();
+                shared.log(&id, RESPONSE_EVENT, Bytes::from(text.clone()));
+                (StatusCode::OK, ([(header::CONTENT_TYPE, "application/json")], text).into_response())
             }
         }
     };
     shared.metrics.requests.get_or_create(&code_label(code)).inc();
+    if let Some(llm) = &shared.metrics.llm {
+        llm.http_requests.get_or_create(&http_label(code.is_success())).inc();
+        if code.is_success() {
+            llm.time_to_first_token.observe(draw.time_to_first_token);
+            for gap in &draw.inter_token {
+                llm.inter_token.observe(*gap);
+            }
+            llm.e2e.observe(draw.time_to_first_token + draw.inter_token.iter().sum::<f64>());
+        }
+    }
     shared.metrics.duration.observe(started.elapsed().as_secs_f64());
     shared.answered.fetch_add(1, Ordering::Relaxed);
     response
@@ -590,8 +880,23 @@ mod tests {
     }
 
     #[test]
+    fn an_llm_server_exports_the_vllm_families_with_version_and_namespace() {
+        let text = Metrics::new("v7", Some("team-a"), true).encode().unwrap();
+        for line in [
+            r#"vllm:time_to_first_token_seconds_count{version="v7",namespace="team-a"} 0"#,
+            r#"vllm:inter_token_latency_seconds_bucket{version="v7",namespace="team-a",le="0.01"} 0"#,
+            r#"vllm:e2e_request_latency_seconds_count{version="v7",namespace="team-a"} 0"#,
+            r#"http_requests_total{version="v7",namespace="team-a",handler="/v1/completions",method="POST",status="5xx"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        let plain = Metrics::new("v7", Some("team-a"), false).encode().unwrap();
+        assert!(!plain.contains("vllm:"), "only LLM servers export them");
+    }
+
+    #[test]
     fn metrics_carry_version_and_namespace_and_both_codes_from_the_start() {
-        let text = Metrics::new("v7", Some("team-a")).encode().unwrap();
+        let text = Metrics::new("v7", Some("team-a"), false).encode().unwrap();
         for line in [
             r#"model_requests_total{version="v7",namespace="team-a",code="200"} 0"#,
             r#"model_requests_total{version="v7",namespace="team-a",code="500"} 0"#,

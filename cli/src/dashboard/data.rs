@@ -81,10 +81,12 @@ pub async fn rollout(state: &Dashboard, namespace: &str, name: &str) -> Result<V
         .iter()
         .flat_map(|analysis| analysis.metrics.iter())
         .map(|metric| {
+            let definition = metric.definition().ok();
             json!({
                 "name": metric.name,
-                "kind": metric.kind,
-                "direction": metric.direction,
+                "preset": metric.preset.map(|p| p.name()),
+                "kind": definition.as_ref().map(|d| d.kind),
+                "direction": definition.as_ref().map(|d| d.direction),
                 "tolerance": metric.tolerance,
             })
         })

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use rampart_analysis::{AnalysisState, StepInput, Verdict};
+use jiff::Timestamp;
+use rampart_analysis::{AnalysisConfig, AnalysisState, StepInput, Verdict};
 use rampart_api::v1alpha1::{AnalysisStatus, AnalysisStep};
 
 use super::endings::{self, RollbackCause, advance, record};
-use super::{DecideError, Decision, Facts, Need, Note, Observation, Requeue, parse_duration, step_elapsed};
+use super::{DecideError, Decision, Effect, Facts, Need, Note, Observation, Requeue, parse_duration, step_elapsed};
 use crate::analysis::{analysis_config, metric_status, srm_status, status_verdict};
 use crate::status::{parse_time, truncate};
 use crate::trail::TrailRecord;
@@ -16,17 +17,69 @@ use crate::trail::TrailRecord;
 /// Shortest interval between looks, whatever the spec says.
 const MIN_INTERVAL: Duration = Duration::from_millis(200);
 
+/// A step judged by looks: what it asks for, how the engine is set up, and what it is called.
+pub(super) struct Plan {
+    /// The engine's configuration.
+    pub config: AnalysisConfig,
+    /// Longest time the step may take.
+    pub duration: Duration,
+    /// Time between looks.
+    pub interval: Duration,
+    /// The canary's expected share of the requests for the split check, 0 to 1.
+    pub expected_share: f64,
+    /// The observation one look needs, counting from a time.
+    pub need: fn(Timestamp) -> Need,
+    /// The step's name in messages, e.g. `analysis`.
+    pub words: &'static str,
+    /// What it is doing, for messages between looks, e.g. `analysing`.
+    pub ongoing: &'static str,
+    /// The Event reason when it passes.
+    pub passed_reason: &'static str,
+    /// Effects carried out when it passes (before the next step).
+    pub pass_effects: Vec<Effect>,
+    /// The split check is the pairing check of a shadow step (candidate against baseline responses to the same
+    /// mirrored requests), and a failure is described as such.
+    pub pairing: bool,
+}
+
+/// The interval of a step (`interval` or the controller's default), never below [`MIN_INTERVAL`].
+pub(super) fn interval(facts: &Facts<'_>, text: Option<&str>) -> Result<Duration, DecideError> {
+    Ok(match text {
+        Some(text) => parse_duration(text)?,
+        None => facts.settings.default_analysis_interval,
+    }
+    .max(MIN_INTERVAL))
+}
+
 /// One analysis look, or the wait for it.
 pub fn look(facts: &Facts<'_>, index: i32, step: &AnalysisStep) -> Result<Decision, DecideError> {
     let Some(spec_analysis) = &facts.spec.analysis else {
         return Err(DecideError::Spec("analysis step without spec.analysis".into()));
     };
-    let duration = parse_duration(&step.duration)?;
-    let interval = match &step.interval {
-        Some(text) => parse_duration(text)?,
-        None => facts.settings.default_analysis_interval,
+    let mut config = analysis_config(spec_analysis).map_err(DecideError::Spec)?;
+    if super::steps::active_cohort(facts.spec, index).is_some() {
+        // The cohort's share of the requests is not known in advance, so the split has no expected value to check.
+        config.srm.enabled = false;
     }
-    .max(MIN_INTERVAL);
+    let plan = Plan {
+        config,
+        duration: parse_duration(&step.duration)?,
+        interval: interval(facts, step.interval.as_deref())?,
+        expected_share: f64::from(facts.status.canary_weight.unwrap_or(0)) / 100.0,
+        need: |since| Need::Look { since },
+        words: "analysis",
+        ongoing: "analysing",
+        passed_reason: "AnalysisPassed",
+        pass_effects: Vec::new(),
+        pairing: false,
+    };
+    look_with(facts, index, plan)
+}
+
+/// One look of a step judged by `plan`, or the wait for it.
+pub(super) fn look_with(facts: &Facts<'_>, index: i32, plan: Plan) -> Result<Decision, DecideError> {
+    let Plan { config, duration, interval, expected_share, need, words, ongoing, passed_reason, pass_effects, pairing } =
+        plan;
     let status = facts.status;
     let elapsed = step_elapsed(status, facts.now);
     let final_look = elapsed >= duration;
@@ -53,13 +106,8 @@ pub fn look(facts: &Facts<'_>, index: i32, step: &AnalysisStep) -> Result<Decisi
     }
     let step_started = parse_time(status.step_started_at.as_deref()).unwrap_or(facts.now);
     let since = step_started.checked_add(settle).unwrap_or(step_started);
-    let Observation::Look(counts) = &facts.observed else { return Ok(Decision::Observe(Need::Look { since })) };
+    let Observation::Look(counts) = &facts.observed else { return Ok(Decision::Observe(need(since))) };
 
-    let mut config = analysis_config(spec_analysis).map_err(DecideError::Spec)?;
-    if super::steps::active_cohort(facts.spec, index).is_some() {
-        // The cohort's share of the requests is not known in advance, so the split has no expected value to check.
-        config.srm.enabled = false;
-    }
     let mut status = status.clone();
     let mut analysis = AnalysisStatus {
         step: Some(index),
@@ -77,7 +125,7 @@ pub fn look(facts: &Facts<'_>, index: i32, step: &AnalysisStep) -> Result<Decisi
             status.analysis = Some(analysis);
             if final_look {
                 let reason = format!(
-                    "step {index}: analysis ended without a verdict: the metrics could not be read ({errors} looks in \
+                    "step {index}: {words} ended without a verdict: the metrics could not be read ({errors} looks in \
                      a row): {err}"
                 );
                 return Ok(endings::inconclusive(facts, status, index, reason));
@@ -90,8 +138,9 @@ pub fn look(facts: &Facts<'_>, index: i32, step: &AnalysisStep) -> Result<Decisi
             return Ok(endings::update(facts, status, note, Requeue::After(interval)));
         }
     };
+    let pairing_counts = if pairing { counts.requests } else { None };
     let input = StepInput {
-        configured_canary_weight: f64::from(status.canary_weight.unwrap_or(0)) / 100.0,
+        configured_canary_weight: expected_share,
         requests: counts.requests,
         metrics: counts.metrics.clone(),
         final_look,
@@ -132,20 +181,23 @@ pub fn look(facts: &Facts<'_>, index: i32, step: &AnalysisStep) -> Result<Decisi
 
     Ok(match verdict.verdict {
         Verdict::Fail => {
-            let reason = format!("step {index}: analysis failed: {}", describe_failure(&verdict));
+            let reason = format!(
+                "step {index}: {words} failed: {}",
+                describe_failure(&verdict, pairing_counts, config.srm.alpha)
+            );
             endings::roll_back(facts, status, RollbackCause::AnalysisFailed(reason))
         }
         Verdict::Pass => {
-            let message = format!("step {index}: analysis passed: {}", verdict.reason);
-            let description = format!("analysis passed after {} looks", verdict.look);
-            advance(facts, status, index, vec![], description, message, "AnalysisPassed")
+            let message = format!("step {index}: {words} passed: {}", verdict.reason);
+            let description = format!("{words} passed after {} looks", verdict.look);
+            advance(facts, status, index, pass_effects, description, message, passed_reason)
         }
         Verdict::Inconclusive if final_look => {
-            let reason = format!("step {index}: analysis ended without a verdict: {}", verdict.reason);
+            let reason = format!("step {index}: {words} ended without a verdict: {}", verdict.reason);
             endings::inconclusive(facts, status, index, reason)
         }
         Verdict::Continue | Verdict::Inconclusive => {
-            status.message = Some(format!("step {index}: analysing: {}", verdict.reason));
+            status.message = Some(format!("step {index}: {ongoing}: {}", verdict.reason));
             let quiet = facts.settings.analysis_status_interval;
             let last_written = parse_time(previous.last_look_at.as_deref());
             let recently_written = last_written.is_some_and(|at| {
@@ -164,12 +216,25 @@ pub fn look(facts: &Facts<'_>, index: i32, step: &AnalysisStep) -> Result<Decisi
 }
 
 /// The rollback reason: the metrics that failed with their numbers, or the traffic-split mismatch.
-fn describe_failure(verdict: &rampart_analysis::StepVerdict) -> String {
+/// With `pairing` (a shadow step's responses per side), a split failure is told as the pairing failure it is.
+fn describe_failure(
+    verdict: &rampart_analysis::StepVerdict,
+    pairing: Option<rampart_analysis::ArmPair<f64>>,
+    alpha: f64,
+) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(srm) = &verdict.srm
         && srm.verdict == Verdict::Fail
     {
-        parts.push(srm.reason.clone());
+        match pairing {
+            Some(responses) => parts.push(format!(
+                "pairing check failed: the candidate answered {} mirrored requests while the baseline answered {} \
+                 (always-valid p {:.2e} < {alpha}); requests without both answers are unpaired and never count as \
+                 agreement: check that the candidate answers and logs every mirrored request",
+                responses.canary, responses.baseline, srm.always_valid_p
+            )),
+            None => parts.push(srm.reason.clone()),
+        }
     }
     for metric in verdict.metrics.iter().filter(|m| m.verdict == Verdict::Fail) {
         parts.push(format!("{}: {}", metric.name, metric.reason));

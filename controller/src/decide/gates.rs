@@ -32,6 +32,9 @@ pub fn start(facts: &Facts<'_>) -> Result<Decision, DecideError> {
         );
         return Ok(fail_before_traffic(facts, status, "ImageNotAllowed", message));
     }
+    if let Some(message) = shadow_after_traffic(spec) {
+        return Ok(fail_before_traffic(facts, status, "InvalidSteps", message));
+    }
     if let Some(address) = spec.analysis.as_ref().and_then(|a| a.prometheus_address.as_deref())
         && let Err(why) = facts.settings.prometheus_allow.check(address)
     {
@@ -136,6 +139,17 @@ pub fn start(facts: &Facts<'_>) -> Result<Decision, DecideError> {
     let phase = if wanted_checks(facts).is_empty() { Phase::Progressing } else { Phase::Checking };
     status::transition(&mut status, phase, message.clone(), facts.now);
     Ok(act(facts, status, vec![], Some(Note { warning: false, reason: "Started", message }), NEXT))
+}
+
+/// A shadow step judges the candidate before users meet it: one placed after a step that sends live traffic to the
+/// canary would compare predictions users already received. Says which steps are out of order.
+fn shadow_after_traffic(spec: &rampart_api::v1alpha1::ModelRolloutSpec) -> Option<String> {
+    let first_live = spec.steps.iter().position(|s| s.set_weight.is_some_and(|w| w > 0) || s.cohort.is_some())?;
+    let late = spec.steps.iter().enumerate().skip(first_live).find(|(_, s)| s.shadow.is_some())?.0;
+    Some(format!(
+        "step {late} is a shadow step after step {first_live}, which already sends live traffic to the canary: move \
+         shadow steps before the first setWeight above 0 or cohort; nothing was created and no traffic was moved"
+    ))
 }
 
 /// The check Jobs this rollout asks for, in the order they run. A signed candidate (every candidate but an

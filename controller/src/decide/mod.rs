@@ -13,6 +13,7 @@ mod analysis;
 pub mod endings;
 mod gates;
 mod promotion;
+mod shadow;
 pub mod steps;
 #[cfg(test)]
 mod tests;
@@ -123,6 +124,8 @@ pub enum Need {
     Job { check: Check, started: bool },
     /// The metrics since `since` (one analysis look).
     Look { since: Timestamp },
+    /// The shadow comparison's counts (pairs, agreements, responses per side) since `since`.
+    ShadowLook { since: Timestamp },
     /// The registry's promotion record and the baseline's state.
     Promotion,
 }
@@ -228,8 +231,9 @@ pub enum Effect {
     /// Delete the check Jobs of an earlier attempt (retry).
     DeleteCheckJobs,
     /// Send `weight` percent of traffic to the canary, and every request of the `cohort` (header rules) when there
-    /// is one; `create_canary` first creates the canary Deployment.
-    SetWeight { weight: i32, create_canary: bool, cohort: Option<Vec<HeaderRule>> },
+    /// is one; `mirror` copies the baseline's requests to the canary (a shadow step); `create_canary` first creates
+    /// the canary Deployment.
+    SetWeight { weight: i32, create_canary: bool, cohort: Option<Vec<HeaderRule>>, mirror: bool },
     /// All traffic back to the baseline. `after_failing_verdict` times the rollback for the latency metric.
     RouteAllToBaseline { after_failing_verdict: bool },
     /// Delete the canary Deployment.

@@ -17,7 +17,7 @@ pub fn progress(facts: &Facts<'_>) -> Result<Decision, DecideError> {
     let Some(step) = usize::try_from(index).ok().and_then(|i| facts.spec.steps.get(i)) else {
         return Ok(endings::enter_promotion(facts, status.clone(), "all steps completed".into()));
     };
-    let Step { set_weight, pause: pause_step, analysis, cohort } = step;
+    let Step { set_weight, pause: pause_step, analysis, cohort, shadow } = step;
     if let Some(weight) = set_weight {
         return Ok(set_weight_step(facts, index, *weight));
     }
@@ -34,6 +34,12 @@ pub fn progress(facts: &Facts<'_>) -> Result<Decision, DecideError> {
         }
         return super::analysis::look(facts, index, analysis);
     }
+    if let Some(shadow) = shadow {
+        if status.phase == Some(Phase::Paused) {
+            return Ok(endings::stay(facts, Requeue::OnChange));
+        }
+        return super::shadow::look(facts, index, shadow);
+    }
     Err(DecideError::Spec(format!("step {index} has no action")))
 }
 
@@ -43,7 +49,7 @@ fn set_weight_step(facts: &Facts<'_>, index: i32, weight: i32) -> Decision {
     let create_canary = facts.spec.serving.deployment.is_some() && weight > 0 && status.canary_weight.unwrap_or(0) == 0;
     status.canary_weight = Some(weight);
     let cohort = active_cohort(facts.spec, index).map(|c| c.headers.clone());
-    let effects = vec![Effect::SetWeight { weight, create_canary, cohort }];
+    let effects = vec![Effect::SetWeight { weight, create_canary, cohort, mirror: false }];
     let message = format!("step {index}: canary weight set to {weight}%");
     advance(facts, status, index, effects, format!("setWeight {weight}"), message, "WeightSet")
 }
@@ -72,7 +78,8 @@ fn cohort_step(facts: &Facts<'_>, index: i32, cohort: &Cohort) -> Decision {
     let status = facts.status.clone();
     let weight = status.canary_weight.unwrap_or(0);
     let create_canary = facts.spec.serving.deployment.is_some() && weight == 0;
-    let effects = vec![Effect::SetWeight { weight, create_canary, cohort: Some(cohort.headers.clone()) }];
+    let effects =
+        vec![Effect::SetWeight { weight, create_canary, cohort: Some(cohort.headers.clone()), mirror: false }];
     let described = describe_cohort(&cohort.headers);
     let message = format!("step {index}: requests with {described} go to the canary (other requests: {weight}%)");
     advance(facts, status, index, effects, format!("cohort {described}"), message, "CohortRouted")

@@ -62,6 +62,17 @@ impl Rig {
     /// Sets up the namespace, Deployment, HTTPRoute, servers, Prometheus targets and load. `canary` configures the
     /// canary model server (version `v2`); the baseline is `v1` with accuracy 0.9.
     pub async fn new(prefix: &str, canary: ModelServerConfig, prometheus_url: Option<String>) -> Rig {
+        let baseline = ModelServerConfig::new("v1").accuracy(0.9).latency(Duration::from_millis(2), 0.3);
+        Rig::with_servers(prefix, baseline, canary, prometheus_url).await
+    }
+
+    /// [`Rig::new`] with the baseline model server configured too (version `v1`).
+    pub async fn with_servers(
+        prefix: &str,
+        baseline: ModelServerConfig,
+        canary: ModelServerConfig,
+        prometheus_url: Option<String>,
+    ) -> Rig {
         let heavy = HEAVY.lock().await;
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
@@ -104,11 +115,7 @@ impl Rig {
         .unwrap();
         routes(&client, &namespace).create(&PostParams::default(), &route).await.unwrap();
 
-        let quick = Duration::from_millis(2);
-        let baseline =
-            ModelServer::spawn(ModelServerConfig::new("v1").namespace(&namespace).accuracy(0.9).latency(quick, 0.3))
-                .await
-                .unwrap();
+        let baseline = ModelServer::spawn(baseline.namespace(&namespace)).await.unwrap();
         let canary = ModelServer::spawn(canary.namespace(&namespace)).await.unwrap();
         if prometheus_url == rampart_testenv::shared_prometheus().unwrap().url() {
             let prometheus = rampart_testenv::shared_prometheus().unwrap();

@@ -86,7 +86,7 @@ fn an_active_rollout_gets_the_finalizer_with_its_first_change() {
     let act = case.act(Observation::Nothing);
     assert_eq!(
         act.effects,
-        vec![Effect::AddFinalizer, Effect::SetWeight { weight: 10, create_canary: true, cohort: None }]
+        vec![Effect::AddFinalizer, Effect::SetWeight { weight: 10, create_canary: true, cohort: None, mirror: false }]
     );
     let mut done = Case::new(spec(), status(Phase::Succeeded, 6, 0.0), 1.0);
     done.has_finalizer = false;

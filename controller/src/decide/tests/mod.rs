@@ -15,6 +15,7 @@ mod analysis;
 mod checks;
 mod finishing;
 mod lifecycle;
+mod shadow;
 mod steps;
 mod tenancy;
 use crate::trail::TrailRecord;

@@ -11,7 +11,7 @@ use super::*;
 #[test]
 fn the_first_set_weight_creates_the_canary_and_moves_traffic() {
     let act = Case::new(spec(), status(Phase::Progressing, 0, 0.0), 1.0).act(Observation::Nothing);
-    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 10, create_canary: true, cohort: None }]);
+    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 10, create_canary: true, cohort: None, mirror: false }]);
     assert_eq!(act.status.canary_weight, Some(10));
     assert_eq!(act.status.current_step, Some(1));
     assert_eq!(act.status.step_started_at, Some(at(1.0).to_string()));
@@ -24,14 +24,14 @@ fn a_later_set_weight_only_moves_traffic() {
     let mut current = status(Phase::Progressing, 2, 0.0);
     current.canary_weight = Some(10);
     let act = Case::new(spec(), current, 1.0).act(Observation::Nothing);
-    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 50, create_canary: false, cohort: None }]);
+    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 50, create_canary: false, cohort: None, mirror: false }]);
 }
 
 #[test]
 fn kserve_never_creates_a_canary_deployment() {
     let spec = spec_with(json!({"serving": {"kserve": {"inferenceService": "fraud"}}, "traffic": null}));
     let act = Case::new(spec, status(Phase::Progressing, 0, 0.0), 1.0).act(Observation::Nothing);
-    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 10, create_canary: false, cohort: None }]);
+    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 10, create_canary: false, cohort: None, mirror: false }]);
 }
 
 #[test]
@@ -99,7 +99,10 @@ fn tenant() -> Vec<rampart_api::v1alpha1::HeaderRule> {
 #[test]
 fn a_cohort_step_creates_the_canary_and_routes_the_cohort_at_the_weight_it_has() {
     let act = Case::new(cohort_spec(), status(Phase::Progressing, 0, 0.0), 1.0).act(Observation::Nothing);
-    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 0, create_canary: true, cohort: Some(tenant()) }]);
+    assert_eq!(
+        act.effects,
+        vec![Effect::SetWeight { weight: 0, create_canary: true, cohort: Some(tenant()), mirror: false }]
+    );
     assert_eq!(act.status.canary_weight, Some(0));
     assert_eq!(act.status.current_step, Some(1));
     assert_eq!(act.event.as_ref().map(|e| e.reason), Some("CohortRouted"));
@@ -111,7 +114,10 @@ fn later_weights_keep_the_cohort_routed() {
     let mut current = status(Phase::Progressing, 2, 0.0);
     current.canary_weight = Some(0);
     let act = Case::new(cohort_spec(), current, 1.0).act(Observation::Nothing);
-    assert_eq!(act.effects, vec![Effect::SetWeight { weight: 50, create_canary: true, cohort: Some(tenant()) }]);
+    assert_eq!(
+        act.effects,
+        vec![Effect::SetWeight { weight: 50, create_canary: true, cohort: Some(tenant()), mirror: false }]
+    );
 }
 
 #[test]
