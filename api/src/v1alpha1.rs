@@ -118,9 +118,13 @@ pub struct Candidate {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
-    /// Location the serving runtime loads the model from (`s3://`, `gs://`, `pvc://`, `oci://`, `https://`, or a
-    /// path). Rampart passes it to the canary unchanged.
+    /// Location the serving runtime loads the model from (`s3://`, `gs://`, `az://`, `abfss://`, `pvc://`,
+    /// `oci://`, `https://`, `file://`, or an absolute path). Rampart passes it to the canary unchanged.
     #[schemars(length(min = 1, max = 2048))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^((s3|gs|az|azure|abfs|abfss|pvc|oci|https|file)://|/)[^\\\\s\\\\x00-\\\\x1f\\\"\\'`$]+$')",
+        "message": "artifact.uri must be a model location: s3://, gs://, az://, abfss://, pvc://, oci://, https://, file:// or an absolute path, without spaces, quotes or $",
+    }]))]
     pub uri: String,
     /// Expected digest of the model, `sha256:` followed by 64 lowercase hex digits, as printed by
     /// `rampart-check sign` / `rampart verify`. The signature's subject digest must match it.
@@ -276,11 +280,13 @@ pub struct DeploymentServing {
     /// Container of the pod template that serves the model. Default: the first container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
-    /// Environment variable that holds the model URI, e.g. `MODEL_URI`.
+    /// Environment variable that holds the model URI, e.g. `MODEL_URI`. The Deployment must name the same variable
+    /// in its `rampart.dev/model-uri-env` annotation (its owner's opt-in); otherwise the rollout fails before traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub model_env: Option<String>,
-    /// Command-line flag that holds the model URI, e.g. `--model-uri`; Rampart sets `--model-uri=<uri>`.
+    /// Command-line flag that holds the model URI, e.g. `--model-uri`; Rampart sets `--model-uri=<uri>`. The
+    /// Deployment must name the same flag in its `rampart.dev/model-uri-arg` annotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub model_arg: Option<String>,

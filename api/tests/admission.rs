@@ -173,6 +173,16 @@ async fn invalid_rollouts_are_rejected_with_actionable_messages() {
             "shadow.tolerance is a share of requests",
         ),
         (
+            "an artifact URI that is JVM options, not a location",
+            |o| set(o, "/spec/candidate/artifact/uri", json!("-javaagent:/tmp/agent.jar")),
+            "artifact.uri must be a model location",
+        ),
+        (
+            "an artifact URI with a shell expansion",
+            |o| set(o, "/spec/candidate/artifact/uri", json!("s3://models/$(cat /etc/passwd)")),
+            "artifact.uri must be a model location",
+        ),
+        (
             "model URI in both env and arg",
             |o| set(o, "/spec/serving/deployment/modelArg", json!("--model")),
             "deployment needs exactly one of modelEnv (an environment variable) or modelArg",

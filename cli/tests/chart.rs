@@ -70,7 +70,7 @@ fn render(helm: &Path, release: &str, namespace: &str) -> String {
         .args(["--namespace", namespace, "--kube-version", "1.34.4", "--include-crds"])
         .args(["--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true"])
         .args(["--set", "prometheusRule.enabled=true", "--set", "grafanaDashboard.enabled=true"])
-        .args(["--set", "replicaCount=2"])
+        .args(["--set", "replicaCount=2", "--set", "shadow.enabled=true"])
         .output()
         .unwrap();
     assert!(output.status.success(), "helm template failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -193,6 +193,20 @@ async fn the_rendered_chart_applies_to_the_api_server() {
     assert_eq!(pod_name.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "metadata.name");
     assert_eq!(container.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
     assert_eq!(container.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
+
+    // rampart-shadow (shadow.enabled): one replica (pairs live in memory), no API token, its events port probed.
+    let shadow = Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .get(&format!("{release}-shadow"))
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(shadow.replicas, Some(1));
+    let shadow_pod = shadow.template.spec.unwrap();
+    assert_eq!(shadow_pod.automount_service_account_token, Some(false));
+    let shadow_container = &shadow_pod.containers[0];
+    assert!(shadow_container.image.as_deref().unwrap().starts_with("rampart-shadow:"), "{shadow_container:?}");
+    assert!(shadow_container.args.iter().flatten().any(|a| a == "--pair-timeout=30"), "{shadow_container:?}");
 
     let cluster_role = Api::<ClusterRole>::all(client.clone()).get(&release).await.unwrap();
     let resources: Vec<String> =

@@ -827,7 +827,7 @@ fn flagger_canary(namespace: &str, interval_seconds: u64, threshold: u32) -> Val
 
 fn deployment() -> Deployment {
     serde_json::from_value(json!({
-        "metadata": {"name": "model", "labels": {"app": "model"}},
+        "metadata": {"name": "model", "labels": {"app": "model"}, "annotations": {"rampart.dev/model-uri-env": "MODEL_URI"}},
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": {"app": "model"}},

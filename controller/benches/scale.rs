@@ -604,7 +604,7 @@ fn http_route(name: &str, backends: &[&str]) -> DynamicObject {
 
 fn deployment(name: &str) -> Deployment {
     serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"app": name}},
+        "metadata": {"name": name, "labels": {"app": name}, "annotations": {"rampart.dev/model-uri-env": "MODEL_URI"}},
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": {"app": name}},

@@ -171,6 +171,7 @@ async fn resolve_baseline(ctx: &Context, rollout: &ModelRollout) -> Result<Basel
         let base = serving::baseline(&ctx.client, &namespace, &deployment.name).await.map_err(|err| {
             format!("{err}; create the baseline Deployment in namespace {namespace}, then rampart retry")
         })?;
+        serving::check_opt_in(&base.metadata, deployment, &namespace)?;
         if let Some(gateway) = spec.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()) {
             let routes: Api<DynamicObject> =
                 Api::namespaced_with(ctx.client.clone(), &namespace, &traffic::httproute_resource());

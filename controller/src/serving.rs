@@ -37,6 +37,39 @@ pub enum ServingError {
     Unusable(String),
 }
 
+/// Annotation by which a Deployment's owner names the environment variable that carries its model URI: the only
+/// variable a rollout's `modelEnv` may set.
+pub const MODEL_ENV_ANNOTATION: &str = "rampart.dev/model-uri-env";
+/// Annotation by which a Deployment's owner names the flag that carries its model URI: the only flag a rollout's
+/// `modelArg` may set.
+pub const MODEL_ARG_ANNOTATION: &str = "rampart.dev/model-uri-arg";
+
+/// A Deployment opts in to rollouts by naming, in an annotation, the one variable or flag that carries its model
+/// URI; a rollout may set only that one. Without it, a rollout could point any container at any variable
+/// (`JAVA_TOOL_OPTIONS`, `LD_PRELOAD`) and run the Deployment's pods, under their ServiceAccount, with what it wrote.
+pub fn check_opt_in(meta: &kube::api::ObjectMeta, serving: &DeploymentServing, namespace: &str) -> Result<(), String> {
+    let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key)).map(String::as_str);
+    let (key, wanted, what) = match (&serving.model_env, &serving.model_arg) {
+        (Some(env), _) => (MODEL_ENV_ANNOTATION, env.as_str(), "modelEnv"),
+        (None, Some(arg)) => (MODEL_ARG_ANNOTATION, arg.as_str(), "modelArg"),
+        (None, None) => return Err("spec.serving.deployment names neither modelEnv nor modelArg".into()),
+    };
+    match annotation(key) {
+        Some(allowed) if allowed == wanted => Ok(()),
+        Some(allowed) => Err(format!(
+            "Deployment {namespace}/{} lets rollouts set only {allowed} (its {key} annotation), not {what} {wanted}: \
+             use {what}: {allowed}; nothing was changed and no traffic was moved",
+            serving.name
+        )),
+        None => Err(format!(
+            "Deployment {namespace}/{} has not opted in to rollouts: its owner annotates it with {key}: {wanted} to \
+             let rollouts set {wanted} (and nothing else) to the model URI; nothing was changed and no traffic was \
+             moved",
+            serving.name
+        )),
+    }
+}
+
 /// The canary Deployment's name.
 pub fn canary_name(serving: &DeploymentServing) -> String {
     format!("{}-canary", serving.name)
@@ -204,6 +237,7 @@ pub async fn ensure_canary(
         .spec
         .clone()
         .ok_or_else(|| ServingError::Unusable(format!("Deployment {namespace}/{} has no spec", serving.name)))?;
+    check_opt_in(&base.metadata, serving, &namespace).map_err(ServingError::Unusable)?;
     let version = &rollout.spec.candidate.version;
     let mut template = candidate_template(base_spec.template.clone(), rollout, serving, fetch, check_image)?;
     let labels = template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default);
@@ -309,6 +343,7 @@ pub async fn promote_baseline(
 ) -> Result<(), ServingError> {
     let namespace = rollout.namespace().unwrap_or_default();
     let base = baseline(client, &namespace, &serving.name).await?;
+    check_opt_in(&base.metadata, serving, &namespace).map_err(ServingError::Unusable)?;
     let spec = base
         .spec
         .ok_or_else(|| ServingError::Unusable(format!("Deployment {namespace}/{} has no spec", serving.name)))?;
@@ -438,6 +473,28 @@ mod tests {
             model_env: env.map(Into::into),
             model_arg: arg.map(Into::into),
         }
+    }
+
+    fn annotated(pairs: &[(&str, &str)]) -> kube::api::ObjectMeta {
+        kube::api::ObjectMeta {
+            annotations: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_rollout_may_set_only_the_variable_or_flag_the_deployment_names() {
+        let env = serving(Some("MODEL_URI"), None);
+        assert!(check_opt_in(&annotated(&[(MODEL_ENV_ANNOTATION, "MODEL_URI")]), &env, "ml").is_ok());
+        let attack = serving(Some("JAVA_TOOL_OPTIONS"), None);
+        let err = check_opt_in(&annotated(&[(MODEL_ENV_ANNOTATION, "MODEL_URI")]), &attack, "ml").unwrap_err();
+        assert!(err.contains("lets rollouts set only MODEL_URI") && err.contains("JAVA_TOOL_OPTIONS"), "{err}");
+        let err = check_opt_in(&kube::api::ObjectMeta::default(), &env, "ml").unwrap_err();
+        assert!(err.contains("has not opted in") && err.contains("rampart.dev/model-uri-env: MODEL_URI"), "{err}");
+        // An env opt-in does not open the flags, nor the other way round.
+        let arg = serving(None, Some("--model"));
+        assert!(check_opt_in(&annotated(&[(MODEL_ENV_ANNOTATION, "--model")]), &arg, "ml").is_err());
+        assert!(check_opt_in(&annotated(&[(MODEL_ARG_ANNOTATION, "--model")]), &arg, "ml").is_ok());
     }
 
     #[test]

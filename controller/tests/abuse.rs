@@ -2,7 +2,8 @@
 //! an address off the controller's allow-list is refused before anything is queried or moved, and an allowed
 //! endpoint that hangs or answers with hostile text holds a look only until the deadline and never writes its text
 //! verbatim into status. And the leader lease (finding 9): a holder whose clock is skewed keeps the lease while it
-//! renews, and loses it only a lease duration after its last renewal as this replica observed it. The hanging and hostile endpoints are small TCP servers in this test: they stand for an
+//! renews, and loses it only a lease duration after its last renewal as this replica observed it. And the serving
+//! target (finding 3): a rollout may set only the variable its Deployment opted in to, never `JAVA_TOOL_OPTIONS`. The hanging and hostile endpoints are small TCP servers in this test: they stand for an
 //! attacker's server, a fault a real Prometheus does not produce.
 #![allow(clippy::unwrap_used)]
 
@@ -124,6 +125,28 @@ async fn a_hanging_or_hostile_allowed_endpoint_holds_a_look_only_until_the_deadl
     assert_eq!(off_list_connections.load(Ordering::SeqCst), 0);
     rig.annotate("slow", "rampart.dev/abort", Some("true")).await;
     rig.wait_for_phase("slow", &[Phase::RolledBack], Duration::from_secs(30)).await;
+    rig.stop_controller().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_setting_a_variable_the_deployment_did_not_opt_in_to_changes_nothing() {
+    let mut rig = Rig::new("optin", ModelServerConfig::new("v2").latency(Duration::from_millis(2), 0.3), None).await;
+    let deployments: Api<Deployment> = Api::namespaced(rig.client.clone(), &rig.namespace);
+    let before = deployments.get("model").await.unwrap();
+    rig.start_controller();
+    // The attack as written: point the container's JVM options at the "model URI", i.e. at an agent jar.
+    let mut attack = rollout("agent", json!([{"setWeight": 20}]), json!([accuracy_metric(0.05)]), json!({}));
+    attack["spec"]["serving"]["deployment"]["modelEnv"] = json!("JAVA_TOOL_OPTIONS");
+    attack["spec"]["candidate"]["artifact"]["uri"] = json!("/models/fraud/v2/agent.jar");
+    rig.create_rollout(attack).await;
+    let failed = rig.wait_for_phase("agent", &[Phase::Failed], Duration::from_secs(30)).await;
+    let message = failed.status.clone().unwrap().message.unwrap_or_default();
+    assert!(message.contains("lets rollouts set only MODEL_URI") && message.contains("JAVA_TOOL_OPTIONS"), "{message}");
+    assert!(message.contains("no traffic was moved"), "{message}");
+    assert_eq!(rig.route_canary_weight().await, None, "no canary backend was added to the route");
+    assert!(deployments.get_opt("model-canary").await.unwrap().is_none(), "no canary was created");
+    let after = deployments.get("model").await.unwrap();
+    assert_eq!(after.spec, before.spec, "the baseline Deployment was not changed");
     rig.stop_controller().await;
 }
 

@@ -213,17 +213,25 @@ impl EventParser {
                  content-type application/cloudevents+json (structured mode)",
             ));
         };
+        // Header values are percent-encoded by senders (CloudEvents HTTP binding, 3.1.3.2), e.g. the SDKs.
+        let decoded = |name: &str| -> Result<Option<String>, InvalidEvent> {
+            header(name)?.map(|value| percent_decode(name, value)).transpose()
+        };
+        let (id, kind, source) = (decoded("ce-id")?, decoded("ce-type")?, decoded("ce-source")?);
+        let endpoint = decoded("ce-endpoint")?;
+        let model = match decoded("ce-inferenceservicename")? {
+            Some(name) => Some(name),
+            None => decoded("ce-model")?,
+        };
+        let namespace = decoded("ce-namespace")?;
         let attributes = Attributes {
             specversion,
-            id: header("ce-id")?,
-            kind: header("ce-type")?,
-            source: header("ce-source")?,
-            endpoint: header("ce-endpoint")?,
-            model: match header("ce-inferenceservicename")? {
-                Some(name) => Some(name),
-                None => header("ce-model")?,
-            },
-            namespace: header("ce-namespace")?,
+            id: id.as_deref(),
+            kind: kind.as_deref(),
+            source: source.as_deref(),
+            endpoint: endpoint.as_deref(),
+            model: model.as_deref(),
+            namespace: namespace.as_deref(),
         };
         let mut event = self.event_from(attributes, "ce-")?;
         if event.kind == EventType::Response {
@@ -327,6 +335,33 @@ impl EventParser {
 }
 
 /// The attributes both modes provide, borrowed from headers or the envelope.
+/// Decodes `%XX` escapes in a binary-mode header value; a malformed escape or a result that is not UTF-8 is an
+/// invalid attribute.
+fn percent_decode(name: &str, value: &str) -> Result<String, InvalidEvent> {
+    if !value.contains('%') {
+        return Ok(value.to_string());
+    }
+    let invalid =
+        || InvalidEvent::new(InvalidReason::InvalidAttribute, format!("header {name} has a malformed %-escape"));
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit)).ok_or_else(invalid)?;
+            let text = std::str::from_utf8(hex).map_err(|_| invalid())?;
+            out.push(u8::from_str_radix(text, 16).map_err(|_| invalid())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| {
+        InvalidEvent::new(InvalidReason::InvalidAttribute, format!("header {name} does not decode to UTF-8"))
+    })
+}
+
 struct Attributes<'a> {
     specversion: &'a str,
     id: Option<&'a str>,
@@ -375,6 +410,15 @@ fn truncated(value: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn percent_escaped_header_values_are_decoded_and_malformed_ones_refused() {
+        assert_eq!(super::percent_decode("ce-id", "req%201%C3%A9").unwrap(), "req 1\u{e9}");
+        assert_eq!(super::percent_decode("ce-id", "plain").unwrap(), "plain");
+        for bad in ["%zz", "%2", "%+1", "%ff"] {
+            assert!(super::percent_decode("ce-id", bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
     use axum::http::HeaderValue;
     use serde_json::json;

@@ -197,3 +197,43 @@ async fn oldest_unpaired_response_is_evicted_at_max_pending() {
     assert_eq!(series(&text, r#"rampart_shadow_unpaired_total{namespace="ml",model="fraud",side="baseline"}"#), 3.0);
     server.shutdown().await;
 }
+
+/// The Python interpreter with the CloudEvents SDK (scripts/ci-deps installs it into target/ce-venv).
+fn cloudevents_python() -> std::path::PathBuf {
+    let python = std::env::var_os("RAMPART_CLOUDEVENTS_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ce-venv/bin/python"));
+    assert!(
+        python.exists(),
+        "no Python with the CloudEvents SDK at {}: run scripts/ci-deps (it installs cloudevents==2.2.0 into \
+         target/ce-venv) or set RAMPART_CLOUDEVENTS_PYTHON",
+        python.display()
+    );
+    python
+}
+
+#[tokio::test]
+async fn events_encoded_by_the_cloudevents_sdk_pair_in_both_content_modes() {
+    let server = ShadowServer::spawn(ShadowConfig::default()).await.unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/cloudevents_sender.py");
+    let output = tokio::process::Command::new(cloudevents_python())
+        .arg(script)
+        .arg(server.url())
+        .arg("50")
+        .output()
+        .await
+        .expect("run the CloudEvents SDK sender");
+    assert!(output.status.success(), "sender failed: {}", String::from_utf8_lossy(&output.stderr));
+    let sent: serde_json::Value = serde_json::from_slice(&output.stdout).expect("the sender's summary");
+    assert_eq!(sent, json!({"pairs": 50, "disagree": 5, "requests": 50}));
+
+    let mut conn = Connection::open(server.addr()).await.unwrap();
+    let text = scrape(&mut conn).await;
+    let model = r#"namespace="ml",model="fraud""#;
+    assert_eq!(series(&text, &format!("rampart_shadow_pairs_total{{{model}}}")), 50.0, "{text}");
+    assert_eq!(series(&text, &format!("rampart_shadow_agreements_total{{{model}}}")), 45.0);
+    assert_eq!(series(&text, "rampart_shadow_pending"), 0.0, "every SDK-encoded id (with a space) paired");
+    let baseline_requests = format!("rampart_shadow_events_total{{{model},side=\"baseline\",type=\"request\"}}");
+    assert_eq!(series(&text, &baseline_requests), 50.0);
+    server.shutdown().await;
+}

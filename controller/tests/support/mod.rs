@@ -87,7 +87,8 @@ impl Rig {
         };
 
         let deployment: Deployment = serde_json::from_value(json!({
-            "metadata": {"name": "model", "labels": {"app": "model"}},
+            // The Deployment opts in to rollouts setting MODEL_URI (and nothing else).
+            "metadata": {"name": "model", "labels": {"app": "model"}, "annotations": {"rampart.dev/model-uri-env": "MODEL_URI"}},
             "spec": {
                 "replicas": 2,
                 "selector": {"matchLabels": {"app": "model"}},

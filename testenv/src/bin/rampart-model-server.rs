@@ -1,6 +1,8 @@
 //! `rampart-model-server`: the test model server as a process, for the demo. Serves `POST /predict` on 127.0.0.1 with
 //! the given accuracy, error rate and latency, `/metrics` for Prometheus, and `PUT /admin/behaviour` (JSON such as
-//! `{"accuracy": 0.85}`) to change its behaviour while it runs. Stops on Ctrl-C or SIGTERM.
+//! `{"accuracy": 0.85}`) to change its behaviour while it runs. With `--logger-url` it logs requests and responses
+//! as KServe-logger CloudEvents (for `rampart-shadow`); with `--llm-metrics` it also exports vLLM-style metrics.
+//! Stops on Ctrl-C or SIGTERM.
 
 use std::time::Duration;
 
@@ -38,6 +40,28 @@ struct Args {
     /// Seed for reproducible runs.
     #[arg(long)]
     seed: Option<u64>,
+    /// Share of answers that differ from an identical model's (a shadow candidate that disagrees), 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    disagree: f64,
+    /// Share of requests dropped: answered 503 with no response logged, 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    drop: f64,
+    /// Log every request and response as a KServe-logger CloudEvent to this URL, e.g. rampart-shadow's
+    /// http://127.0.0.1:8080/ (binary mode; ce-id is the request's x-request-id).
+    #[arg(long, value_name = "URL")]
+    logger_url: Option<String>,
+    /// The ce-endpoint of logged events: baseline or canary.
+    #[arg(long, default_value = "baseline")]
+    logger_endpoint: String,
+    /// The ce-inferenceservicename of logged events.
+    #[arg(long, default_value = "model")]
+    logger_model: String,
+    /// Also export vLLM-style metrics (time to first token, inter-token latency, HTTP requests by status).
+    #[arg(long)]
+    llm_metrics: bool,
+    /// Median time to first token in milliseconds (with --llm-metrics).
+    #[arg(long, default_value_t = 50.0)]
+    time_to_first_token_ms: f64,
 }
 
 #[tokio::main]
@@ -56,6 +80,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(seed) = args.seed {
         config = config.seed(seed);
+    }
+    config.behaviour.disagree = args.disagree;
+    config.behaviour.drop = args.drop;
+    if let Some(url) = args.logger_url {
+        config = config.logger(url, args.logger_endpoint, args.logger_model);
+    }
+    if args.llm_metrics {
+        let first_token = Duration::try_from_secs_f64(args.time_to_first_token_ms / 1000.0)
+            .map_err(|err| format!("--time-to-first-token-ms {}: {err}", args.time_to_first_token_ms))?;
+        config = config.llm_metrics().time_to_first_token(first_token, 0.25);
     }
     let server = ModelServer::spawn(config).await?;
     println!("rampart-model-server: version {} listening on {}", server.version(), server.url());

@@ -389,7 +389,11 @@ impl RunningWorld {
         ensure_namespace(client, ns).await?;
         let baseline_uri = format!("s3://models/{APP}/{}/", world.baseline.version);
         let deployment: Deployment = serde_json::from_value(json!({
-            "metadata": {"name": APP, "labels": {"app": APP, VERSION_LABEL: world.baseline.version}},
+            "metadata": {
+                "name": APP,
+                "labels": {"app": APP, VERSION_LABEL: world.baseline.version},
+                "annotations": {"rampart.dev/model-uri-env": "MODEL_URI"},
+            },
             "spec": {
                 "replicas": 2,
                 "selector": {"matchLabels": {"app": APP}},
