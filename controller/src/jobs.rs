@@ -388,13 +388,53 @@ pub async fn ensure_job(client: &kube::Client, namespace: &str, job: &Job) -> Re
     }
 }
 
-/// Reads where the Job stands and, once it finished, the verdict from its Pod's termination message.
+/// What a Job runs, compared field by field: per container (init containers first) its name, image, command,
+/// arguments and environment, and the ServiceAccount. Fields the API server fills in (pull policy, termination
+/// message path) are left out, so a Job Rampart created compares equal to the one it would create now.
+fn what_runs(job: &Job) -> serde_json::Value {
+    let Some(pod) = job.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else { return serde_json::Value::Null };
+    let describe = |c: &k8s_openapi::api::core::v1::Container| json!({"name": c.name, "image": c.image, "command": c.command, "args": c.args, "env": c.env});
+    let init: Vec<_> = pod.init_containers.iter().flatten().map(describe).collect();
+    let main: Vec<_> = pod.containers.iter().map(describe).collect();
+    json!({"initContainers": init, "containers": main, "serviceAccountName": pod.service_account_name})
+}
+
+/// Whether the Job named like this check runs what Rampart runs for it now: a Job someone else created under that
+/// name (or edited) must not count as the check. Says which part differs.
+pub fn runs_the_check(wanted: &Job, found: &Job) -> Result<(), String> {
+    let (wanted, found) = (what_runs(wanted), what_runs(found));
+    if wanted == found {
+        return Ok(());
+    }
+    let part = ["serviceAccountName", "initContainers", "containers"]
+        .into_iter()
+        .find(|key| wanted[key] != found[key])
+        .unwrap_or("pod template");
+    Err(format!("what it runs differs from what Rampart runs for this check (first in: {part})"))
+}
+
+/// Reads where the Job stands and, once it finished, the verdict from its Pod's termination message. With `wanted`
+/// (the Job Rampart would create now), a Job under this name that runs anything else is reported as a failed check,
+/// never read as a verdict.
 pub async fn job_state(
     client: &kube::Client,
     namespace: &str,
     name: &str,
+    wanted: Result<&Job, &str>,
 ) -> Result<(JobState, Vec<LossPoint>), kube::Error> {
     let job = Api::<Job>::namespaced(client.clone(), namespace).get(name).await?;
+    let mismatch = match wanted {
+        Ok(wanted) => runs_the_check(wanted, &job).err(),
+        Err(why) => Some(format!("Rampart cannot tell what it should run ({why})")),
+    };
+    if let Some(why) = mismatch {
+        return Ok((
+            JobState::Failed(format!(
+                "Job {namespace}/{name} is not the check Rampart started: {why}; delete it, then rampart retry"
+            )),
+            Vec::new(),
+        ));
+    }
     let status = job.status.unwrap_or_default();
     let succeeded = status.succeeded.unwrap_or(0) > 0;
     let failed = status.failed.unwrap_or(0) > 0;
@@ -472,6 +512,37 @@ mod tests {
         let long = "x".repeat(80);
         let name = job_name(&long, Check::SmokeTraining);
         assert!(name.len() <= 63 && name.ends_with("-smoke-training"), "{name}");
+    }
+
+    fn job(image: &str, account: &str) -> Job {
+        serde_json::from_value(json!({"spec": {"template": {"spec": {
+            "serviceAccountName": account,
+            "initContainers": [{"name": "fetch", "image": image, "args": ["fetch", "s3://m/"]}],
+            "containers": [{"name": "contract", "image": image, "args": ["contract", "--candidate", "/m"],
+                            "env": [{"name": "AWS_REGION", "value": "eu-west-1"}]}],
+        }}}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_job_counts_as_the_check_only_when_it_runs_what_rampart_runs() {
+        let wanted = job("rampart/rampart-check:1", "rampart-checks");
+        // As the API server stores it: defaults filled in, which do not change what runs.
+        let mut stored = serde_json::to_value(&wanted).unwrap();
+        stored["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
+        stored["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] = json!("/dev/termination-log");
+        stored["spec"]["template"]["spec"]["dnsPolicy"] = json!("ClusterFirst");
+        assert_eq!(runs_the_check(&wanted, &serde_json::from_value(stored).unwrap()), Ok(()));
+
+        let other_image = job("busybox:1.36", "rampart-checks");
+        let err = runs_the_check(&wanted, &other_image).unwrap_err();
+        assert!(err.contains("initContainers"), "{err}");
+        let other_account = job("rampart/rampart-check:1", "default");
+        assert!(runs_the_check(&wanted, &other_account).unwrap_err().contains("serviceAccountName"));
+        let mut other_args = serde_json::to_value(&wanted).unwrap();
+        other_args["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["sh", "-c", "true"]);
+        let err = runs_the_check(&wanted, &serde_json::from_value(other_args).unwrap()).unwrap_err();
+        assert!(err.contains("containers"), "{err}");
     }
 
     #[test]

@@ -31,35 +31,20 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
             Observation::Start(StartObservation { signature, baseline })
         }
         Need::Job { check, started: false } => {
-            let job = match candidate_fetch(ctx, rollout).await {
-                Err(why) => Err(why),
-                Ok(fetch) => match check {
-                    Check::Artifact => match &fetch {
-                        Some(fetch) => jobs::artifact_job(rollout, &ctx.config, fetch),
-                        None => Err("the candidate is not signed, so there is no manifest to verify it against".into()),
-                    },
-                    Check::Contract => match status.stable_uri.as_deref() {
-                        Some(baseline) => jobs::contract_job(rollout, &ctx.config, baseline, fetch.as_ref()),
-                        None => Err("the baseline's model URI is unknown, so there is nothing to compare with".into()),
-                    },
-                    Check::SmokeTraining => {
-                        match rollout.spec.checks.as_ref().and_then(|c| c.smoke_training.as_ref()) {
-                            Some(smoke) => jobs::smoke_job(rollout, smoke, &ctx.config, fetch.as_ref()),
-                            None => Err("no smoke-training settings".into()),
-                        }
-                    }
-                },
-            };
+            let job = wanted_job(ctx, rollout, *check, &status).await;
             Observation::JobToCreate { check: *check, job: job.map(Box::new) }
         }
         Need::Job { check, started: true } => {
             let name = jobs::job_name(&rollout.name_any(), *check);
+            let wanted = wanted_job(ctx, rollout, *check, &status).await;
             let (state, curve) =
-                jobs::job_state(&ctx.client, &namespace, &name).await.map_err(|source| crate::Error::Checks {
-                    rollout: id.clone(),
-                    action: format!("read the {} check Job {name}", check.as_str()),
-                    source,
-                })?;
+                jobs::job_state(&ctx.client, &namespace, &name, wanted.as_ref().map_err(String::as_str))
+                    .await
+                    .map_err(|source| crate::Error::Checks {
+                        rollout: id.clone(),
+                        action: format!("read the {} check Job {name}", check.as_str()),
+                        source,
+                    })?;
             // A passed artifact Job's verification goes to the registry with the bundle it checked against, which the
             // outbox verifies again before applying it; read here, from where the spec points, not from status.
             let state = match state {
@@ -159,6 +144,31 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
             Observation::Promotion(PromotionObservation { registry, baseline })
         }
     })
+}
+
+/// The Job Rampart runs for `check` now, from the spec (and the baseline URI the start gate recorded), or why it
+/// cannot be built.
+async fn wanted_job(
+    ctx: &Context,
+    rollout: &ModelRollout,
+    check: Check,
+    status: &rampart_api::ModelRolloutStatus,
+) -> Result<k8s_openapi::api::batch::v1::Job, String> {
+    let fetch = candidate_fetch(ctx, rollout).await?;
+    match check {
+        Check::Artifact => match &fetch {
+            Some(fetch) => jobs::artifact_job(rollout, &ctx.config, fetch),
+            None => Err("the candidate is not signed, so there is no manifest to verify it against".into()),
+        },
+        Check::Contract => match status.stable_uri.as_deref() {
+            Some(baseline) => jobs::contract_job(rollout, &ctx.config, baseline, fetch.as_ref()),
+            None => Err("the baseline's model URI is unknown, so there is nothing to compare with".into()),
+        },
+        Check::SmokeTraining => match rollout.spec.checks.as_ref().and_then(|c| c.smoke_training.as_ref()) {
+            Some(smoke) => jobs::smoke_job(rollout, smoke, &ctx.config, fetch.as_ref()),
+            None => Err("no smoke-training settings".into()),
+        },
+    }
 }
 
 /// The baseline's version label and current model URI. Errors are messages for the user.

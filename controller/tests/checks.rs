@@ -1,7 +1,8 @@
 //! Check Jobs before traffic: a contract mismatch and a smoke-training run with NaN loss fail the rollout before any
 //! traffic moves, and a training image outside the allow-list is refused before anything is created. The tests play
 //! the kubelet: they run the real `rampart-check` binary on the fixture files and complete the Job and its Pod with
-//! the verdict it wrote.
+//! the verdict it wrote. A Job someone created under a check's name beforehand (tenancy finding 7) is not read as the
+//! check, whatever its Pod says.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -249,5 +250,44 @@ async fn a_training_image_outside_the_allow_list_is_refused_before_anything_is_c
     let jobs: Api<Job> = Api::namespaced(rig.client.clone(), &rig.namespace);
     assert!(jobs.list(&Default::default()).await.unwrap().items.is_empty(), "no Job was created");
     assert_eq!(rig.route_canary_weight().await, None);
+    rig.stop_controller().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_created_under_the_checks_name_beforehand_is_not_read_as_the_check() {
+    let mut rig = Rig::new("forgedjob", ModelServerConfig::new("v2").latency(QUICK, 0.3), None).await;
+    let baseline = fixture("residual_mlp.onnx");
+    let candidate = fixture("residual_mlp_renamed_input.onnx");
+    point_baseline_at(&rig, baseline.to_str().unwrap()).await;
+    // The attack as written: a Job under the name the contract check will have, running something else, whose Pod
+    // ends with a passing verdict (taken from a real passing run).
+    let forged: Job = serde_json::from_value(json!({
+        "metadata": {"name": "forged-contract"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "contract", "image": "busybox:1.36", "command": ["sh", "-c", "true"]}],
+        }}},
+    }))
+    .unwrap();
+    Api::<Job>::namespaced(rig.client.clone(), &rig.namespace).create(&PostParams::default(), &forged).await.unwrap();
+    let same = baseline.to_str().unwrap();
+    let (code, passing) =
+        run_check(&["contract", "--candidate", same, "--baseline", same, "--batch-sizes", "1,8", "--format", "json"]);
+    assert_eq!(code, 0, "a passing verdict to forge with");
+    complete_job(&rig, "forged-contract", "contract", 0, &passing).await;
+
+    rig.start_controller();
+    let mut object =
+        rollout("forged", json!([{"setWeight": 50}, {"setWeight": 100}]), json!([accuracy_metric(0.05)]), json!({}));
+    object["spec"]["candidate"]["artifact"]["uri"] = json!(candidate.to_str().unwrap());
+    object["spec"]["checks"] = json!({"insecureSkipSignature": true, "contract": {"batchSizes": [1, 8]}});
+    rig.create_rollout(object).await;
+    let done = rig.wait_for_phase("forged", &[Phase::Failed, Phase::Succeeded], Duration::from_secs(30)).await;
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Failed), "{:?}", status.message);
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains("is not the check Rampart started") && message.contains("differs from what Rampart runs"));
+    assert_eq!(status.checks.unwrap().contract.unwrap().result, rampart_api::v1alpha1::CheckOutcome::Failed);
+    assert_eq!(rig.route_canary_weight().await, None, "no traffic moved");
     rig.stop_controller().await;
 }
