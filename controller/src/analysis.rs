@@ -38,19 +38,26 @@ pub fn analysis_config(analysis: &Analysis) -> Result<AnalysisConfig, String> {
         };
         metrics.push(MetricConfig { name: metric.name.clone(), kind, tolerance, min_samples: None });
     }
+    let config = engine_config(metrics, Some(analysis));
+    config.validate().map_err(|err| format!("spec.analysis cannot be used: {err}"))?;
+    Ok(config)
+}
+
+/// The engine configuration for `metrics` with the rollout's alpha, minimum samples and split-check settings from
+/// `spec.analysis` (the defaults without one). Not validated.
+pub fn engine_config(metrics: Vec<MetricConfig>, analysis: Option<&Analysis>) -> AnalysisConfig {
     let mut config = AnalysisConfig::with_metrics(metrics);
-    if let Some(alpha) = analysis.alpha {
+    if let Some(alpha) = analysis.and_then(|a| a.alpha) {
         config.alpha = alpha;
     }
-    config.min_samples = analysis.min_samples.unwrap_or(DEFAULT_MIN_SAMPLES) as f64;
-    if let Some(srm) = &analysis.srm {
+    config.min_samples = analysis.and_then(|a| a.min_samples).unwrap_or(DEFAULT_MIN_SAMPLES) as f64;
+    if let Some(srm) = analysis.and_then(|a| a.srm.as_ref()) {
         config.srm = SrmConfig {
             enabled: srm.enabled.unwrap_or(true),
             alpha: srm.p_value.unwrap_or(rampart_analysis::config::DEFAULT_SRM_ALPHA),
         };
     }
-    config.validate().map_err(|err| format!("spec.analysis cannot be used: {err}"))?;
-    Ok(config)
+    config
 }
 
 /// A number for people: 4 significant digits, no exponent for everyday sizes.

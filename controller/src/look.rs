@@ -132,10 +132,7 @@ async fn increase(
     window: &LookWindow<'_>,
     version: &str,
 ) -> Result<f64, QueryError> {
-    let query = render(template, version, window.namespace);
-    let now = prometheus.value(&query, Some(window.until)).await?;
-    let before = prometheus.value(&query, Some(window.since)).await?;
-    Ok(crate::prometheus::counter_increase(now, before))
+    query_increase(prometheus, &render(template, version, window.namespace), window).await
 }
 
 /// Which pairing counters a shadow look reads: those `rampart-shadow` exports for one model in one namespace.
@@ -158,15 +155,14 @@ pub async fn take_shadow(
     let selector = |extra: &str| {
         format!("{{namespace=\"{}\",model=\"{}\"{extra}}}", escape_label(window.namespace), escape_label(labels.model))
     };
-    let pairs =
-        shadow_increase(prometheus, &format!("sum(rampart_shadow_pairs_total{})", selector("")), window).await?;
+    let pairs = query_increase(prometheus, &format!("sum(rampart_shadow_pairs_total{})", selector("")), window).await?;
     let agreements =
-        shadow_increase(prometheus, &format!("sum(rampart_shadow_agreements_total{})", selector("")), window).await?;
+        query_increase(prometheus, &format!("sum(rampart_shadow_agreements_total{})", selector("")), window).await?;
     let responses = |side: &str| {
         format!("sum(rampart_shadow_events_total{})", selector(&format!(",side=\"{side}\",type=\"response\"")))
     };
-    let candidate = shadow_increase(prometheus, &responses("candidate"), window).await?;
-    let baseline = shadow_increase(prometheus, &responses("baseline"), window).await?;
+    let candidate = query_increase(prometheus, &responses("candidate"), window).await?;
+    let baseline = query_increase(prometheus, &responses("baseline"), window).await?;
     Ok(LookCounts {
         metrics: vec![MetricObservation {
             name: AGREEMENT.into(),
@@ -178,7 +174,7 @@ pub async fn take_shadow(
 }
 
 /// How much a fully written query grew over the window.
-async fn shadow_increase(prometheus: &Prometheus, query: &str, window: &LookWindow<'_>) -> Result<f64, QueryError> {
+async fn query_increase(prometheus: &Prometheus, query: &str, window: &LookWindow<'_>) -> Result<f64, QueryError> {
     let now = prometheus.value(query, Some(window.until)).await?;
     let before = prometheus.value(query, Some(window.since)).await?;
     Ok(crate::prometheus::counter_increase(now, before))

@@ -156,13 +156,17 @@ fn is_canary_mirror(filter: &Value, traffic: &GatewayApiTraffic) -> bool {
             == Some(traffic.canary_backend.as_str())
 }
 
-/// Adds (or removes) the rule's `RequestMirror` filter to the canary; other filters stay.
-fn set_mirror(rule: &mut Value, traffic: &GatewayApiTraffic, port: Option<i32>, mirror: bool) {
-    let mut filters: Vec<Value> = rule
-        .get("filters")
+/// The rule's filters except a `RequestMirror` to the canary.
+fn filters_without_mirror(rule: &Value, traffic: &GatewayApiTraffic) -> Vec<Value> {
+    rule.get("filters")
         .and_then(Value::as_array)
         .map(|filters| filters.iter().filter(|f| !is_canary_mirror(f, traffic)).cloned().collect())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Adds (or removes) the rule's `RequestMirror` filter to the canary; other filters stay.
+fn set_mirror(rule: &mut Value, traffic: &GatewayApiTraffic, port: Option<i32>, mirror: bool) {
+    let mut filters = filters_without_mirror(rule, traffic);
     if mirror {
         let mut backend = json!({"name": traffic.canary_backend});
         if let Some(port) = port {
@@ -244,11 +248,7 @@ fn cohort_rule(
         "backendRefs": [canary],
     });
     // The rule's own filters go along; a mirror to the canary does not (the copy already sends to the canary).
-    let filters: Vec<Value> = rule
-        .get("filters")
-        .and_then(Value::as_array)
-        .map(|filters| filters.iter().filter(|f| !is_canary_mirror(f, traffic)).cloned().collect())
-        .unwrap_or_default();
+    let filters = filters_without_mirror(rule, traffic);
     if !filters.is_empty() {
         copy["filters"] = Value::Array(filters);
     }

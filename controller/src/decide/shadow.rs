@@ -6,13 +6,13 @@
 //! responses should be one half; a candidate that drops mirrored requests fails that check instead of looking like
 //! agreement.
 
-use rampart_analysis::{AnalysisConfig, MetricConfig, SrmConfig, Tolerance};
+use rampart_analysis::{AnalysisConfig, MetricConfig, Tolerance};
 use rampart_api::v1alpha1::{AnalysisStatus, ShadowStep};
 
 use super::analysis::{Plan, interval, look_with};
 use super::endings;
 use super::{DecideError, Decision, Effect, Facts, Need, Note, Requeue, parse_duration};
-use crate::analysis::DEFAULT_MIN_SAMPLES;
+use crate::analysis::engine_config;
 use crate::look::AGREEMENT;
 
 /// Default largest share of disagreeing predictions.
@@ -28,17 +28,10 @@ pub fn shadow_config(facts: &Facts<'_>, step: &ShadowStep) -> Result<AnalysisCon
         tolerance: Tolerance::Absolute(tolerance),
         min_samples: None,
     };
-    let mut config = AnalysisConfig::with_metrics(vec![metric]);
-    let analysis = facts.spec.analysis.as_ref();
-    if let Some(alpha) = analysis.and_then(|a| a.alpha) {
-        config.alpha = alpha;
-    }
-    config.min_samples = analysis.and_then(|a| a.min_samples).unwrap_or(DEFAULT_MIN_SAMPLES) as f64;
-    let srm = analysis.and_then(|a| a.srm.as_ref());
-    config.srm = SrmConfig {
-        enabled: true,
-        alpha: srm.and_then(|s| s.p_value).unwrap_or(rampart_analysis::config::DEFAULT_SRM_ALPHA),
-    };
+    let mut config = engine_config(vec![metric], facts.spec.analysis.as_ref());
+    // The pairing check always runs: `srm.enabled: false` switches off the traffic-split check of analysis steps,
+    // not the check that the candidate answered the mirrored requests.
+    config.srm.enabled = true;
     config.validate().map_err(|err| DecideError::Spec(format!("the shadow step cannot be judged: {err}")))?;
     Ok(config)
 }
