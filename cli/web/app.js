@@ -259,10 +259,15 @@ function lossCard(checks) {
   return { card, draw };
 }
 
+// The last action's answer per rollout: the live update that follows an action re-renders the page, and the answer
+// must survive it.
+const actionResults = new Map();
+
 function actionBar(data, ns, name) {
   const allowed = Object.entries(data.actions).filter(([, ok]) => ok).map(([action]) => action);
   if (!allowed.length) return h("p", { class: "readonly", id: "read-only" }, "Read-only: your Kubernetes user may not change this rollout (or it has ended).");
-  const result = h("p", { class: "action-result", role: "status", "aria-live": "polite" });
+  const key = `${ns}/${name}`;
+  const result = h("p", { class: "action-result", role: "status", "aria-live": "polite" }, actionResults.get(key) || "");
   const buttons = allowed.map((action) => h("button", { type: "button", id: `action-${action}`, class: `action action-${action}`,
     onclick: async (event) => {
       const button = event.currentTarget;
@@ -281,6 +286,7 @@ function actionBar(data, ns, name) {
       } catch (err) {
         result.textContent = String(err);
       }
+      actionResults.set(key, result.textContent);
       button.disabled = false;
       button.dataset.armed = "";
       button.textContent = action;
