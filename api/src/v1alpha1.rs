@@ -290,6 +290,33 @@ pub struct DeploymentServing {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub model_arg: Option<String>,
+    /// Capacity-aware steps for clusters without room for a second full copy (GPU serving): the canary grows as the
+    /// baseline shrinks, so the two together never run more than the baseline's replicas plus this surge budget, and
+    /// the canary's traffic weight follows its ready share of the pods. Without it the canary gets the baseline's
+    /// replica count and the baseline keeps its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
+}
+
+/// The surge budget of capacity-aware steps: how many pods (or GPUs) the baseline and canary together may use beyond
+/// the baseline's replica count before the rollout. Exactly one of `surgeReplicas` and `surgeGPUs`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.surgeReplicas) != has(self.surgeGPUs)",
+    "message": "capacity needs exactly one of surgeReplicas or surgeGPUs, e.g. surgeGPUs: 1",
+}]))]
+pub struct Capacity {
+    /// Extra pods allowed at any moment, e.g. `1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub surge_replicas: Option<i32>,
+    /// Extra GPUs allowed at any moment, e.g. `1`. A pod's GPUs are read from its template's resource requests (or
+    /// limits) of `nvidia.com/gpu`, `amd.com/gpu` or another `*/gpu` resource; the budget must fit at least one pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "surgeGPUs")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub surge_gpus: Option<i32>,
 }
 
 /// The KServe InferenceService serving the model.
@@ -887,6 +914,26 @@ pub struct ModelRolloutStatus {
     /// The last transitions, newest last (bounded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryEntry>>,
+    /// Capacity-aware steps: the sizes this attempt works within, read from the baseline when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityStatus>,
+}
+
+/// The sizes capacity-aware steps work within, and what they last saw.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityStatus {
+    /// The baseline Deployment's replicas when the rollout started (restored on rollback and promotion).
+    pub baseline_replicas: i32,
+    /// The surge budget in pods (`surgeGPUs` divided by the GPUs one pod requests, rounded down).
+    pub surge_replicas: i32,
+    /// GPUs one pod of the baseline's template requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "gpusPerPod")]
+    pub gpus_per_pod: Option<i32>,
+    /// Ready baseline and canary pods at the last look, e.g. `6/2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
 }
 
 /// The targets an attempt holds: copies of `spec.serving` and `spec.traffic` taken at its start.

@@ -5,6 +5,7 @@ use kube::api::DynamicObject;
 use kube::{Api, ResourceExt};
 use rampart_api::ModelRollout;
 
+use crate::decide::capacity::{self, CapacityObservation};
 use crate::decide::{BaselineFacts, BaselineState, Need, Observation, PromotionObservation, StartObservation};
 use crate::jobs::{self, Check, JobState};
 use crate::look::{self, LookWindow};
@@ -141,9 +142,43 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
                 }
                 _ => BaselineState::NotApplicable,
             };
-            Observation::Promotion(PromotionObservation { registry, baseline })
+            let capacity = match (&registry, &rollout.spec.serving.deployment) {
+                (Ok(()), Some(deployment)) if status.capacity.is_some() => {
+                    Some(capacity_seen(ctx, &namespace, deployment).await)
+                }
+                _ => None,
+            };
+            Observation::Promotion(PromotionObservation { registry, baseline, capacity })
         }
+        Need::Capacity => match &rollout.spec.serving.deployment {
+            Some(deployment) => Observation::Capacity(capacity_seen(ctx, &namespace, deployment).await),
+            None => Observation::Capacity(Err("capacity-aware steps need spec.serving.deployment".into())),
+        },
     })
+}
+
+/// The baseline's and the canary's replicas (the canary counts as zero pods while it does not exist).
+async fn capacity_seen(
+    ctx: &Context,
+    namespace: &str,
+    deployment: &rampart_api::v1alpha1::DeploymentServing,
+) -> Result<CapacityObservation, String> {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    let pods = |d: &k8s_openapi::api::apps::v1::Deployment| capacity::Pods {
+        wanted: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        ready: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+    };
+    let base = api
+        .get_opt(&deployment.name)
+        .await
+        .map_err(|err| format!("reading Deployment {namespace}/{}: {err}", deployment.name))?
+        .ok_or_else(|| format!("the baseline Deployment {namespace}/{} is gone", deployment.name))?;
+    let canary_name = serving::canary_name(deployment);
+    let canary = api
+        .get_opt(&canary_name)
+        .await
+        .map_err(|err| format!("reading Deployment {namespace}/{canary_name}: {err}"))?;
+    Ok(CapacityObservation { baseline: pods(&base), canary: canary.as_ref().map(pods).unwrap_or_default() })
 }
 
 /// The Job Rampart runs for `check` now, from the spec (and the baseline URI the start gate recorded), or why it
@@ -177,6 +212,7 @@ async fn resolve_baseline(ctx: &Context, rollout: &ModelRollout) -> Result<Basel
     let namespace = rollout.namespace().unwrap_or_default();
     let explicit = spec.baseline.as_ref().and_then(|b| b.version.clone());
     let needs_version = spec.steps.iter().any(|s| s.analysis.is_some());
+    let mut pods = (None, None);
     let (labelled, uri) = if let Some(deployment) = &spec.serving.deployment {
         let base = serving::baseline(&ctx.client, &namespace, &deployment.name).await.map_err(|err| {
             format!("{err}; create the baseline Deployment in namespace {namespace}, then rampart retry")
@@ -189,6 +225,9 @@ async fn resolve_baseline(ctx: &Context, rollout: &ModelRollout) -> Result<Basel
                 .get(&gateway.http_route)
                 .await
                 .map_err(|err| format!("HTTPRoute {namespace}/{} cannot be read: {err}", gateway.http_route))?;
+        }
+        if let Some(base_spec) = &base.spec {
+            pods = (Some(base_spec.replicas.unwrap_or(1)), Some(capacity::gpus_per_pod(&base_spec.template)));
         }
         (serving::served_version(&base.metadata), serving::current_uri(&base, deployment))
     } else if let Some(kserve) = &spec.serving.kserve {
@@ -210,7 +249,7 @@ async fn resolve_baseline(ctx: &Context, rollout: &ModelRollout) -> Result<Basel
             serving::VERSION_LABEL
         ));
     }
-    Ok(BaselineFacts { version, uri })
+    Ok(BaselineFacts { version, uri, replicas: pods.0, gpus_per_pod: pods.1 })
 }
 
 /// The verifying fetch for the candidate's check Jobs and serving pods: every candidate but an `insecureSkipSignature`

@@ -444,6 +444,8 @@ async fn apply_to_cluster(
         Effect::SetWeight { .. }
             | Effect::RouteAllToBaseline { .. }
             | Effect::DeleteCanary
+            | Effect::ScaleBaseline { .. }
+            | Effect::ScaleCanary { .. }
             | Effect::PromoteBaseline
             | Effect::PromoteKServe
     );
@@ -487,9 +489,18 @@ async fn apply_to_cluster(
                     let fetch = observe::serving_fetch(ctx, rollout)
                         .await
                         .map_err(|message| Error::Serving { rollout: id(), message })?;
-                    serving::ensure_canary(&ctx.client, rollout, deployment, fetch.as_ref(), &ctx.config.check_image)
-                        .await
-                        .map_err(serving_error)?;
+                    // Capacity-aware steps start a canary made by a cohort or shadow step with one pod.
+                    let replicas = status.capacity.as_ref().map(|_| 1);
+                    serving::ensure_canary(
+                        &ctx.client,
+                        rollout,
+                        deployment,
+                        fetch.as_ref(),
+                        &ctx.config.check_image,
+                        replicas,
+                    )
+                    .await
+                    .map_err(serving_error)?;
                 }
                 let gateway =
                     spec.traffic.as_ref().and_then(|t| t.gateway_api.as_ref()).ok_or_else(|| Error::InvalidSpec {
@@ -548,6 +559,25 @@ async fn apply_to_cluster(
                     .await
                     .map_err(serving_error)
             }
+            None => Ok(()),
+        },
+        Effect::ScaleBaseline { replicas } => match &spec.serving.deployment {
+            Some(deployment) => {
+                serving::scale_baseline(&ctx.client, &namespace, deployment, *replicas).await.map_err(serving_error)
+            }
+            None => Ok(()),
+        },
+        Effect::ScaleCanary { replicas } => match &spec.serving.deployment {
+            Some(deployment) => serving::scale_canary(
+                &ctx.client,
+                rollout,
+                deployment,
+                *replicas,
+                observe::serving_fetch(ctx, rollout),
+                &ctx.config.check_image,
+            )
+            .await
+            .map_err(serving_error),
             None => Ok(()),
         },
         Effect::PromoteBaseline => match &spec.serving.deployment {

@@ -223,13 +223,15 @@ fn strip_verified_copy(pod: &mut serde_json::Value) {
 }
 
 /// Creates or updates the canary Deployment (server-side apply): the baseline's pod template with the candidate's
-/// URI, labelled `rampart.dev/role: canary` and owned by the rollout so it goes when the rollout is deleted.
+/// URI, labelled `rampart.dev/role: canary` and owned by the rollout so it goes when the rollout is deleted. It gets
+/// `replicas` pods, or the baseline's count when that is None.
 pub async fn ensure_canary(
     client: &kube::Client,
     rollout: &ModelRollout,
     serving: &DeploymentServing,
     fetch: Option<&ArtifactFetch>,
     check_image: &str,
+    replicas: Option<i32>,
 ) -> Result<(), ServingError> {
     let namespace = rollout.namespace().unwrap_or_default();
     let base = baseline(client, &namespace, &serving.name).await?;
@@ -262,7 +264,7 @@ pub async fn ensure_canary(
             "ownerReferences": [owner],
         },
         "spec": {
-            "replicas": base_spec.replicas.unwrap_or(1),
+            "replicas": replicas.unwrap_or(base_spec.replicas.unwrap_or(1)),
             "selector": {"matchLabels": selector},
             "template": template,
         },
@@ -272,6 +274,69 @@ pub async fn ensure_canary(
         .await
         .map_err(|source| ServingError::Kube {
             action: format!("creating canary Deployment {namespace}/{name}"),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Sets the baseline Deployment's replicas (capacity-aware steps). A merge patch, so the apply that moves its template
+/// on promotion never takes ownership of the field (and never resets it).
+pub async fn scale_baseline(
+    client: &kube::Client,
+    namespace: &str,
+    serving: &DeploymentServing,
+    replicas: i32,
+) -> Result<(), ServingError> {
+    let base = baseline(client, namespace, &serving.name).await?;
+    check_opt_in(&base.metadata, serving, namespace).map_err(ServingError::Unusable)?;
+    if base.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
+        return Ok(());
+    }
+    scale(client, namespace, &serving.name, replicas).await
+}
+
+/// Sets the canary Deployment's replicas, creating it with that many when it is missing (zero leaves it missing).
+/// A Deployment under the canary's name that this rollout did not create is refused.
+pub async fn scale_canary(
+    client: &kube::Client,
+    rollout: &ModelRollout,
+    serving: &DeploymentServing,
+    replicas: i32,
+    fetch: impl std::future::Future<Output = Result<Option<ArtifactFetch>, String>>,
+    check_image: &str,
+) -> Result<(), ServingError> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let name = canary_name(serving);
+    let existing = Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .get_opt(&name)
+        .await
+        .map_err(|source| ServingError::Kube { action: format!("reading Deployment {namespace}/{name}"), source })?;
+    match existing {
+        None if replicas == 0 => Ok(()),
+        None => {
+            let fetch = fetch.await.map_err(ServingError::Unusable)?;
+            ensure_canary(client, rollout, serving, fetch.as_ref(), check_image, Some(replicas)).await
+        }
+        Some(canary) if owned_by(&canary, &rollout.uid().unwrap_or_default()) => {
+            if canary.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
+                return Ok(());
+            }
+            scale(client, &namespace, &name, replicas).await
+        }
+        Some(_) => Err(ServingError::Unusable(format!(
+            "Deployment {namespace}/{name} exists and was not created by this rollout; Rampart neither scales nor \
+             deletes it. Rename it, or delete it yourself if it is a leftover, then rampart retry"
+        ))),
+    }
+}
+
+async fn scale(client: &kube::Client, namespace: &str, name: &str, replicas: i32) -> Result<(), ServingError> {
+    let patch = json!({"spec": {"replicas": replicas}});
+    Api::<Deployment>::namespaced(client.clone(), namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| ServingError::Kube {
+            action: format!("scaling Deployment {namespace}/{name} to {replicas} replicas"),
             source,
         })?;
     Ok(())
@@ -472,6 +537,7 @@ mod tests {
             container: None,
             model_env: env.map(Into::into),
             model_arg: arg.map(Into::into),
+            capacity: None,
         }
     }
 

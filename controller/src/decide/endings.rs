@@ -150,6 +150,9 @@ pub fn roll_back(facts: &Facts<'_>, mut status: ModelRolloutStatus, cause: Rollb
         let note = Note { warning: true, reason: "Halted", message };
         return act(facts, status, effects, Some(note), Requeue::OnChange);
     }
+    // Capacity-aware steps: with traffic off the canary, its pods go and the baseline gets its own back.
+    let mut effects = effects;
+    effects.extend(super::capacity::return_pods(facts));
     status::transition(&mut status, Phase::RollingBack, reason.clone(), facts.now);
     let requeue = Requeue::After(scale_down_delay(facts).max(Duration::from_millis(50)));
     act(facts, status, effects, Some(Note { warning: true, reason: "RollingBack", message: reason }), requeue)
@@ -317,6 +320,11 @@ pub fn release(facts: &Facts<'_>) -> Decision {
     }
     if facts.spec.serving.deployment.is_some() {
         effects.push(Effect::DeleteCanary);
+    }
+    if !phase.is_terminal() {
+        effects.extend(
+            super::capacity::return_pods(facts).into_iter().filter(|e| matches!(e, Effect::ScaleBaseline { .. })),
+        );
     }
     let mut event = None;
     if !phase.is_terminal() {

@@ -125,6 +125,19 @@ pub fn start(facts: &Facts<'_>) -> Result<Decision, DecideError> {
     };
     start_record.baseline_version = baseline.version.clone();
     record(facts, &mut status, TrailRecord::StartRollout { rollout: start_record });
+    status.capacity = None;
+    if let Some(deployment) = &spec.serving.deployment
+        && let Some(capacity) = &deployment.capacity
+    {
+        let gpus = baseline.gpus_per_pod.clone().unwrap_or(Ok(0));
+        match super::capacity::sizes(capacity, &deployment.name, baseline.replicas.unwrap_or(1), gpus) {
+            Ok(sizes) => status.capacity = Some(sizes),
+            Err(why) => {
+                let message = format!("{why}; no traffic was moved");
+                return Ok(fail_before_traffic(facts, status, "CapacityUnusable", message));
+            }
+        }
+    }
     status.baseline_version = baseline.version;
     status.stable_uri = baseline.uri;
     status.canary_weight = Some(0);

@@ -10,6 +10,7 @@
 //! typed [`RollbackCause`], enter promotion, pause.
 
 mod analysis;
+pub mod capacity;
 pub mod endings;
 mod gates;
 mod promotion;
@@ -128,6 +129,8 @@ pub enum Need {
     ShadowLook { since: Timestamp },
     /// The registry's promotion record and the baseline's state.
     Promotion,
+    /// The baseline's and the canary's replicas (a capacity-aware `setWeight` step).
+    Capacity,
 }
 
 /// What the executor observed, answering a [`Need`].
@@ -150,6 +153,8 @@ pub enum Observation {
     Look(Result<LookCounts, String>),
     /// Where promotion stands.
     Promotion(PromotionObservation),
+    /// The baseline's and the canary's replicas, or why they cannot be read.
+    Capacity(Result<capacity::CapacityObservation, String>),
 }
 
 /// What starting a rollout observed.
@@ -168,6 +173,10 @@ pub struct BaselineFacts {
     pub version: Option<String>,
     /// Its current model URI.
     pub uri: Option<String>,
+    /// Its `spec.replicas` (Deployment backend).
+    pub replicas: Option<i32>,
+    /// GPUs one of its pods asks for, or why they cannot be counted (Deployment backend).
+    pub gpus_per_pod: Option<Result<i32, String>>,
 }
 
 /// The counts of one analysis look: per metric, cumulative since the step's counting started, and the request counts
@@ -187,6 +196,8 @@ pub struct PromotionObservation {
     pub registry: Result<(), String>,
     /// The baseline Deployment, for the deployment backend.
     pub baseline: BaselineState,
+    /// Both Deployments' replicas, for capacity-aware steps (read once the registry recorded the promotion).
+    pub capacity: Option<Result<capacity::CapacityObservation, String>>,
 }
 
 /// The baseline Deployment during promotion.
@@ -238,6 +249,11 @@ pub enum Effect {
     RouteAllToBaseline { after_failing_verdict: bool },
     /// Delete the canary Deployment.
     DeleteCanary,
+    /// Set the baseline Deployment's replicas (capacity-aware steps).
+    ScaleBaseline { replicas: i32 },
+    /// Set the canary Deployment's replicas, creating it with that many when it does not exist yet (capacity-aware
+    /// steps; zero leaves a missing canary missing).
+    ScaleCanary { replicas: i32 },
     /// Point the baseline Deployment at the candidate.
     PromoteBaseline,
     /// KServe: the candidate takes all traffic as the new default.

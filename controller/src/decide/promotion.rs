@@ -4,10 +4,14 @@
 
 use std::time::Duration;
 
-use rampart_api::Phase;
+use rampart_api::v1alpha1::CapacityStatus;
+use rampart_api::{ModelRolloutStatus, Phase};
 
 use super::endings::act;
-use super::{BaselineState, DecideError, Decision, Effect, Facts, Need, Note, Observation, Requeue};
+use super::{
+    BaselineState, DecideError, Decision, Effect, Facts, Need, Note, Observation, PromotionObservation, Requeue,
+    capacity,
+};
 use crate::status;
 
 /// How long to wait for the registry before trying again.
@@ -26,6 +30,9 @@ pub fn promote(facts: &Facts<'_>) -> Result<Decision, DecideError> {
         return Ok(act(facts, status, vec![], None, Requeue::After(REGISTRY_RETRY)));
     }
     let spec = facts.spec;
+    if let (Some(sizes), Some(deployment)) = (&facts.status.capacity, &spec.serving.deployment) {
+        return Ok(with_capacity(facts, observed, sizes, &deployment.name));
+    }
     let effects = if let Some(deployment) = &spec.serving.deployment {
         let waiting = format!(
             "promoting: waiting for Deployment {} to roll out the candidate before traffic returns to it",
@@ -47,8 +54,59 @@ pub fn promote(facts: &Facts<'_>) -> Result<Decision, DecideError> {
     } else {
         vec![Effect::PromoteKServe]
     };
+    Ok(promoted(facts, status, effects))
+}
+
+fn promoted(facts: &Facts<'_>, mut status: ModelRolloutStatus, effects: Vec<Effect>) -> Decision {
     status.canary_weight = Some(0);
-    let message = format!("{} {} is now the baseline", spec.model, spec.candidate.version);
+    let message = format!("{} {} is now the baseline", facts.spec.model, facts.spec.candidate.version);
     status::transition(&mut status, Phase::Succeeded, message.clone(), facts.now);
-    Ok(act(facts, status, effects, Some(Note { warning: false, reason: "Promoted", message }), Requeue::OnChange))
+    act(facts, status, effects, Some(Note { warning: false, reason: "Promoted", message }), Requeue::OnChange)
+}
+
+/// Promotion within a surge budget: all traffic and pods move to the canary (it serves the candidate already), the
+/// baseline's template moves to the candidate while it has no pods, then the pods and traffic move back to it and the
+/// canary goes. The pods of both never exceed the budget, and each side gets traffic only for its ready pods.
+fn with_capacity(
+    facts: &Facts<'_>,
+    observed: &PromotionObservation,
+    sizes: &CapacityStatus,
+    deployment: &str,
+) -> Decision {
+    let mut status = facts.status.clone();
+    let seen = match &observed.capacity {
+        Some(Ok(seen)) => *seen,
+        Some(Err(why)) => {
+            status.message = Some(format!("promoting: waiting to read the Deployments: {why}"));
+            return act(facts, status, vec![], None, Requeue::After(capacity::MOVE_POLL));
+        }
+        None => {
+            status.message = Some("promoting: the Deployments were not read; looking again".into());
+            return act(facts, status, vec![], None, Requeue::After(capacity::MOVE_POLL));
+        }
+    };
+    let total = sizes.baseline_replicas;
+    let current = status.canary_weight.unwrap_or(0);
+    if let Some(capacity) = status.capacity.as_mut() {
+        capacity.ready = Some(format!("{}/{}", seen.baseline.ready, seen.canary.ready));
+    }
+    let to_canary = matches!(observed.baseline, BaselineState::ServesPrevious | BaselineState::NotApplicable);
+    let (target, stage) = if to_canary {
+        (total, format!("moving all pods and traffic to the canary before Deployment {deployment} takes the candidate"))
+    } else {
+        (0, format!("Deployment {deployment} serves the candidate; moving pods and traffic back to it"))
+    };
+    let step = capacity::plan(total, sizes.surge_replicas, target, 100, seen);
+    let mut effects = capacity::effects(&step, seen, current, None);
+    status.canary_weight = Some(step.weight);
+    if step.done && !to_canary {
+        effects.push(Effect::RouteAllToBaseline { after_failing_verdict: false });
+        effects.push(Effect::DeleteCanary);
+        return promoted(facts, status, effects);
+    }
+    if step.done {
+        effects.push(Effect::PromoteBaseline);
+    }
+    status.message = Some(format!("promoting: {stage} ({}; canary weight {}%)", capacity::describe(seen), step.weight));
+    act(facts, status, effects, None, Requeue::After(capacity::MOVE_POLL))
 }

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use rampart_api::Phase;
-use rampart_api::v1alpha1::{Cohort, HeaderMatchType, HeaderRule, ModelRolloutSpec, Step};
+use rampart_api::v1alpha1::{CapacityStatus, Cohort, HeaderMatchType, HeaderRule, ModelRolloutSpec, Step};
 
 use super::endings::{self, advance, pause};
-use super::{DecideError, Decision, Effect, Facts, Note, Requeue};
+use super::{DecideError, Decision, Effect, Facts, Need, Note, Observation, Requeue, capacity};
 use crate::status::format_duration;
 
 /// The current step's decision.
@@ -44,6 +44,11 @@ pub fn progress(facts: &Facts<'_>) -> Result<Decision, DecideError> {
 }
 
 fn set_weight_step(facts: &Facts<'_>, index: i32, weight: i32) -> Decision {
+    if let Some(sizes) = &facts.status.capacity
+        && facts.spec.serving.deployment.is_some()
+    {
+        return capacity_step(facts, index, weight, sizes);
+    }
     let mut status = facts.status.clone();
     // The canary Deployment is made when traffic first goes to it; later weights only move traffic.
     let create_canary = facts.spec.serving.deployment.is_some() && weight > 0 && status.canary_weight.unwrap_or(0) == 0;
@@ -52,6 +57,44 @@ fn set_weight_step(facts: &Facts<'_>, index: i32, weight: i32) -> Decision {
     let effects = vec![Effect::SetWeight { weight, create_canary, cohort, mirror: false }];
     let message = format!("step {index}: canary weight set to {weight}%");
     advance(facts, status, index, effects, format!("setWeight {weight}"), message, "WeightSet")
+}
+
+/// A capacity-aware `setWeight`: one move per reconcile towards the step's split (see [`super::capacity`]); the step
+/// ends when the pods are there and ready and the weight is the step's.
+fn capacity_step(facts: &Facts<'_>, index: i32, weight: i32, sizes: &CapacityStatus) -> Decision {
+    let Observation::Capacity(seen) = &facts.observed else { return Decision::Observe(Need::Capacity) };
+    let mut status = facts.status.clone();
+    let seen = match seen {
+        Ok(seen) => *seen,
+        Err(why) => {
+            status.message = Some(format!("step {index}: setWeight {weight} waits: {why}"));
+            return endings::update(facts, status, None, Requeue::After(capacity::MOVE_POLL));
+        }
+    };
+    let total = sizes.baseline_replicas;
+    let target = capacity::canary_pods(weight, total);
+    let step = capacity::plan(total, sizes.surge_replicas, target, weight, seen);
+    let current = status.canary_weight.unwrap_or(0);
+    let cohort = active_cohort(facts.spec, index).map(|c| c.headers.clone());
+    let effects = capacity::effects(&step, seen, current, cohort);
+    status.canary_weight = Some(step.weight);
+    if let Some(capacity) = status.capacity.as_mut() {
+        capacity.ready = Some(format!("{}/{}", seen.baseline.ready, seen.canary.ready));
+    }
+    if step.done {
+        let message = format!(
+            "step {index}: canary weight set to {weight}% on {target} of {total} pods ({})",
+            capacity::describe(seen)
+        );
+        return advance(facts, status, index, effects, format!("setWeight {weight}"), message, "WeightSet");
+    }
+    status.message = Some(format!(
+        "step {index}: moving to {weight}% within a surge of {} pods: {}; canary weight {}% follows its ready pods",
+        sizes.surge_replicas,
+        capacity::describe(seen),
+        step.weight
+    ));
+    endings::act(facts, status, effects, None, Requeue::After(capacity::MOVE_POLL))
 }
 
 /// The cohort routed to the canary at step `index`: the last `cohort` step at or before it. It stays until the

@@ -45,7 +45,11 @@ fn check_status(contract: Option<CheckOutcome>, smoke: Option<CheckOutcome>) -> 
 fn a_signed_candidate_is_verified_by_an_artifact_job_before_anything_else_even_without_other_checks() {
     let act = Case::new(spec(), ModelRolloutStatus::default(), 0.0).act(Observation::Start(StartObservation {
         signature: Ok(Some(signer())),
-        baseline: Ok(BaselineFacts { version: Some("v1".into()), uri: Some("s3://models/fraud/v1/".into()) }),
+        baseline: Ok(BaselineFacts {
+            version: Some("v1".into()),
+            uri: Some("s3://models/fraud/v1/".into()),
+            ..Default::default()
+        }),
     }));
     assert_eq!(act.status.phase, Some(Phase::Checking), "no traffic before the bytes are checked");
     let case = Case::new(spec(), act.status, 1.0);

@@ -146,7 +146,11 @@ fn a_verified_start_with_check_jobs_enters_checking() {
     let spec = spec_with(json!({"checks": {"contract": {"batchSizes": [1, 8]}}}));
     let act = Case::new(spec, ModelRolloutStatus::default(), 0.0).act(Observation::Start(StartObservation {
         signature: Ok(Some(signer())),
-        baseline: Ok(BaselineFacts { version: Some("v1".into()), uri: Some("s3://models/fraud/v1/".into()) }),
+        baseline: Ok(BaselineFacts {
+            version: Some("v1".into()),
+            uri: Some("s3://models/fraud/v1/".into()),
+            ..Default::default()
+        }),
     }));
     assert_eq!(act.status.phase, Some(Phase::Checking));
     assert_eq!(act.status.baseline_version.as_deref(), Some("v1"));
@@ -168,7 +172,7 @@ fn an_unsigned_start_without_check_jobs_goes_straight_to_the_steps() {
     let unsigned = spec_with(json!({"checks": {"insecureSkipSignature": true}}));
     let act = Case::new(unsigned, ModelRolloutStatus::default(), 0.0).act(Observation::Start(StartObservation {
         signature: Ok(None),
-        baseline: Ok(BaselineFacts { version: Some("v1".into()), uri: None }),
+        baseline: Ok(BaselineFacts { version: Some("v1".into()), uri: None, ..Default::default() }),
     }));
     assert_eq!(act.status.phase, Some(Phase::Progressing));
     assert_eq!(act.status.current_step, Some(0));

@@ -62,7 +62,11 @@ fn records_queued_after_a_retry_carry_the_retry_request_as_their_attempt() {
     };
     let started = again.act(Observation::Start(StartObservation {
         signature: Ok(Some(signer)),
-        baseline: Ok(BaselineFacts { version: Some("v1".into()), uri: Some("s3://models/fraud/v1/".into()) }),
+        baseline: Ok(BaselineFacts {
+            version: Some("v1".into()),
+            uri: Some("s3://models/fraud/v1/".into()),
+            ..Default::default()
+        }),
     }));
     let stamped: Vec<serde_json::Value> =
         started.status.outbox.iter().flatten().map(|text| serde_json::from_str(text).unwrap()).collect();
