@@ -42,7 +42,8 @@ pub use error::Error;
 pub use metrics::Metrics;
 
 /// Wakes a promoting rollout when its baseline Deployment changes (it is waiting for the candidate to roll out), so
-/// promotion needs no polling. Only the Deployments' metadata is kept from each event.
+/// promotion needs no polling; and a rollout with capacity-aware steps when its baseline or canary changes (each
+/// move waits for pods to become ready). Only the Deployments' metadata is kept from each event.
 fn watch_baselines(
     controller: Controller<ModelRollout>,
     client: &kube::Client,
@@ -60,13 +61,26 @@ fn watch_baselines(
             .state()
             .into_iter()
             .filter(|rollout| {
+                let status = rollout.status.as_ref();
+                let phase = status.and_then(|s| s.phase);
+                let Some(serving) = rollout.spec.serving.deployment.as_ref() else { return false };
+                let moving = status.is_some_and(|s| s.capacity.is_some())
+                    && matches!(phase, Some(rampart_api::Phase::Progressing))
+                    && (serving.name == name || serving::canary_name(serving) == name);
                 rollout.metadata.namespace == namespace
-                    && rollout.status.as_ref().and_then(|s| s.phase) == Some(rampart_api::Phase::Promoting)
-                    && rollout.spec.serving.deployment.as_ref().is_some_and(|d| d.name == name)
+                    && ((phase == Some(rampart_api::Phase::Promoting)
+                        && (serving.name == name || moving_in_promotion(rollout, &name)))
+                        || moving)
             })
             .map(|rollout| ObjectRef::from_obj(rollout.as_ref()))
             .collect::<Vec<_>>()
     })
+}
+
+/// A promoting rollout with capacity-aware steps also waits on its canary's pods.
+fn moving_in_promotion(rollout: &ModelRollout, name: &str) -> bool {
+    rollout.status.as_ref().is_some_and(|s| s.capacity.is_some())
+        && rollout.spec.serving.deployment.as_ref().is_some_and(|d| serving::canary_name(d) == name)
 }
 
 /// True when any notification sink is configured (controller-wide, or namespace sinks allowed).

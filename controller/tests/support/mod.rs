@@ -157,6 +157,12 @@ impl Rig {
         }
     }
 
+    /// Stops the rig's stand-in for the Deployment controller (which rolls every Deployment out at once), for a test
+    /// that plays the Deployment controller itself.
+    pub fn stop_kubelet(&mut self) {
+        self.kubelet.abort();
+    }
+
     /// The controller configuration for this rig: namespace-scoped, with a short lease.
     pub fn controller_config(&self, identity: &str) -> ControllerConfig {
         ControllerConfig {
