@@ -67,7 +67,7 @@ async fn the_examples_are_accepted_by_the_api_server() {
     let namespace = env.namespace(&client, "examples").await.unwrap();
     let api: Api<ModelRollout> = Api::namespaced(client, &namespace);
     let examples = rampart_testenv::repo_root().join("examples");
-    for file in ["deployment-gateway.yaml", "kserve.yaml", "cohort.yaml", "shadow.yaml"] {
+    for file in ["deployment-gateway.yaml", "kserve.yaml", "cohort.yaml", "shadow.yaml", "capacity.yaml"] {
         let text = std::fs::read_to_string(examples.join(file)).unwrap();
         let rollout: ModelRollout = serde_saphyr::from_str(&text).unwrap();
         let created = api
@@ -186,6 +186,16 @@ async fn invalid_rollouts_are_rejected_with_actionable_messages() {
             "model URI in both env and arg",
             |o| set(o, "/spec/serving/deployment/modelArg", json!("--model")),
             "deployment needs exactly one of modelEnv (an environment variable) or modelArg",
+        ),
+        (
+            "a surge budget in both pods and GPUs",
+            |o| set(o, "/spec/serving/deployment/capacity", json!({"surgeReplicas": 1, "surgeGPUs": 1})),
+            "capacity needs exactly one of surgeReplicas or surgeGPUs",
+        ),
+        (
+            "a surge budget of zero GPUs",
+            |o| set(o, "/spec/serving/deployment/capacity", json!({"surgeGPUs": 0})),
+            "surgeGPUs",
         ),
         (
             "a pause duration in words",

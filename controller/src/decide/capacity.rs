@@ -235,7 +235,6 @@ mod tests {
         max_weight: i32,
     ) -> (CapacityObservation, i32, usize) {
         let mut seen = from;
-        let mut weight = 0;
         for moves in 0..1000 {
             let step = plan(total, surge, target, max_weight, seen);
             // The shrinking side goes first, so the pods after each single change stay under the ceiling.
@@ -245,9 +244,8 @@ mod tests {
             // The weight never exceeds the canary's share of the pods that are ready once the shrinks took effect.
             let share = ready_share(seen.canary.ready.min(step.canary), seen.baseline.ready.min(step.baseline));
             assert!(step.weight <= share, "{step:?} from {seen:?}: share {share}");
-            weight = step.weight;
             if step.done {
-                return (seen, weight, moves);
+                return (seen, step.weight, moves);
             }
             seen = CapacityObservation {
                 baseline: Pods { wanted: step.baseline, ready: step.baseline },

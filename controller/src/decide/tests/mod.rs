@@ -12,6 +12,7 @@ use serde_json::json;
 use super::*;
 
 mod analysis;
+mod capacity;
 mod checks;
 mod finishing;
 mod lifecycle;
