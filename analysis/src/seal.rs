@@ -24,6 +24,21 @@ impl StateKey {
     pub fn seal_for(&self, context: impl Into<String>) -> StateSeal {
         StateSeal::new(&self.0, context)
     }
+
+    /// HMAC-SHA256 of `message` bound to `context`, in hex: a seal for other state than the analysis' (the
+    /// controller's status fields).
+    pub fn mac_hex(&self, context: &str, message: &[u8]) -> String {
+        let mut bound = context.as_bytes().to_vec();
+        bound.push(0);
+        bound.extend_from_slice(message);
+        StateSeal::new(&self.0, context).mac(&bound).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Whether `mac` is [`StateKey::mac_hex`] of `message` and `context` (compared in constant time).
+    pub fn verify_hex(&self, context: &str, message: &[u8], mac: &str) -> bool {
+        let expected = self.mac_hex(context, message);
+        mac.len() == expected.len() && mac.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
 }
 
 impl std::fmt::Debug for StateKey {
@@ -98,6 +113,17 @@ mod tests {
         let mac = seal.mac(b"what do ya want for nothing?");
         let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn a_mac_binds_its_context_and_message() {
+        let key = StateKey::new(b"a key of sixteen");
+        let mac = key.mac_hex("uid-1", b"phase: Promoting");
+        assert_eq!(mac.len(), 64);
+        assert!(key.verify_hex("uid-1", b"phase: Promoting", &mac));
+        assert!(!key.verify_hex("uid-2", b"phase: Promoting", &mac));
+        assert!(!key.verify_hex("uid-1", b"phase: Succeeded", &mac));
+        assert!(!StateKey::new(b"another key 1234").verify_hex("uid-1", b"phase: Promoting", &mac));
     }
 
     #[test]

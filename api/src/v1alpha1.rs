@@ -917,6 +917,11 @@ pub struct ModelRolloutStatus {
     /// Capacity-aware steps: the sizes this attempt works within, read from the baseline when it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<CapacityStatus>,
+    /// Rampart's seal over the fields that gate traffic (phase, step, weight, check results, baseline, targets,
+    /// capacity): an HMAC-SHA256 under a key only the controller holds. A status changed by anyone else no longer
+    /// matches it, and Rampart then trusts none of it (see docs/security.md). Internal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
 }
 
 /// The sizes capacity-aware steps work within, and what they last saw.

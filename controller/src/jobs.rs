@@ -507,6 +507,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_smoke_job_is_built_only_for_an_image_on_the_allow_list_whatever_the_start_gate_saw() {
+        let rollout = |image: &str| -> ModelRollout {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "rampart.dev/v1alpha1", "kind": "ModelRollout",
+                "metadata": {"name": "fraud-v2", "namespace": "ml", "uid": "uid-1"},
+                "spec": {
+                    "model": "fraud",
+                    "candidate": {"version": "v2", "artifact": {"uri": "s3://models/fraud/v2/", "digest": format!("sha256:{}", "a".repeat(64))}},
+                    "checks": {"insecureSkipSignature": true, "smokeTraining": {"image": image}},
+                    "serving": {"deployment": {"name": "fraud", "modelEnv": "MODEL_URI"}},
+                    "traffic": {"gatewayAPI": {"httpRoute": "fraud", "baselineBackend": "fraud", "canaryBackend": "fraud-canary"}},
+                    "steps": [{"setWeight": 100}],
+                }
+            }))
+            .unwrap()
+        };
+        let config =
+            ControllerConfig { smoke_image_allow_list: vec!["registry.example.com/ml".into()], ..Default::default() };
+        let smoke = |r: &ModelRollout| r.spec.checks.clone().unwrap().smoke_training.unwrap();
+        let swapped = rollout("docker.io/someone/miner:latest");
+        let refused = smoke_job(&swapped, &smoke(&swapped), &config, None).unwrap_err();
+        assert!(refused.contains("docker.io/someone/miner:latest") && refused.contains("not allowed"), "{refused}");
+        let allowed = rollout("registry.example.com/ml/trainer:v1");
+        assert!(smoke_job(&allowed, &smoke(&allowed), &config, None).is_ok());
+    }
+
+    #[test]
     fn job_names_fit_in_63_characters() {
         assert_eq!(job_name("fraud-v8", Check::Contract), "fraud-v8-contract");
         let long = "x".repeat(80);

@@ -18,6 +18,7 @@ pub mod observe;
 pub mod outbox;
 pub mod prometheus;
 pub mod reconcile;
+pub mod seal;
 pub mod serving;
 pub mod status;
 pub mod traffic;
@@ -142,6 +143,21 @@ fn watch_canary_pods(
 /// Runs the controller until `shutdown` becomes true: leader election, and the reconcile loop while this replica
 /// leads. Losing the lease stops the loop at once; regaining it starts a new one.
 pub async fn run(client: kube::Client, config: ControllerConfig, metrics: Metrics, shutdown: watch::Receiver<bool>) {
+    // The key that seals status (see `seal`): a replica without it never leads, since it could not tell Rampart's
+    // status from a forged one.
+    let mut stopping = shutdown.clone();
+    let status_key = loop {
+        match seal::load_or_create_key(&client, &config.lease_namespace).await {
+            Ok(key) => break key,
+            Err(err) => {
+                tracing::error!(error = %err, "no status key: not taking part in leader election until there is one");
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                    _ = stopping.changed() => return,
+                }
+            }
+        }
+    };
     let (leader_tx, leader_rx) = watch::channel(false);
     let election = tokio::spawn(leader::run_election(client.clone(), config.clone(), leader_tx, shutdown.clone()));
     let (notifier, offers) = notify::Notifier::channel();
@@ -178,6 +194,7 @@ pub async fn run(client: kube::Client, config: ControllerConfig, metrics: Metric
         }
         _ => None,
     };
+    context.status_key = Some(status_key);
     let context = Arc::new(context);
     let _notifications = AbortOnDrop(notifications);
 

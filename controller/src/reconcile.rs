@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::status::truncate;
 use crate::trail::RegistryConnection;
-use crate::{claims, jobs, look, observe, outbox, serving, traffic};
+use crate::{claims, jobs, look, observe, outbox, seal, serving, traffic};
 
 /// What every reconcile needs.
 pub struct Context {
@@ -57,6 +57,8 @@ pub struct Context {
     /// Canary pods that changed since their rollout last looked at them, as (namespace, version label): the pod
     /// watch marks them, and a rollout lists its canary pods (for a refused artifact) only when marked.
     pub canary_pods_changed: Arc<Mutex<HashSet<(String, String)>>>,
+    /// Seals the status fields that gate traffic (see [`crate::seal`]); None: status is not checked.
+    pub status_key: Option<rampart_analysis::StateKey>,
 }
 
 impl Context {
@@ -101,6 +103,7 @@ impl Context {
             written: Default::default(),
             notifier: None,
             canary_pods_changed: Default::default(),
+            status_key: None,
         }
     }
 }
@@ -179,10 +182,19 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
     let uid = rollout.uid().unwrap_or_default();
     let id = format!("{namespace}/{name}");
     let read = rollout.status.clone().unwrap_or_default();
+    // Is this status Rampart's? A status someone else wrote decides nothing: not its phase, its checks or its targets.
+    let status_trust = seal::trust(ctx.status_key.as_ref(), &uid, &read);
+    if status_trust == seal::Trust::Forged {
+        ctx.metrics.count_error("forged_status");
+        tracing::warn!(rollout = %id, "the status was not written by Rampart (its seal does not match)");
+    }
 
     // Registry records queued by earlier reconciles go first; the trimmed outbox is written with this decision.
     let mut status = read.clone();
     let mut registry_refused = None;
+    if status_trust == seal::Trust::Forged {
+        status.targets = None;
+    }
     if let Some(connection) = &ctx.registry
         && let Some(queued) = read.outbox.as_deref().filter(|o| !o.is_empty())
     {
@@ -214,9 +226,12 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
     let mut target_holder = None;
     let before_traffic = matches!(phase, Phase::Pending | Phase::Verifying | Phase::Checking);
     let deleting = rollout.metadata.deletion_timestamp.is_some();
-    if !phase.is_terminal()
-        && phase != Phase::RollingBack
-        && (status.targets.is_none() || (before_traffic && !deleting))
+    // A forged status's targets were dropped above: the targets are claimed again from the spec, whatever the phase
+    // says, so that traffic can be returned on them.
+    if (status_trust == seal::Trust::Forged && !deleting)
+        || (!phase.is_terminal()
+            && phase != Phase::RollingBack
+            && (status.targets.is_none() || (before_traffic && !deleting)))
     {
         let wanted = status.targets.clone().unwrap_or_else(|| claims::spec_targets(rollout));
         let claimed = claims::claim(&ctx.client, rollout, &claims::targets_of(&wanted))
@@ -276,6 +291,7 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
         target_holder,
         observed: Observation::Nothing,
         canary_refused,
+        status_trust,
     };
     let spec_error = |err: DecideError| match err {
         DecideError::Spec(message) => Error::InvalidSpec { rollout: id.clone(), message },
@@ -339,6 +355,9 @@ async fn carry_out(
             ctx.metrics.rollback_latency.observe(latency.as_secs_f64());
             tracing::info!(rollout = %id, latency_ms = latency.as_secs_f64() * 1000.0, "canary weight is 0 after a failing verdict");
         }
+    }
+    if let Some(key) = &ctx.status_key {
+        seal::seal(key, &rollout.uid().unwrap_or_default(), &mut act.status);
     }
     let released = act.effects.contains(&Effect::ReleaseFinalizer);
     let ended = act.status.phase.is_some_and(|p| p.is_terminal()) && !read.phase.is_some_and(|p| p.is_terminal());
@@ -605,7 +624,10 @@ async fn apply_to_cluster(
     result.map(|()| missing)
 }
 
-/// Writes status with server-side apply, carrying the read's resourceVersion, and remembers the new one.
+/// Writes status with server-side apply, carrying the read's resourceVersion, and remembers the new one. Fields
+/// someone else wrote into status under another field manager survive an apply that leaves them out; the outbox and
+/// the sealed fields (see [`seal`]) are then made exactly Rampart's with merge patches, so a refused record or a
+/// forged check result does not come back on every read.
 async fn write_status(
     ctx: &Context,
     rollout: &ModelRollout,
@@ -632,17 +654,32 @@ async fn write_status(
         )
         .await
         .map_err(status_error)?;
-    // Outbox entries someone else wrote into status (a merge patch) stay under their field manager after Rampart's
-    // apply leaves them out; the outbox is replaced as a whole so refused records do not come back on every read.
+    let ours = seal::fields(status);
+    let theirs = seal::fields(&written.status.clone().unwrap_or_default());
+    let mut differing: Vec<String> = ours.keys().filter(|key| ours.get(*key) != theirs.get(*key)).cloned().collect();
     if written.status.as_ref().and_then(|s| s.outbox.as_ref()) != status.outbox.as_ref() {
-        let replace = serde_json::json!({
-            "metadata": {"resourceVersion": written.resource_version()},
-            "status": {"outbox": status.outbox},
-        });
-        written = api
-            .patch_status(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(&replace))
-            .await
-            .map_err(status_error)?;
+        differing.push("outbox".into());
+    }
+    if !differing.is_empty() {
+        let value = |key: &str| match key {
+            "outbox" => serde_json::json!(status.outbox),
+            _ => ours.get(key).cloned().unwrap_or_default(),
+        };
+        // Cleared first: a merge patch merges maps, so a key someone added inside `checks` would outlive one patch.
+        let clear: serde_json::Map<String, serde_json::Value> =
+            differing.iter().map(|key| (key.clone(), serde_json::Value::Null)).collect();
+        let set: serde_json::Map<String, serde_json::Value> =
+            differing.iter().map(|key| (key.clone(), value(key))).filter(|(_, v)| !v.is_null()).collect();
+        for fields in [clear, set].into_iter().filter(|f| !f.is_empty()) {
+            let merge = serde_json::json!({
+                "metadata": {"resourceVersion": written.resource_version()},
+                "status": fields,
+            });
+            written = api
+                .patch_status(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(&merge))
+                .await
+                .map_err(status_error)?;
+        }
     }
     if let (Some(uid), Some(version)) = (rollout.uid(), written.resource_version().and_then(|rv| rv.parse().ok())) {
         ctx.written.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, version);

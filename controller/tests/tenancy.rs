@@ -1,7 +1,8 @@
 //! What a rollout author (an untrusted tenant) can do by deleting, bending or forging their rollout, on the real API
 //! server, Postgres and Prometheus: deleting a rollout at full weight returns every request to the baseline before it
 //! goes, a route someone deleted does not block a rollback, another team's model cannot be taken, records forged into
-//! the outbox are refused, a look-alike or swapped training image gets no Job, a retried rollout is recorded as a new
+//! the outbox are refused, a status forged past the gates moves no traffic, a look-alike or swapped training image
+//! gets no Job, a retried rollout is recorded as a new
 //! attempt that can promote (through a Postgres restart), and versions that are not label values roll out.
 #![allow(clippy::unwrap_used)]
 
@@ -38,7 +39,11 @@ async fn a_rollout_deleted_at_weight_100_leaves_all_traffic_on_the_baseline() {
     rig.rollouts().delete("doomed", &DeleteParams::default()).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while rig.rollouts().get_opt("doomed").await.unwrap().is_some() {
-        assert!(std::time::Instant::now() < deadline, "the rollout was not released within 30 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollout was not released within 30 s: {:?}",
+            rig.rollouts().get_opt("doomed").await.unwrap().map(|r| (r.metadata.finalizers, r.status))
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(rig.route_canary_weight().await, Some(0), "every request goes to the baseline again");
@@ -241,6 +246,51 @@ async fn records_forged_into_the_outbox_are_refused_and_nothing_is_recorded_for_
     rig.stop_controller().await;
 }
 
+// ----- finding 1: a status someone else wrote decides nothing ----------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_forged_past_the_gates_moves_no_traffic_to_the_candidate_and_promotes_nothing() {
+    let mut rig = Rig::new("forged-status", ModelServerConfig::new("v2").latency(QUICK, 0.3), None).await;
+    rig.start_controller();
+    let deployments: Api<Deployment> = Api::namespaced(rig.client.clone(), &rig.namespace);
+    for (name, phase) in [("to-promoting", "Promoting"), ("to-succeeded", "Succeeded")] {
+        let steps = json!([{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}]);
+        rig.create_rollout(rollout(name, steps, json!([accuracy_metric(0.05)]), json!({}))).await;
+        rig.wait_for_phase(name, &[Phase::Paused], Duration::from_secs(60)).await;
+        assert_eq!(rig.route_canary_weight().await, Some(10));
+        // Someone with modelrollouts/status writes the rollout past its gates: promoting (or done) at full weight,
+        // past the last step, with a passed contract check.
+        let patch = json!({"status": {"phase": phase, "currentStep": 99, "canaryWeight": 100,
+            "checks": {"contract": {"result": "Passed", "message": "trust me"}}}});
+        rig.rollouts().patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let done = rig
+            .wait_for(name, Duration::from_secs(30), "the forged status answered", |r| {
+                r.status
+                    .as_ref()
+                    .and_then(|s| s.message.as_deref())
+                    .is_some_and(|m| m.contains("someone other than Rampart"))
+                    && r.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_terminal())
+            })
+            .await;
+        let status = done.status.unwrap();
+        let expected = if phase == "Promoting" { Phase::RolledBack } else { Phase::Succeeded };
+        assert_eq!(status.phase, Some(expected), "{name}: {:?}", status.message);
+        assert_eq!(status.checks, None, "{name}: the forged check result is gone");
+        assert!(status.seal.is_some(), "{name}: Rampart sealed what it wrote");
+        // No traffic on the candidate, no canary, and the baseline still serves v1.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while deployments.get_opt("model-canary").await.unwrap().is_some() {
+            assert!(std::time::Instant::now() < deadline, "{name}: the canary should go");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(rig.route_canary_weight().await.unwrap_or(0), 0, "{name}");
+        let base = serde_json::to_string(&deployments.get("model").await.unwrap().spec).unwrap();
+        assert!(base.contains("s3://models/fraud/v1") && !base.contains("fraud/v2"), "{name}: {base}");
+        assert!(rig.event_reasons(name).await.iter().any(|r| r == "StatusForged"), "{name}");
+    }
+    rig.stop_controller().await;
+}
+
 // ----- finding 7: smoke-training images by parsed reference, re-checked for each Job ----------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,7 +325,9 @@ async fn a_training_image_swapped_after_the_start_gate_is_refused_when_the_job_i
     object["spec"]["checks"] =
         json!({"insecureSkipSignature": true, "smokeTraining": {"image": "docker.io/someone/miner:latest"}});
     rig.create_rollout(object).await;
-    // The start gate is behind it (as if the image had been edited after it passed, or the status written past it).
+    // A status written past the start gate: it carries no seal of Rampart's, so the gates run again from the start
+    // and the image is refused there. (An image edited after a real start gate is refused when the Job is built:
+    // `jobs::tests::a_smoke_job_is_built_only_for_an_image_on_the_allow_list_whatever_the_start_gate_saw`.)
     let patch = json!({"status": {"phase": "Checking", "currentStep": 0, "canaryWeight": 0,
         "baselineVersion": "v1", "stableUri": "s3://models/fraud/v1"}});
     rig.rollouts().patch_status("swapper", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();

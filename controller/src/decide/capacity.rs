@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use rampart_api::v1alpha1::{Capacity, CapacityStatus, HeaderRule};
 
-use super::{Effect, Facts};
+use rampart_api::{ModelRolloutSpec, ModelRolloutStatus};
+
+use super::Effect;
 
 /// Replicas of one Deployment as seen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -212,9 +214,9 @@ pub fn sizes(
 
 /// The effects that give the baseline its pods back after traffic left the canary (rollback, deletion): the canary to
 /// zero first, so the two never exceed the budget, then the baseline to its size.
-pub fn return_pods(facts: &Facts<'_>) -> Vec<Effect> {
-    match &facts.status.capacity {
-        Some(sizes) if facts.spec.serving.deployment.is_some() => {
+pub fn return_pods(spec: &ModelRolloutSpec, status: &ModelRolloutStatus) -> Vec<Effect> {
+    match &status.capacity {
+        Some(sizes) if spec.serving.deployment.is_some() => {
             vec![Effect::ScaleCanary { replicas: 0 }, Effect::ScaleBaseline { replicas: sizes.baseline_replicas }]
         }
         _ => Vec::new(),

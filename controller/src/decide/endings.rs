@@ -29,6 +29,9 @@ pub enum RollbackCause {
     /// The registry refused to record the rollout (the model belongs to another namespace, a version's digest
     /// conflicts): it could never be promoted.
     RegistryRefused(String),
+    /// The status that says where traffic is was written by someone other than Rampart: nothing it says can be
+    /// trusted, so traffic goes back whatever `rollback.onFailure` says.
+    StatusForged(String),
 }
 
 impl RollbackCause {
@@ -39,6 +42,7 @@ impl RollbackCause {
             RollbackCause::Inconclusive(reason) => format!("{reason}; onInconclusive: rollback"),
             RollbackCause::ArtifactRefused(reason) => reason.clone(),
             RollbackCause::RegistryRefused(reason) => reason.clone(),
+            RollbackCause::StatusForged(reason) => reason.clone(),
         }
     }
 }
@@ -126,7 +130,8 @@ pub fn roll_back(facts: &Facts<'_>, mut status: ModelRolloutStatus, cause: Rollb
         vec![Effect::RouteAllToBaseline { after_failing_verdict: matches!(cause, RollbackCause::AnalysisFailed(_)) }];
     status.canary_weight = Some(0);
     status.step_started_at = Some(facts.now.to_string());
-    let aborted = cause == RollbackCause::Aborted;
+    // A forged status ends like an abort: no halting at weight 0 on the word of a status someone else wrote.
+    let aborted = matches!(cause, RollbackCause::Aborted | RollbackCause::StatusForged(_));
     if aborted {
         record(
             facts,
@@ -152,10 +157,69 @@ pub fn roll_back(facts: &Facts<'_>, mut status: ModelRolloutStatus, cause: Rollb
     }
     // Capacity-aware steps: with traffic off the canary, its pods go and the baseline gets its own back.
     let mut effects = effects;
-    effects.extend(super::capacity::return_pods(facts));
+    effects.extend(super::capacity::return_pods(facts.spec, &status));
     status::transition(&mut status, Phase::RollingBack, reason.clone(), facts.now);
     let requeue = Requeue::After(scale_down_delay(facts).max(Duration::from_millis(50)));
     act(facts, status, effects, Some(Note { warning: true, reason: "RollingBack", message: reason }), requeue)
+}
+
+/// The status was written by someone other than Rampart (its seal does not match): none of it is trusted. Only what
+/// informs is kept (conditions, history, the outbox, whose records are checked on their own). Before traffic the gates
+/// run again from the start; with traffic possibly on the canary, all of it goes back and the rollout ends rolled back
+/// (`rampart retry` starts it again); a finished rollout keeps its phase, and a Deployment canary's traffic goes back
+/// to the baseline (harmless after a real promotion: the baseline serves the candidate then).
+pub fn status_forged(facts: &Facts<'_>) -> Decision {
+    let read = facts.status;
+    let phase = read.phase.unwrap_or(Phase::Pending);
+    let mut status = ModelRolloutStatus {
+        conditions: read.conditions.clone(),
+        history: read.history.clone(),
+        outbox: read.outbox.clone(),
+        observed_generation: read.observed_generation,
+        // Claimed again from the spec by this reconcile (a forged status's own targets are dropped before deciding).
+        targets: read.targets.clone(),
+        ..Default::default()
+    };
+    let why = "the status was changed by someone other than Rampart (its seal does not match), so none of it is \
+               trusted";
+    match phase {
+        Phase::Pending | Phase::Verifying | Phase::Checking => {
+            let message = format!("{why}: no traffic had moved; the gates run again from the start");
+            status.current_step = Some(0);
+            status.canary_weight = Some(0);
+            status::transition(&mut status, Phase::Pending, message.clone(), facts.now);
+            act(facts, status, vec![], Some(Note { warning: true, reason: "StatusForged", message }), NEXT)
+        }
+        Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::RollingBack => {
+            let message =
+                format!("{why}: all traffic returned to the baseline; rampart retry starts the rollout again");
+            let mut decision = roll_back(facts, status, RollbackCause::StatusForged(message));
+            if let Decision::Act(act) = &mut decision
+                && let Some(note) = act.event.as_mut()
+            {
+                note.reason = "StatusForged";
+            }
+            decision
+        }
+        Phase::Succeeded | Phase::RolledBack | Phase::Failed => {
+            let mut effects = Vec::new();
+            if facts.spec.serving.deployment.is_some() {
+                effects.push(Effect::RouteAllToBaseline { after_failing_verdict: false });
+                effects.push(Effect::DeleteCanary);
+            }
+            let message = format!("{why}: the rollout had ended; traffic is on the baseline");
+            status.phase = Some(phase);
+            status.canary_weight = Some(0);
+            status.message = Some(message.clone());
+            act(
+                facts,
+                status,
+                effects,
+                Some(Note { warning: true, reason: "StatusForged", message }),
+                Requeue::OnChange,
+            )
+        }
+    }
 }
 
 /// After the scale-down delay, the canary goes and the rollout is RolledBack. Traffic is already on the baseline
@@ -314,16 +378,19 @@ pub fn release(facts: &Facts<'_>) -> Decision {
     let mut status = facts.status.clone();
     let phase = status.phase.unwrap_or(Phase::Pending);
     let mut effects = Vec::new();
-    if phase != Phase::Succeeded {
+    // A forged `Succeeded` must not keep traffic on a canary that was never promoted.
+    if phase != Phase::Succeeded || facts.status_trust == crate::seal::Trust::Forged {
         effects.push(Effect::RouteAllToBaseline { after_failing_verdict: false });
         status.canary_weight = Some(0);
     }
     if facts.spec.serving.deployment.is_some() {
         effects.push(Effect::DeleteCanary);
     }
-    if !phase.is_terminal() {
+    if !phase.is_terminal() && facts.status_trust != crate::seal::Trust::Forged {
         effects.extend(
-            super::capacity::return_pods(facts).into_iter().filter(|e| matches!(e, Effect::ScaleBaseline { .. })),
+            super::capacity::return_pods(facts.spec, &status)
+                .into_iter()
+                .filter(|e| matches!(e, Effect::ScaleBaseline { .. })),
         );
     }
     let mut event = None;

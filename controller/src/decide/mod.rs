@@ -114,6 +114,8 @@ pub struct Facts<'a> {
     /// Why a canary pod's verifying init container refused the artifact, when one did (read on every reconcile while
     /// the canary exists, whatever the decision asks for).
     pub canary_refused: Option<String>,
+    /// Whether the status read is Rampart's (see [`crate::seal`]).
+    pub status_trust: crate::seal::Trust,
 }
 
 /// What the executor must look at before the decision can be made.
@@ -320,6 +322,10 @@ pub fn decide(facts: &Facts<'_>) -> Result<Decision, DecideError> {
 fn decide_phase(facts: &Facts<'_>) -> Result<Decision, DecideError> {
     let status = facts.status;
     let phase = status.phase.unwrap_or(Phase::Pending);
+
+    if facts.status_trust == crate::seal::Trust::Forged {
+        return Ok(endings::status_forged(facts));
+    }
 
     if let Some(why) = &facts.registry_refused
         && !phase.is_terminal()

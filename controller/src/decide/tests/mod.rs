@@ -100,6 +100,7 @@ pub(super) struct Case {
     pub(super) canary_refused: Option<String>,
     pub(super) registry_refused: Option<String>,
     pub(super) target_holder: Option<String>,
+    pub(super) status_trust: crate::seal::Trust,
 }
 
 impl Case {
@@ -115,6 +116,7 @@ impl Case {
             canary_refused: None,
             registry_refused: None,
             target_holder: None,
+            status_trust: crate::seal::Trust::Sealed,
         }
     }
 
@@ -135,6 +137,7 @@ impl Case {
             target_holder: self.target_holder.clone(),
             observed,
             canary_refused: self.canary_refused.clone(),
+            status_trust: self.status_trust,
         };
         decide(&facts).expect("a decision")
     }

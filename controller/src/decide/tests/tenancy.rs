@@ -99,3 +99,63 @@ fn a_retry_claims_the_targets_afresh() {
     assert_eq!(act.status.phase, Some(Phase::Pending));
     assert_eq!(act.status.targets, None);
 }
+
+// ----- a status someone else wrote (finding 1) ---------------------------------------------------------------------
+
+fn forged(mut status: ModelRolloutStatus) -> Case {
+    status.checks = Some(ChecksStatus {
+        contract: Some(CheckResult {
+            result: CheckOutcome::Passed,
+            message: Some("forged".into()),
+            signer: None,
+            job: None,
+            loss_curve: None,
+        }),
+        ..Default::default()
+    });
+    let mut case = Case::new(spec_with(json!({"rollback": {"onFailure": false}})), status, 1.0);
+    case.status_trust = crate::seal::Trust::Forged;
+    case
+}
+
+#[test]
+fn a_forged_status_before_traffic_runs_the_gates_again_from_the_start() {
+    let act = forged(status(Phase::Checking, 0, 0.0)).act(Observation::Nothing);
+    assert_eq!(act.status.phase, Some(Phase::Pending));
+    assert_eq!(act.status.checks, None, "no forged check result survives");
+    assert!(act.effects.iter().all(|e| matches!(e, Effect::AddFinalizer)), "{:?}", act.effects);
+    assert_eq!(act.event.map(|e| e.reason), Some("StatusForged"));
+}
+
+#[test]
+fn a_forged_promoting_status_rolls_back_instead_of_promoting_even_when_failures_halt() {
+    let mut promoting = status(Phase::Promoting, 6, 0.0);
+    promoting.canary_weight = Some(100);
+    promoting.capacity = Some(rampart_api::v1alpha1::CapacityStatus {
+        baseline_replicas: 1000,
+        surge_replicas: 1000,
+        gpus_per_pod: None,
+        ready: None,
+    });
+    let case = forged(promoting);
+    // Nothing is observed for promotion: the forged phase asks for nothing.
+    let act = case.act(Observation::Nothing);
+    assert_eq!(act.effects, vec![Effect::RouteAllToBaseline { after_failing_verdict: false }]);
+    assert_eq!(act.status.phase, Some(Phase::RollingBack), "rollback.onFailure: false does not halt a forged status");
+    assert_eq!(act.status.capacity, None, "a forged size scales nothing");
+    assert!(act.status.message.unwrap().contains("someone other than Rampart"));
+}
+
+#[test]
+fn a_forged_succeeded_mid_rollout_returns_the_canarys_traffic() {
+    let mut succeeded = status(Phase::Succeeded, 2, 0.0);
+    succeeded.canary_weight = Some(50);
+    let act = forged(succeeded).act(Observation::Nothing);
+    assert_eq!(act.effects, vec![Effect::RouteAllToBaseline { after_failing_verdict: false }, Effect::DeleteCanary]);
+    assert_eq!(act.status.canary_weight, Some(0));
+    // Deleting it goes the same way.
+    let mut case = forged(status(Phase::Succeeded, 2, 0.0));
+    case.deleted_at = Some(0.5);
+    let gone = case.act(Observation::Nothing);
+    assert!(gone.effects.contains(&Effect::RouteAllToBaseline { after_failing_verdict: false }), "{:?}", gone.effects);
+}
