@@ -676,7 +676,11 @@ async fn write_status(
                 "status": fields,
             });
             written = api
-                .patch_status(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(&merge))
+                .patch_status(
+                    &rollout.name_any(),
+                    &PatchParams { field_manager: Some(rampart_api::FIELD_MANAGER.into()), ..Default::default() },
+                    &Patch::Merge(&merge),
+                )
                 .await
                 .map_err(status_error)?;
         }
