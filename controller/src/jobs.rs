@@ -393,10 +393,17 @@ pub async fn ensure_job(client: &kube::Client, namespace: &str, job: &Job) -> Re
 /// message path) are left out, so a Job Rampart created compares equal to the one it would create now.
 fn what_runs(job: &Job) -> serde_json::Value {
     let Some(pod) = job.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else { return serde_json::Value::Null };
+    what_runs_in(pod)
+}
+
+/// What a pod spec runs: each container's and init container's name, image, command, arguments and environment, and
+/// the ServiceAccount (`default` when none is named, as the API server fills it in).
+fn what_runs_in(pod: &k8s_openapi::api::core::v1::PodSpec) -> serde_json::Value {
     let describe = |c: &k8s_openapi::api::core::v1::Container| json!({"name": c.name, "image": c.image, "command": c.command, "args": c.args, "env": c.env});
     let init: Vec<_> = pod.init_containers.iter().flatten().map(describe).collect();
     let main: Vec<_> = pod.containers.iter().map(describe).collect();
-    json!({"initContainers": init, "containers": main, "serviceAccountName": pod.service_account_name})
+    let account = pod.service_account_name.as_deref().unwrap_or("default");
+    json!({"initContainers": init, "containers": main, "serviceAccountName": account})
 }
 
 /// Whether the Job named like this check runs what Rampart runs for it now: a Job someone else created under that
@@ -435,6 +442,7 @@ pub async fn job_state(
             Vec::new(),
         ));
     }
+    let runs = what_runs(&job);
     let status = job.status.unwrap_or_default();
     let succeeded = status.succeeded.unwrap_or(0) > 0;
     let failed = status.failed.unwrap_or(0) > 0;
@@ -453,8 +461,12 @@ pub async fn job_state(
         None => format!("job-name={name}"),
     };
     let pods = Api::<Pod>::namespaced(client.clone(), namespace).list(&ListParams::default().labels(&selector)).await?;
+    // Labels can be written by anyone who creates Pods: only a pod that runs exactly the Job's template (so its
+    // termination message comes from Rampart's check container) is read.
+    let pods: Vec<Pod> =
+        pods.items.into_iter().filter(|pod| pod.spec.as_ref().is_some_and(|spec| what_runs_in(spec) == runs)).collect();
     // A failed init container (the fetch refused the artifact) speaks first; then the check container.
-    let message = pods.items.iter().find_map(|pod| {
+    let message = pods.iter().find_map(|pod| {
         let status = pod.status.as_ref()?;
         let failed_init = status.init_container_statuses.iter().flatten().find_map(|c| {
             let terminated = c.state.as_ref()?.terminated.as_ref()?;

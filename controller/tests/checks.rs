@@ -16,7 +16,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use rampart_api::Phase;
 use rampart_testenv::model_server::ModelServerConfig;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::{Rig, accuracy_metric, rollout};
 
 const QUICK: Duration = Duration::from_millis(2);
@@ -56,18 +56,24 @@ async fn wait_for_job(rig: &Rig, name: &str) -> Job {
 
 /// Plays the Job controller and kubelet: a Pod for the Job that terminated with `message`, and the Job's status.
 async fn complete_job(rig: &Rig, job: &str, container: &str, exit_code: i32, message: &str) {
+    // As the Job controller: a pod that runs the Job's template, labelled with the Job's uid.
+    let found = Api::<Job>::namespaced(rig.client.clone(), &rig.namespace).get(job).await.unwrap();
+    let spec = found.spec.unwrap().template.spec.unwrap();
+    finish_pod(rig, job, container, exit_code, message, serde_json::to_value(spec).unwrap()).await;
+}
+
+/// A Pod labelled as the Job's (by its uid) that runs `spec` and terminated with `message`, then the Job's status as
+/// the Job controller would write it once it counted that Pod.
+async fn finish_pod(rig: &Rig, job: &str, container: &str, exit_code: i32, message: &str, spec: Value) {
+    let account = spec.get("serviceAccountName").and_then(Value::as_str).unwrap_or("default").to_string();
     let accounts: Api<ServiceAccount> = Api::namespaced(rig.client.clone(), &rig.namespace);
-    let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "rampart-checks"}})).unwrap();
+    let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": account}})).unwrap();
     let _ = accounts.create(&PostParams::default(), &account).await;
     let pods: Api<Pod> = Api::namespaced(rig.client.clone(), &rig.namespace);
     let uid = Api::<Job>::namespaced(rig.client.clone(), &rig.namespace).get(job).await.unwrap().metadata.uid.unwrap();
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": format!("{job}-x1"), "labels": {"job-name": job, "batch.kubernetes.io/controller-uid": uid}},
-        "spec": {
-            "serviceAccountName": "rampart-checks",
-            "restartPolicy": "Never",
-            "containers": [{"name": container, "image": "rampart/rampart-check:test"}],
-        },
+        "spec": spec,
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
@@ -287,6 +293,42 @@ async fn a_job_created_under_the_checks_name_beforehand_is_not_read_as_the_check
     assert_eq!(status.phase, Some(Phase::Failed), "{:?}", status.message);
     let message = status.message.unwrap_or_default();
     assert!(message.contains("is not the check Rampart started") && message.contains("differs from what Rampart runs"));
+    assert_eq!(status.checks.unwrap().contract.unwrap().result, rampart_api::v1alpha1::CheckOutcome::Failed);
+    assert_eq!(rig.route_canary_weight().await, None, "no traffic moved");
+    rig.stop_controller().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_labelled_as_the_check_jobs_but_running_something_else_is_not_read_as_its_verdict() {
+    let mut rig = Rig::new("forgedpod", ModelServerConfig::new("v2").latency(QUICK, 0.3), None).await;
+    let baseline = fixture("residual_mlp.onnx");
+    let candidate = fixture("residual_mlp_renamed_input.onnx");
+    point_baseline_at(&rig, baseline.to_str().unwrap()).await;
+    rig.start_controller();
+    let mut object =
+        rollout("podded", json!([{"setWeight": 50}, {"setWeight": 100}]), json!([accuracy_metric(0.05)]), json!({}));
+    object["spec"]["candidate"]["artifact"]["uri"] = json!(candidate.to_str().unwrap());
+    object["spec"]["checks"] = json!({"insecureSkipSignature": true, "contract": {"batchSizes": [1, 8]}});
+    rig.create_rollout(object).await;
+    // The real check Job exists; before its own pod runs, someone who can create Pods makes one with the Job's uid
+    // label that runs their own container and ends with a passing verdict (taken from a real passing run). A Job
+    // controller adopts a matching orphan pod and counts it; there is no Job controller here, so the test writes the
+    // Job's status as it would (the one part of this attack that is played, not performed).
+    wait_for_job(&rig, "podded-contract").await;
+    let same = baseline.to_str().unwrap();
+    let (code, passing) =
+        run_check(&["contract", "--candidate", same, "--baseline", same, "--batch-sizes", "1,8", "--format", "json"]);
+    assert_eq!(code, 0, "a passing verdict to forge with");
+    let own = json!({"restartPolicy": "Never", "containers": [{"name": "contract", "image": "busybox:1.36", "command": ["sh", "-c", "true"]}]});
+    finish_pod(&rig, "podded-contract", "contract", 0, &passing, own).await;
+
+    let done = rig
+        .wait_for_phase("podded", &[Phase::Failed, Phase::Progressing, Phase::Succeeded], Duration::from_secs(30))
+        .await;
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Failed), "{:?}", status.message);
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains("left no verdict"), "{message}");
     assert_eq!(status.checks.unwrap().contract.unwrap().result, rampart_api::v1alpha1::CheckOutcome::Failed);
     assert_eq!(rig.route_canary_weight().await, None, "no traffic moved");
     rig.stop_controller().await;

@@ -117,15 +117,17 @@ pub async fn complete_job(
     ran: &Ran,
 ) -> Result<(), kube::Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    // As the Job controller: the pod runs the Job's template, is labelled with the Job's uid and named after it, so a
+    // Job recreated under the same name (a retry) gets its own pod.
+    let found = Api::<Job>::namespaced(client.clone(), namespace).get(job).await?;
+    let uid = found.metadata.uid.clone().unwrap_or_default();
+    let spec = found.spec.and_then(|s| s.template.spec).unwrap_or_default();
     // No controller-manager creates ServiceAccounts here, and the API server admits no Pod without its account.
-    ensure_service_account(client, namespace, "default").await;
-    // As the Job controller: the pod is labelled with the Job's uid and named after it, so a Job recreated under the
-    // same name (a retry) gets its own pod.
-    let uid = Api::<Job>::namespaced(client.clone(), namespace).get(job).await?.metadata.uid.unwrap_or_default();
+    ensure_service_account(client, namespace, spec.service_account_name.as_deref().unwrap_or("default")).await;
     let pod_name = format!("{job}-{}", uid.get(..8).unwrap_or("k1"));
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": pod_name, "labels": {"job-name": job, "batch.kubernetes.io/controller-uid": uid}},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": container, "image": "rampart/rampart-check:test"}]},
+        "spec": spec,
     }))
     .map_err(kube::Error::SerdeError)?;
     pods.create(&PostParams::default(), &pod).await?;
