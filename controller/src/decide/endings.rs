@@ -225,6 +225,8 @@ pub fn retry(facts: &Facts<'_>, value: String) -> Decision {
     status.canary_weight = Some(0);
     status.analysis = None;
     status.checks = None;
+    status.canary_started_at = None;
+    status.bake = None;
     // The new attempt claims the targets the spec names now.
     status.targets = None;
     // A registry refusal belonged to the attempt that ended; the new one is recorded afresh.
@@ -327,7 +329,23 @@ pub fn release(facts: &Facts<'_>) -> Decision {
         );
     }
     let mut event = None;
-    if !phase.is_terminal() {
+    if phase == Phase::Baking {
+        // Promoted already: `production` goes back to the previous version with the traffic.
+        let reason = "the rollout was deleted during the bake after promotion: all traffic returned to the previous \
+                      version"
+            .to_string();
+        let statistics = serde_json::json!({"metrics": status.analysis.as_ref().and_then(|a| a.metrics.clone())});
+        record(
+            facts,
+            &mut status,
+            TrailRecord::RollbackAfterPromotion { uid: facts.uid.into(), reason: reason.clone(), statistics },
+        );
+        if let Some(replicas) = status.bake.as_ref().and_then(|b| b.baseline_replicas) {
+            effects.push(Effect::ScaleBaseline { replicas });
+        }
+        status::transition(&mut status, Phase::RolledBack, reason.clone(), facts.now);
+        event = Some(Note { warning: true, reason: "Deleted", message: reason });
+    } else if !phase.is_terminal() {
         let reason = "the rollout was deleted: all traffic returned to the baseline".to_string();
         record(
             facts,
@@ -355,7 +373,7 @@ pub fn release(facts: &Facts<'_>) -> Decision {
     Decision::Act(Box::new(Act { effects, status, event, requeue: Requeue::OnChange }))
 }
 
-fn scale_down_delay(facts: &Facts<'_>) -> Duration {
+pub(super) fn scale_down_delay(facts: &Facts<'_>) -> Duration {
     facts
         .spec
         .rollback
