@@ -190,7 +190,10 @@ pub fn roll_back_after_promotion(
     status.step_started_at = Some(facts.now.to_string());
     let previous = status.baseline_version.clone().unwrap_or_else(|| "the previous version".into());
     let reason = format!("rolled back after promotion to {previous}: {reason}");
-    let analysis = serde_json::to_value(&status.analysis).unwrap_or_default();
+    // The bake's looks only (an abort before the first look has no numbers of its own).
+    let index = bake_index(facts);
+    let looks = status.analysis.as_ref().filter(|a| a.step == Some(index));
+    let analysis = serde_json::to_value(looks).unwrap_or_default();
     let statistics = serde_json::json!({
         "metrics": analysis.get("metrics"),
         "lastError": analysis.get("lastError"),

@@ -334,14 +334,18 @@ pub fn release(facts: &Facts<'_>) -> Decision {
         let reason = "the rollout was deleted during the bake after promotion: all traffic returned to the previous \
                       version"
             .to_string();
-        let statistics = serde_json::json!({"metrics": status.analysis.as_ref().and_then(|a| a.metrics.clone())});
+        // The bake's looks only (an earlier step's numbers are not why it rolled back).
+        let bake_step = i32::try_from(facts.spec.steps.len()).ok();
+        let looks = status.analysis.as_ref().filter(|a| a.step.is_some() && a.step == bake_step);
+        let statistics = serde_json::json!({"metrics": looks.and_then(|a| a.metrics.clone())});
         record(
             facts,
             &mut status,
             TrailRecord::RollbackAfterPromotion { uid: facts.uid.into(), reason: reason.clone(), statistics },
         );
         if let Some(replicas) = status.bake.as_ref().and_then(|b| b.baseline_replicas) {
-            effects.push(Effect::ScaleBaseline { replicas });
+            // Right after the route: the previous version gets its replicas back before the candidate goes.
+            effects.insert(1.min(effects.len()), Effect::ScaleBaseline { replicas });
         }
         status::transition(&mut status, Phase::RolledBack, reason.clone(), facts.now);
         event = Some(Note { warning: true, reason: "Deleted", message: reason });

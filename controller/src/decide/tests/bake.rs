@@ -174,8 +174,11 @@ fn deleting_a_baking_rollout_returns_traffic_and_production_to_the_previous_vers
     let mut case = Case::new(baking_spec(), baking(100.0), 110.0);
     case.deleted_at = Some(109.0);
     let act = case.act(Observation::Nothing);
-    assert_eq!(act.effects[0], Effect::RouteAllToBaseline { after_failing_verdict: false });
-    assert!(act.effects.contains(&Effect::ScaleBaseline { replicas: 2 }));
+    assert_eq!(
+        act.effects[..2],
+        [Effect::RouteAllToBaseline { after_failing_verdict: false }, Effect::ScaleBaseline { replicas: 2 }]
+    );
+    assert!(act.effects.contains(&Effect::DeleteCanary));
     assert_eq!(record_kinds(&act.status), vec!["rollback-after-promotion"]);
     assert_eq!(act.status.phase, Some(Phase::RolledBack));
 }
