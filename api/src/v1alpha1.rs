@@ -54,6 +54,18 @@ use serde::{Deserialize, Serialize};
         "rule": "!self.steps.exists(s, has(s.analysis)) || has(self.analysis)",
         "message": "spec.analysis is required when a step has an analysis: list the metrics to compare in spec.analysis.metrics",
     },
+    {
+        "rule": "!has(self.bake) || has(self.serving.deployment)",
+        "message": "spec.bake needs spec.serving.deployment with spec.traffic.gatewayAPI: during the bake the previous version keeps serving from the baseline Deployment, ready to take traffic back, which the kserve backend does not offer",
+    },
+    {
+        "rule": "!has(self.bake) || (has(self.analysis) && self.analysis.metrics.exists(m, (has(m.kind) && m.kind == 'ratio') || (has(m.preset) && m.preset == 'vllm-request-error-rate')))",
+        "message": "spec.bake judges the ratio metrics of spec.analysis (e.g. accuracy from labels that arrive late): add spec.analysis with at least one metric of kind ratio",
+    },
+    {
+        "rule": "!has(self.bake) || !has(self.serving.deployment) || !has(self.serving.deployment.capacity)",
+        "message": "spec.bake cannot be combined with spec.serving.deployment.capacity yet: a bake keeps the previous version's pods running next to the candidate's, beyond a surge budget",
+    },
 ]))]
 pub struct ModelRolloutSpec {
     /// Name of the model in the Rampart registry, e.g. `fraud-detector`. Versions, aliases and the rollout history
@@ -101,6 +113,45 @@ pub struct ModelRolloutSpec {
     /// What happens when the rollout fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<Rollback>,
+
+    /// A bake window after promotion: the `production` alias has moved to the candidate and it takes all traffic,
+    /// while the previous version keeps serving from the baseline Deployment, ready to take traffic back. Labels
+    /// that arrive late keep coming in and the ratio metrics of `spec.analysis` keep being judged (candidate
+    /// against the previous version, counted from the first canary step). A Fail returns traffic and `production`
+    /// to the previous version; a window that ends without a Fail finishes the promotion. Omit for no bake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake: Option<Bake>,
+}
+
+/// The bake window after promotion (see `spec.bake`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Bake {
+    /// How long the bake lasts after promotion, e.g. `24h`: long enough for the labels of the predictions made
+    /// during the canary steps to arrive.
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')",
+        "message": "bake.duration must be a duration such as 30m, 24h or 1h30m",
+    }]))]
+    pub duration: String,
+    /// Time between two looks at the metrics during the bake, e.g. `5m`. Default: the controller's analysis
+    /// interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')",
+        "message": "bake.interval must be a duration such as 30s, 5m or 1h",
+    }]))]
+    pub interval: Option<String>,
+    /// Replicas the baseline Deployment (serving the previous version) keeps during the bake, e.g. 1 to keep a
+    /// warm standby cheaply. Default: its current replicas. Restored when the bake ends either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self >= 1 && self <= 10000",
+        "message": "bake.previousReplicas must be between 1 and 10000: the previous version must stay ready to take traffic back",
+    }]))]
+    pub previous_replicas: Option<i32>,
 }
 
 /// The candidate model version and its artifact.
@@ -862,8 +913,8 @@ pub struct Rollback {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelRolloutStatus {
-    /// Where the rollout is: Pending, Verifying, Checking, Progressing, Paused, Promoting, Succeeded, RollingBack,
-    /// RolledBack, Failed.
+    /// Where the rollout is: Pending, Verifying, Checking, Progressing, Paused, Promoting, Baking, Succeeded,
+    /// RollingBack, RolledBack, Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// Index of the step being run (0-based).
@@ -911,6 +962,13 @@ pub struct ModelRolloutStatus {
     /// ends Rampart acts on these, not on later edits of `spec.serving` / `spec.traffic`. Internal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<RolloutTargets>,
+    /// When traffic first went to the canary (RFC 3339): a bake counts the metrics from here, so the labels that
+    /// arrive late for predictions made during the steps count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_started_at: Option<String>,
+    /// The bake after promotion (`spec.bake`), once it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake: Option<BakeStatus>,
     /// The last transitions, newest last (bounded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryEntry>>,
@@ -941,6 +999,35 @@ pub struct CapacityStatus {
     pub ready: Option<String>,
 }
 
+/// Where the bake after promotion stands.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BakeStatus {
+    /// When the bake started (promotion recorded, the candidate took all traffic), RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// The metrics are counted from here (the first canary step), RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counting_since: Option<String>,
+    /// The baseline Deployment's replicas before the bake scaled it to `spec.bake.previousReplicas`; restored when
+    /// the bake ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_replicas: Option<i32>,
+    /// How the bake ended: `Passed` (no Fail in the window: the promotion is finished) or `RolledBack` (a Fail
+    /// returned traffic and `production` to the previous version). Absent while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<BakeOutcome>,
+}
+
+/// How a bake ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum BakeOutcome {
+    /// The window ended without a Fail.
+    Passed,
+    /// A Fail during the window rolled the promotion back.
+    RolledBack,
+}
+
 /// The targets an attempt holds: copies of `spec.serving` and `spec.traffic` taken at its start.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -967,6 +1054,9 @@ pub enum Phase {
     Paused,
     /// Moving the baseline to the candidate.
     Promoting,
+    /// Promoted (`production` names the candidate, which takes all traffic) and in the bake window: late labels are
+    /// judged and the previous version stays ready to take traffic back.
+    Baking,
     /// The candidate is the new baseline.
     Succeeded,
     /// Sending all traffic back to the baseline.

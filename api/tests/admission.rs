@@ -67,7 +67,7 @@ async fn the_examples_are_accepted_by_the_api_server() {
     let namespace = env.namespace(&client, "examples").await.unwrap();
     let api: Api<ModelRollout> = Api::namespaced(client, &namespace);
     let examples = rampart_testenv::repo_root().join("examples");
-    for file in ["deployment-gateway.yaml", "kserve.yaml", "cohort.yaml", "shadow.yaml", "capacity.yaml"] {
+    for file in ["deployment-gateway.yaml", "kserve.yaml", "cohort.yaml", "shadow.yaml", "capacity.yaml", "bake.yaml"] {
         let text = std::fs::read_to_string(examples.join(file)).unwrap();
         let rollout: ModelRollout = serde_saphyr::from_str(&text).unwrap();
         let created = api
@@ -227,6 +227,42 @@ async fn invalid_rollouts_are_rejected_with_actionable_messages() {
             "KServe serving with a Gateway API route",
             |o| set(o, "/spec/serving", json!({"kserve": {"inferenceService": "fraud"}})),
             "spec.traffic must be omitted with spec.serving.kserve",
+        ),
+        (
+            "a bake with KServe serving",
+            |o| {
+                set(o, "/spec/serving", json!({"kserve": {"inferenceService": "fraud"}}));
+                remove(o, "/spec/traffic");
+                set(o, "/spec/bake", json!({"duration": "1h"}));
+            },
+            "spec.bake needs spec.serving.deployment",
+        ),
+        (
+            "a bake without a ratio metric to judge",
+            |o| {
+                set(o, "/spec/steps/1", json!({"pause": {"duration": "5m"}}));
+                remove(o, "/spec/analysis");
+                set(o, "/spec/bake", json!({"duration": "1h"}));
+            },
+            "spec.bake judges the ratio metrics of spec.analysis",
+        ),
+        (
+            "a bake without a duration that parses",
+            |o| set(o, "/spec/bake", json!({"duration": "a day"})),
+            "bake.duration must be a duration such as 30m, 24h or 1h30m",
+        ),
+        (
+            "a bake with capacity-aware steps",
+            |o| {
+                set(o, "/spec/serving/deployment/capacity", json!({"surgeReplicas": 1}));
+                set(o, "/spec/bake", json!({"duration": "1h"}));
+            },
+            "spec.bake cannot be combined with spec.serving.deployment.capacity",
+        ),
+        (
+            "a bake keeping no replica of the previous version",
+            |o| set(o, "/spec/bake", json!({"duration": "1h", "previousReplicas": 0})),
+            "bake.previousReplicas must be between 1 and 10000",
         ),
     ];
     assert!(cases.len() >= 12);

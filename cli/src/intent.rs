@@ -78,6 +78,15 @@ fn plan(intent: Intent, rollout: &ModelRollout, id: &str) -> Result<String, CliE
                 Some(format!("when it has rolled back, start it again with `rampart retry {}`", rollout.name_any())),
             )),
             Phase::Promoting => Ok(format!("rollout {id} is already promoting {candidate}; nothing more to do")),
+            Phase::Baking => Err(CliError::input(
+                format!(
+                    "rollout {id} is already promoted and baking {candidate}; a promote request does not end a bake"
+                ),
+                Some(
+                    "to end the bake early, shorten or remove spec.bake (kubectl edit); the promotion then finishes"
+                        .into(),
+                ),
+            )),
             Phase::Progressing | Phase::Paused => {
                 let next = usize::try_from(status.current_step.unwrap_or(0)).unwrap_or(0);
                 let remaining: Vec<String> = rollout.spec.steps.iter().skip(next).map(describe_step).collect();
@@ -96,6 +105,12 @@ fn plan(intent: Intent, rollout: &ModelRollout, id: &str) -> Result<String, CliE
         Intent::Abort => match phase {
             Phase::Succeeded | Phase::RolledBack | Phase::Failed => Err(ended(intent, id, phase)),
             Phase::RollingBack => Ok(format!("rollout {id} is already rolling back; nothing more to do")),
+            Phase::Baking if !annotations.contains_key(ANNOTATION_ABORT) => Ok(format!(
+                "abort requested for {id} during the bake after promotion: the controller sends all traffic back to \
+                 {} at once, moves the registry's production alias back to it and records the rollback after \
+                 promotion",
+                status.baseline_version.as_deref().unwrap_or("the previous version")
+            )),
             _ if annotations.contains_key(ANNOTATION_ABORT) => {
                 Ok(format!("abort was already requested for {id}; the controller rolls it back on its next pass"))
             }

@@ -130,6 +130,20 @@ fn actions_are_offered_only_where_the_controller_acts_on_them() {
 }
 
 #[test]
+fn a_baking_rollout_offers_abort_but_not_promote_which_does_not_end_a_bake() {
+    let dir = customization_dir();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut object = sample_as_json(&dir.join("testdata/promoting.yaml"), &scratch.path().join("object.json"));
+    object["status"]["phase"] = Value::from("Baking");
+    let actions = run_lua_on("discovery", &dir.join("actions/discovery.lua"), &object);
+    assert_eq!(actions["promote"]["disabled"], true, "{actions}");
+    assert_eq!(actions["abort"]["disabled"], false, "{actions}");
+    assert_eq!(actions["retry"]["disabled"], true, "{actions}");
+    let health = run_lua_on("health", &dir.join("health.lua"), &object);
+    assert_eq!(health["status"], "Progressing", "{health}");
+}
+
+#[test]
 fn actions_write_the_annotations_the_cli_writes() {
     let dir = customization_dir();
     let tests: ActionTests =

@@ -71,6 +71,7 @@ fn watch_baselines(
                 rollout.metadata.namespace == namespace
                     && ((phase == Some(rampart_api::Phase::Promoting)
                         && (serving.name == name || moving_in_promotion(rollout, &name)))
+                        || (phase == Some(rampart_api::Phase::Baking) && serving.name == name)
                         || moving)
             })
             .map(|rollout| ObjectRef::from_obj(rollout.as_ref()))

@@ -69,13 +69,14 @@ pub struct Metrics {
     pub notification_backlog: Gauge,
 }
 
-const PHASES: [Phase; 10] = [
+const PHASES: [Phase; 11] = [
     Phase::Pending,
     Phase::Verifying,
     Phase::Checking,
     Phase::Progressing,
     Phase::Paused,
     Phase::Promoting,
+    Phase::Baking,
     Phase::Succeeded,
     Phase::RollingBack,
     Phase::RolledBack,

@@ -120,11 +120,13 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
                 }
                 None => Ok(()),
             };
+            let mut baseline_replicas = None;
             let baseline = match (&registry, &rollout.spec.serving.deployment) {
                 (Ok(()), Some(deployment)) => {
                     let base = serving::baseline(&ctx.client, &namespace, &deployment.name)
                         .await
                         .map_err(|err| crate::Error::Serving { rollout: id.clone(), message: err.to_string() })?;
+                    baseline_replicas = Some(base.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1));
                     let fetch = serving_fetch(ctx, rollout)
                         .await
                         .map_err(|message| crate::Error::Serving { rollout: id.clone(), message })?;
@@ -148,7 +150,7 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
                 }
                 _ => None,
             };
-            Observation::Promotion(PromotionObservation { registry, baseline, capacity })
+            Observation::Promotion(PromotionObservation { registry, baseline, capacity, baseline_replicas })
         }
         Need::Capacity => match &rollout.spec.serving.deployment {
             Some(deployment) => Observation::Capacity(capacity_seen(ctx, &namespace, deployment).await),

@@ -175,6 +175,11 @@ pub fn check_record(record: &TrailRecord, owner: &Owner<'_>) -> Result<(), Strin
         | TrailRecord::Verdict { uid, .. }
         | TrailRecord::Rollback { uid, .. }
         | TrailRecord::Finish { uid, .. } => same("uid", uid, owner.uid),
+        // It moves `production`: only a rollout that bakes can have queued it.
+        TrailRecord::RollbackAfterPromotion { uid, .. } if spec.bake.is_some() => same("uid", uid, owner.uid),
+        TrailRecord::RollbackAfterPromotion { .. } => {
+            Err("a rollback after promotion from a rollout without spec.bake".into())
+        }
         TrailRecord::PromotedUnverified { .. } => {
             Err("a promotion is written by the controller when it promotes, never queued".into())
         }
@@ -272,6 +277,22 @@ mod tests {
         let promoted =
             TrailRecord::PromotedUnverified { model: "fraud".into(), uid: "uid-a".into(), version: "v2".into() };
         assert!(check_record(&promoted, &owner).is_err(), "promotions are never queued");
+    }
+
+    #[test]
+    fn a_rollback_after_promotion_is_taken_only_from_a_rollout_that_bakes() {
+        let mut spec = spec(&format!("sha256:{}", "a".repeat(64)));
+        let rollback = |uid: &str| TrailRecord::RollbackAfterPromotion {
+            uid: uid.into(),
+            reason: "bake failed".into(),
+            statistics: json!({}),
+        };
+        let err = check_record(&rollback("uid-a"), &owner(&spec, &[])).unwrap_err();
+        assert!(err.contains("without spec.bake"), "{err}");
+        spec.bake =
+            Some(rampart_api::v1alpha1::Bake { duration: "1h".into(), interval: None, previous_replicas: None });
+        assert!(check_record(&rollback("uid-a"), &owner(&spec, &[])).is_ok());
+        assert!(check_record(&rollback("uid-b"), &owner(&spec, &[])).is_err(), "another rollout's");
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! replicas), bound to the rollout's uid, and checks the seal on every reconcile before deciding. A status whose seal
 //! does not match is not Rampart's: [`crate::decide`] trusts none of it (see `decide::endings::status_forged`).
 //!
+//! Sealed: phase, current step, weight, step start, baseline version and URI, handled retry, targets, capacity sizes,
+//! check results, when the canary first got traffic, and the bake's state.
+//!
 //! Not sealed: what only informs (message, conditions, history, observedGeneration), the analysis state (sealed on
 //! its own, see `rampart_analysis::StateSeal`) and the outbox (each record is checked against the rollout and the
 //! registry when it is applied).
@@ -15,7 +18,7 @@ use kube::Api;
 use kube::api::PostParams;
 use rampart_analysis::StateKey;
 use rampart_api::ModelRolloutStatus;
-use rampart_api::v1alpha1::{CapacityStatus, ChecksStatus, RolloutTargets};
+use rampart_api::v1alpha1::{BakeStatus, CapacityStatus, ChecksStatus, RolloutTargets};
 use serde::Serialize;
 
 /// The Secret (in the controller's lease namespace) that holds the status key.
@@ -49,6 +52,8 @@ struct Sealed<'a> {
     targets: Option<&'a RolloutTargets>,
     capacity: Option<&'a CapacityStatus>,
     checks: Option<&'a ChecksStatus>,
+    canary_started_at: Option<&'a str>,
+    bake: Option<&'a BakeStatus>,
 }
 
 fn sealed(status: &ModelRolloutStatus) -> Sealed<'_> {
@@ -63,6 +68,8 @@ fn sealed(status: &ModelRolloutStatus) -> Sealed<'_> {
         targets: status.targets.as_ref(),
         capacity: status.capacity.as_ref(),
         checks: status.checks.as_ref(),
+        canary_started_at: status.canary_started_at.as_deref(),
+        bake: status.bake.as_ref(),
     }
 }
 

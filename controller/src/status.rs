@@ -41,7 +41,7 @@ pub fn set_conditions(status: &mut ModelRolloutStatus, now: Timestamp, generatio
     set_condition(status, "Ready", ready, ready_reason, &message, now, generation);
 
     let reconciling = match phase {
-        Phase::Pending | Phase::Verifying | Phase::Checking | Phase::Progressing | Phase::Promoting => {
+        Phase::Pending | Phase::Verifying | Phase::Checking | Phase::Progressing | Phase::Promoting | Phase::Baking => {
             ("True", phase_reason(phase))
         }
         Phase::RollingBack => ("True", "RollingBack"),
@@ -73,6 +73,7 @@ fn phase_reason(phase: Phase) -> &'static str {
         Phase::Progressing => "Progressing",
         Phase::Paused => "Paused",
         Phase::Promoting => "Promoting",
+        Phase::Baking => "Baking",
         Phase::Succeeded => "Succeeded",
         Phase::RollingBack => "RollingBack",
         Phase::RolledBack => "RolledBack",

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 /// Most records kept in the outbox; beyond it the oldest `Continue` verdicts are dropped first (they carry the least).
 pub const OUTBOX_LIMIT: usize = 200;
 
+/// Who moves `production` back when a bake fails (the alias history's actor).
+pub const BAKE_ACTOR: &str = "rampart (bake after promotion)";
+
 /// One record for the registry.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(tag = "record", rename_all = "camelCase")]
@@ -29,6 +32,8 @@ pub enum TrailRecord {
     Verdict { uid: String, verdict: VerdictRecord },
     /// Traffic went back to the baseline.
     Rollback { uid: String, reason: String, statistics: serde_json::Value },
+    /// A bake after promotion failed: traffic went back to the previous version, and `production` goes back to it.
+    RollbackAfterPromotion { uid: String, reason: String, statistics: serde_json::Value },
     /// The rollout ended without a traffic decision (a check failed) or was aborted.
     Finish { uid: String, aborted: bool, reason: String },
     /// The candidate was promoted without a verified signature (`insecureSkipSignature`): the production alias does
@@ -85,6 +90,9 @@ impl TrailRecord {
             TrailRecord::Verdict { uid, verdict } => registry.record_verdict(uid, verdict).await.map(drop),
             TrailRecord::Rollback { uid, reason, statistics } => {
                 registry.record_rollback(uid, reason, statistics).await.map(drop)
+            }
+            TrailRecord::RollbackAfterPromotion { uid, reason, statistics } => {
+                registry.record_rollback_after_promotion(uid, reason, statistics, BAKE_ACTOR).await.map(drop)
             }
             TrailRecord::Finish { uid, aborted, reason } => {
                 let outcome = if *aborted { Outcome::Aborted } else { Outcome::Failed };

@@ -333,6 +333,79 @@ impl Registry {
         record.ok_or_else(|| RegistryError::RolloutNotFound { uid: uid.to_string() })
     }
 
+    /// Records a rollback after promotion (a failing bake): `production` moves back to the version it named before
+    /// this rollout's promotion, the rollout's outcome becomes `rolled_back` (the `promoted` event stays in the
+    /// trail), and a `rolled_back` event with `"after_promotion": true`, the reason and the statistics is appended,
+    /// all in one transaction. A rollout promoted without moving `production` (an unverified candidate) only gets
+    /// the outcome and the event. Recording it again returns the rollout unchanged.
+    pub async fn record_rollback_after_promotion(
+        &self,
+        uid: &str,
+        reason: &str,
+        statistics: &Value,
+        actor: &str,
+    ) -> Result<RolloutRecord> {
+        let mut tx = self.pool.begin().await?;
+        let (mut model, rollout) = lock_rollout(&mut tx, uid).await?;
+        match rollout.record.outcome {
+            None | Some(Outcome::Promoted) => {}
+            Some(Outcome::RolledBack) => return Ok(rollout.record.clone()),
+            Some(other) => {
+                return Err(RegistryError::RolloutFinished {
+                    uid: uid.to_string(),
+                    outcome: other.to_string(),
+                    attempted: "rolled back after promotion".into(),
+                });
+            }
+        }
+        // The version `production` named before this rollout's promotion moved it (none when nothing did).
+        let previous: Option<String> = sqlx::query_scalar::<_, Option<String>>(
+            "SELECT f.version FROM alias_moves am LEFT JOIN model_versions f ON f.id = am.from_version_id
+             WHERE am.rollout_id = $1 AND am.alias = $2 AND am.to_version_id =
+                   (SELECT id FROM model_versions WHERE model_id = am.model_id AND version = $3)
+             ORDER BY am.id DESC LIMIT 1",
+        )
+        .bind(rollout.id)
+        .bind(PRODUCTION)
+        .bind(&rollout.record.candidate_version)
+        .fetch_optional(&mut *tx)
+        .await?
+        .flatten();
+        let restored = match &previous {
+            Some(version) => {
+                let request = AliasMove {
+                    model: model.name.clone(),
+                    alias: PRODUCTION.into(),
+                    version: version.clone(),
+                    actor: actor.to_string(),
+                    reason: format!(
+                        "rolled back after promotion by rollout {}/{}",
+                        rollout.record.namespace, rollout.record.name
+                    ),
+                    expected_current: None,
+                    rollout_uid: Some(uid.to_string()),
+                };
+                Some(move_alias_locked(&mut tx, &mut model, &request, Some(rollout.id)).await?.to_version)
+            }
+            None => None,
+        };
+        set_outcome(&mut tx, rollout.id, Outcome::RolledBack, reason).await?;
+        let event = NewEvent {
+            kind: EventKind::RolledBack,
+            rollout_uid: Some(uid.to_string()),
+            payload: json!({
+                "reason": reason, "statistics": statistics, "after_promotion": true,
+                "candidate": rollout.record.candidate_version, "baseline": rollout.record.baseline_version,
+                "production": restored, "actor": actor,
+            }),
+            idempotency_key: Some(event_key(uid, rollout.record.attempt, "rolled_back_after_promotion")),
+        };
+        append_locked(&mut tx, &mut model, &[event]).await?;
+        let record = latest_attempt(&mut tx, uid).await?.map(|(_, r)| r);
+        tx.commit().await?;
+        record.ok_or_else(|| RegistryError::RolloutNotFound { uid: uid.to_string() })
+    }
+
     /// Ends a rollout that neither promoted nor rolled back (`Failed` or `Aborted`) with a reason.
     pub async fn finish_rollout(&self, uid: &str, outcome: Outcome, reason: &str) -> Result<RolloutRecord> {
         if matches!(outcome, Outcome::Promoted | Outcome::RolledBack) {

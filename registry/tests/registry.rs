@@ -189,6 +189,73 @@ async fn records_rollouts_steps_verdicts_rollback_and_promotion_for_the_cli() {
     assert_eq!(report.rows_checked, u64::try_from(all.len()).unwrap());
 }
 
+#[tokio::test]
+async fn a_rollback_after_promotion_moves_production_back_and_keeps_the_promotion_in_the_trail() {
+    let (registry, _) = fresh_registry().await;
+    verified_version(&registry, "fraud", "v1", 1).await;
+    verified_version(&registry, "fraud", "v2", 2).await;
+    let first = AliasMove {
+        model: "fraud".into(),
+        alias: PRODUCTION.into(),
+        version: "v1".into(),
+        actor: "test".into(),
+        reason: "initial".into(),
+        ..AliasMove::default()
+    };
+    registry.move_alias(&first).await.unwrap();
+    let rollout = NewRollout {
+        model: "fraud".into(),
+        uid: "uid-bake".into(),
+        namespace: "ml".into(),
+        name: "fraud-v2".into(),
+        candidate_version: "v2".into(),
+        baseline_version: Some("v1".into()),
+    };
+    registry.start_rollout(&rollout).await.unwrap();
+    registry.record_promotion("uid-bake", "controller").await.unwrap();
+    assert_eq!(registry.production("fraud").await.unwrap().unwrap().version, "v2");
+
+    let statistics = json!({"metrics": [{"name": "accuracy", "verdict": "Fail"}]});
+    let reason = "rolled back after promotion to v1: bake failed: accuracy";
+    let rolled_back = registry.record_rollback_after_promotion("uid-bake", reason, &statistics, "bake").await.unwrap();
+    assert_eq!(rolled_back.outcome, Some(Outcome::RolledBack));
+    let again = registry.record_rollback_after_promotion("uid-bake", reason, &statistics, "bake").await.unwrap();
+    assert_eq!(again, rolled_back, "a retried record is a no-op");
+
+    assert_eq!(registry.production("fraud").await.unwrap().unwrap().version, "v1");
+    let history = registry.alias_history("fraud", PRODUCTION).await.unwrap();
+    assert_eq!(
+        history.iter().map(|m| (m.from_version.as_deref(), m.to_version.as_str())).collect::<Vec<_>>(),
+        [(None, "v1"), (Some("v1"), "v2"), (Some("v2"), "v1")]
+    );
+    assert_eq!(history[2].actor, "bake");
+    assert_eq!(history[2].rollout_uid.as_deref(), Some("uid-bake"));
+    let kinds: Vec<EventKind> =
+        registry.rollout_events("uid-bake").await.unwrap().iter().map(|e| e.kind.clone()).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::RolloutStarted,
+            EventKind::AliasMoved,
+            EventKind::Promoted,
+            EventKind::AliasMoved,
+            EventKind::RolledBack
+        ]
+    );
+    let rollbacks = registry.rollbacks("fraud").await.unwrap();
+    assert_eq!(rollbacks.len(), 1);
+    assert_eq!(rollbacks[0].reason, reason);
+    assert_eq!(rollbacks[0].statistics, statistics);
+    // A rollout that ended otherwise cannot be rolled back after promotion.
+    let failed = NewRollout { uid: "uid-failed".into(), name: "fraud-v2-again".into(), ..rollout };
+    registry.start_rollout(&failed).await.unwrap();
+    registry.finish_rollout("uid-failed", Outcome::Failed, "contract").await.unwrap();
+    let err = registry.record_rollback_after_promotion("uid-failed", reason, &statistics, "bake").await.unwrap_err();
+    assert!(matches!(err, RegistryError::RolloutFinished { .. }), "{err}");
+    assert_eq!(registry.production("fraud").await.unwrap().unwrap().version, "v1");
+    assert!(registry.verify_chain("fraud").await.unwrap().is_intact());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_concurrent_writers_never_fork_the_chain_and_lose_nothing() {
     let (registry, _) = fresh_registry().await;

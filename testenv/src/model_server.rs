@@ -7,6 +7,9 @@
 //! - `model_requests_total{code}`: requests answered, by HTTP status code (`200` and `500` exist from the start);
 //! - `model_predictions_labelled_total`: successful predictions for requests that carried a label;
 //! - `model_predictions_correct_total`: of those, the correct ones;
+//!
+//! With a label delay ([`ModelServerConfig::label_delay`]) the two prediction counters grow only that long after the
+//! prediction, as when true labels arrive later than the predictions they judge.
 //! - `model_request_duration_seconds`: histogram (`_bucket{le}`, `_sum`, `_count`) of the time to answer.
 //!
 //! ```no_run
@@ -178,6 +181,9 @@ pub struct ModelServerConfig {
     pub logger: Option<InferenceLogger>,
     /// Also export the metrics of a vLLM-style LLM server (see [`ModelServerConfig::llm_metrics`]).
     pub llm_metrics: bool,
+    /// How long after a labelled prediction its outcome is counted (`model_predictions_labelled_total` and
+    /// `model_predictions_correct_total`); zero counts it at once.
+    pub label_delay: Duration,
 }
 
 /// Where a model server logs each request and response as a CloudEvent in binary mode, the format of KServe's
@@ -212,6 +218,7 @@ impl ModelServerConfig {
             port: 0,
             logger: None,
             llm_metrics: false,
+            label_delay: Duration::ZERO,
         }
     }
 
@@ -240,6 +247,12 @@ impl ModelServerConfig {
     /// Sets the probability that an answer differs from an identical model's.
     pub fn disagree(mut self, disagree: f64) -> Self {
         self.behaviour.disagree = disagree;
+        self
+    }
+
+    /// Counts each labelled prediction's outcome only `delay` after the prediction, as when labels arrive late.
+    pub fn label_delay(mut self, delay: Duration) -> Self {
+        self.label_delay = delay;
         self
     }
 
@@ -433,6 +446,8 @@ struct Shared {
     behaviour: Mutex<Behaviour>,
     rng: Mutex<StdRng>,
     metrics: Metrics,
+    /// How long after a labelled prediction its outcome is counted.
+    label_delay: Duration,
     /// Requests answered with any status (the sum of `model_requests_total`).
     answered: AtomicU64,
     /// The queue to the logger task, when logging.
@@ -553,6 +568,7 @@ impl ModelServer {
         let shared = Arc::new(Shared {
             metrics: Metrics::new(&config.version, config.namespace.as_deref(), config.llm_metrics),
             version: config.version,
+            label_delay: config.label_delay,
             classes: config.classes,
             behaviour: Mutex::new(config.behaviour),
             rng: Mutex::new(rng),
@@ -770,9 +786,22 @@ async fn predict(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
                 }
                 let correct = request.label.map(|label| label == prediction);
                 if let Some(correct) = correct {
-                    shared.metrics.labelled.inc();
-                    if correct {
-                        shared.metrics.correct.inc();
+                    let (labelled, right) = (shared.metrics.labelled.clone(), shared.metrics.correct.clone());
+                    let count = move || {
+                        labelled.inc();
+                        if correct {
+                            right.inc();
+                        }
+                    };
+                    if shared.label_delay.is_zero() {
+                        count();
+                    } else {
+                        // The label arrives later: the outcome is counted then (also after the server stopped).
+                        let delay = shared.label_delay;
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            count();
+                        });
                     }
                 }
                 let answer = PredictResponse { version: shared.version.clone(), prediction, correct };

@@ -58,6 +58,21 @@ async fn model_server_answers_with_the_configured_accuracy_and_errors() {
 }
 
 #[tokio::test]
+async fn with_a_label_delay_the_outcome_counters_grow_only_after_the_delay() {
+    let delay = Duration::from_millis(1500);
+    let config = ModelServerConfig::new("v1").accuracy(1.0).latency(FAST, 0.0).seed(3).label_delay(delay);
+    let server = ModelServer::spawn(config).await.unwrap();
+    let sent = std::time::Instant::now();
+    assert_eq!(predict(&server, 20).await, (20, 20), "the answers themselves are not delayed");
+    let served = server.served();
+    assert!(sent.elapsed() < delay, "the requests took longer than the delay; the check below means nothing");
+    assert_eq!((served.requests, served.labelled, served.correct), (20, 0, 0), "no label has arrived yet");
+    tokio::time::sleep(delay + Duration::from_millis(500)).await;
+    let served = server.served();
+    assert_eq!((served.labelled, served.correct), (20, 20), "every label arrived after the delay");
+}
+
+#[tokio::test]
 async fn model_server_sleeps_the_configured_latency_and_records_it_in_the_histogram() {
     let server =
         ModelServer::spawn(ModelServerConfig::new("v1").latency(Duration::from_millis(40), 0.0)).await.unwrap();

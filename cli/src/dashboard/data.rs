@@ -71,7 +71,8 @@ pub async fn rollout(state: &Dashboard, namespace: &str, name: &str) -> Result<V
     let phase = status.phase.unwrap_or(rampart_api::Phase::Pending);
     let ended = phase.is_terminal();
     let actions = json!({
-        "promote": may_patch && !ended && !matches!(phase, rampart_api::Phase::RollingBack),
+        // A promote request does not end a bake (docs/bake.md).
+        "promote": may_patch && !ended && !matches!(phase, rampart_api::Phase::RollingBack | rampart_api::Phase::Baking),
         "abort": may_patch && !ended && !matches!(phase, rampart_api::Phase::RollingBack),
         "retry": may_patch && ended,
     });

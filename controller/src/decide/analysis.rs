@@ -40,6 +40,20 @@ pub(super) struct Plan {
     /// The split check is the pairing check of a shadow step (candidate against baseline responses to the same
     /// mirrored requests), and a failure is described as such.
     pub pairing: bool,
+    /// Counting starts here instead of when the step's weight settled (a bake counts from the first canary step).
+    pub since: Option<Timestamp>,
+    /// What the verdicts lead to: the next step, or the end of a bake.
+    pub ending: Ending,
+}
+
+/// What an analysis verdict leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// A step: Fail rolls back, Pass advances, an undecided end follows `onInconclusive`.
+    Step,
+    /// The bake after promotion: Fail rolls back after promotion; anything else waits for the window to end and
+    /// finishes the promotion.
+    Bake,
 }
 
 /// The interval of a step (`interval` or the controller's default), never below [`MIN_INTERVAL`].
@@ -72,14 +86,28 @@ pub fn look(facts: &Facts<'_>, index: i32, step: &AnalysisStep) -> Result<Decisi
         passed_reason: "AnalysisPassed",
         pass_effects: Vec::new(),
         pairing: false,
+        since: None,
+        ending: Ending::Step,
     };
     look_with(facts, index, plan)
 }
 
 /// One look of a step judged by `plan`, or the wait for it.
 pub(super) fn look_with(facts: &Facts<'_>, index: i32, plan: Plan) -> Result<Decision, DecideError> {
-    let Plan { config, duration, interval, expected_share, need, words, ongoing, passed_reason, pass_effects, pairing } =
-        plan;
+    let Plan {
+        config,
+        duration,
+        interval,
+        expected_share,
+        need,
+        words,
+        ongoing,
+        passed_reason,
+        pass_effects,
+        pairing,
+        since: counting_since,
+        ending,
+    } = plan;
     let status = facts.status;
     let elapsed = step_elapsed(status, facts.now);
     let final_look = elapsed >= duration;
@@ -105,7 +133,7 @@ pub(super) fn look_with(facts: &Facts<'_>, index: i32, plan: Plan) -> Result<Dec
         return Ok(endings::stay(facts, Requeue::After(due.saturating_sub(elapsed).max(Duration::from_millis(50)))));
     }
     let step_started = parse_time(status.step_started_at.as_deref()).unwrap_or(facts.now);
-    let since = step_started.checked_add(settle).unwrap_or(step_started);
+    let since = counting_since.unwrap_or_else(|| step_started.checked_add(settle).unwrap_or(step_started));
     let Observation::Look(counts) = &facts.observed else { return Ok(Decision::Observe(need(since))) };
 
     let mut status = status.clone();
@@ -123,6 +151,13 @@ pub(super) fn look_with(facts: &Facts<'_>, index: i32, plan: Plan) -> Result<Dec
             analysis.last_error = Some(truncate(err, 512));
             analysis.verdict = Some(rampart_api::v1alpha1::Verdict::Continue);
             status.analysis = Some(analysis);
+            if final_look && ending == Ending::Bake {
+                let message = format!(
+                    "bake ended without a failing look: the metrics could not be read at the end ({errors} looks in a \
+                     row): {err}"
+                );
+                return Ok(super::bake::finish(facts, status, message));
+            }
             if final_look {
                 let reason = format!(
                     "step {index}: {words} ended without a verdict: the metrics could not be read ({errors} looks in \
@@ -139,12 +174,10 @@ pub(super) fn look_with(facts: &Facts<'_>, index: i32, plan: Plan) -> Result<Dec
         }
     };
     let pairing_counts = if pairing { counts.requests } else { None };
-    let input = StepInput {
-        configured_canary_weight: expected_share,
-        requests: counts.requests,
-        metrics: counts.metrics.clone(),
-        final_look,
-    };
+    // Only the metrics the engine was set up for (a bake judges the ratio metrics alone).
+    let metrics: Vec<_> =
+        counts.metrics.iter().filter(|m| config.metrics.iter().any(|c| c.name == m.name)).cloned().collect();
+    let input = StepInput { configured_canary_weight: expected_share, requests: counts.requests, metrics, final_look };
     let previous_state: Option<AnalysisState> =
         analysis.engine_state.as_deref().and_then(|text| serde_json::from_str(text).ok());
     // The state is sealed per rollout and step: one written by anyone else, or copied from another rollout or step,
@@ -165,6 +198,10 @@ pub(super) fn look_with(facts: &Facts<'_>, index: i32, plan: Plan) -> Result<Dec
     analysis.engine_state = serde_json::to_string(&outcome.state).ok();
     let statistics = serde_json::json!({"metrics": analysis.metrics, "srm": analysis.srm});
     status.analysis = Some(analysis);
+    if ending == Ending::Bake {
+        // The registry keeps no verdicts after a promotion; a failing bake's rollback record carries the numbers.
+        return Ok(super::bake::after_look(facts, status, &verdict, final_look, interval, duration));
+    }
     record(
         facts,
         &mut status,
@@ -217,7 +254,7 @@ pub(super) fn look_with(facts: &Facts<'_>, index: i32, plan: Plan) -> Result<Dec
 
 /// The rollback reason: the metrics that failed with their numbers, or the traffic-split mismatch.
 /// With `pairing` (a shadow step's responses per side), a split failure is told as the pairing failure it is.
-fn describe_failure(
+pub(super) fn describe_failure(
     verdict: &rampart_analysis::StepVerdict,
     pairing: Option<rampart_analysis::ArmPair<f64>>,
     alpha: f64,

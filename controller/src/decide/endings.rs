@@ -190,7 +190,8 @@ pub fn status_forged(facts: &Facts<'_>) -> Decision {
             status::transition(&mut status, Phase::Pending, message.clone(), facts.now);
             act(facts, status, vec![], Some(Note { warning: true, reason: "StatusForged", message }), NEXT)
         }
-        Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::RollingBack => {
+        // A forged `Baking` claims a promotion with the previous version standing by: traffic goes back to it.
+        Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::Baking | Phase::RollingBack => {
             let message =
                 format!("{why}: all traffic returned to the baseline; rampart retry starts the rollout again");
             let mut decision = roll_back(facts, status, RollbackCause::StatusForged(message));
@@ -289,6 +290,8 @@ pub fn retry(facts: &Facts<'_>, value: String) -> Decision {
     status.canary_weight = Some(0);
     status.analysis = None;
     status.checks = None;
+    status.canary_started_at = None;
+    status.bake = None;
     // The new attempt claims the targets the spec names now.
     status.targets = None;
     // A registry refusal belonged to the attempt that ended; the new one is recorded afresh.
@@ -394,7 +397,27 @@ pub fn release(facts: &Facts<'_>) -> Decision {
         );
     }
     let mut event = None;
-    if !phase.is_terminal() {
+    if phase == Phase::Baking {
+        // Promoted already: `production` goes back to the previous version with the traffic.
+        let reason = "the rollout was deleted during the bake after promotion: all traffic returned to the previous \
+                      version"
+            .to_string();
+        // The bake's looks only (an earlier step's numbers are not why it rolled back).
+        let bake_step = i32::try_from(facts.spec.steps.len()).ok();
+        let looks = status.analysis.as_ref().filter(|a| a.step.is_some() && a.step == bake_step);
+        let statistics = serde_json::json!({"metrics": looks.and_then(|a| a.metrics.clone())});
+        record(
+            facts,
+            &mut status,
+            TrailRecord::RollbackAfterPromotion { uid: facts.uid.into(), reason: reason.clone(), statistics },
+        );
+        if let Some(replicas) = status.bake.as_ref().and_then(|b| b.baseline_replicas) {
+            // Right after the route: the previous version gets its replicas back before the candidate goes.
+            effects.insert(1.min(effects.len()), Effect::ScaleBaseline { replicas });
+        }
+        status::transition(&mut status, Phase::RolledBack, reason.clone(), facts.now);
+        event = Some(Note { warning: true, reason: "Deleted", message: reason });
+    } else if !phase.is_terminal() {
         let reason = "the rollout was deleted: all traffic returned to the baseline".to_string();
         record(
             facts,
@@ -422,7 +445,7 @@ pub fn release(facts: &Facts<'_>) -> Decision {
     Decision::Act(Box::new(Act { effects, status, event, requeue: Requeue::OnChange }))
 }
 
-fn scale_down_delay(facts: &Facts<'_>) -> Duration {
+pub(super) fn scale_down_delay(facts: &Facts<'_>) -> Duration {
     facts
         .spec
         .rollback

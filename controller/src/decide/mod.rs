@@ -10,6 +10,7 @@
 //! typed [`RollbackCause`], enter promotion, pause.
 
 mod analysis;
+mod bake;
 pub mod capacity;
 pub mod endings;
 mod gates;
@@ -200,6 +201,8 @@ pub struct PromotionObservation {
     pub baseline: BaselineState,
     /// Both Deployments' replicas, for capacity-aware steps (read once the registry recorded the promotion).
     pub capacity: Option<Result<capacity::CapacityObservation, String>>,
+    /// The baseline Deployment's replicas (deployment backend; a bake scaling it to `previousReplicas` keeps them).
+    pub baseline_replicas: Option<i32>,
 }
 
 /// The baseline Deployment during promotion.
@@ -251,7 +254,8 @@ pub enum Effect {
     RouteAllToBaseline { after_failing_verdict: bool },
     /// Delete the canary Deployment.
     DeleteCanary,
-    /// Set the baseline Deployment's replicas (capacity-aware steps).
+    /// Set the baseline Deployment's replicas (capacity-aware steps; a bake keeps the previous version at
+    /// `previousReplicas`).
     ScaleBaseline { replicas: i32 },
     /// Set the canary Deployment's replicas, creating it with that many when it does not exist yet (capacity-aware
     /// steps; zero leaves a missing canary missing).
@@ -326,7 +330,10 @@ fn decide_phase(facts: &Facts<'_>) -> Result<Decision, DecideError> {
     if facts.status_trust == crate::seal::Trust::Forged {
         return Ok(endings::status_forged(facts));
     }
-
+    if phase == Phase::Baking {
+        // Promoted already: an abort, a deletion or a failing look rolls back after promotion (see `bake`).
+        return bake::bake(facts);
+    }
     if let Some(why) = &facts.registry_refused
         && !phase.is_terminal()
     {
@@ -368,6 +375,7 @@ fn decide_phase(facts: &Facts<'_>) -> Result<Decision, DecideError> {
             steps::progress(facts)
         }
         Phase::Promoting => promotion::promote(facts),
+        Phase::Baking => bake::bake(facts),
         Phase::RollingBack => Ok(endings::finish_rollback(facts)),
         Phase::Succeeded | Phase::RolledBack | Phase::Failed => Ok(endings::stay(facts, Requeue::OnChange)),
     }

@@ -1,6 +1,7 @@
 //! Promoting: the registry records the promotion first (promotion needs the record; a rollback never does), then the
 //! baseline serves the candidate: for a Deployment, its template moves to the candidate and, once that rolled out,
-//! traffic returns to it and the canary goes; for KServe, the candidate becomes the default at 100%.
+//! traffic returns to it and the canary goes; for KServe, the candidate becomes the default at 100%. With
+//! `spec.bake`, a recorded promotion first bakes (see `bake`): the baseline moves only once the bake passed.
 
 use std::time::Duration;
 
@@ -30,9 +31,19 @@ pub fn promote(facts: &Facts<'_>) -> Result<Decision, DecideError> {
         return Ok(act(facts, status, vec![], None, Requeue::After(REGISTRY_RETRY)));
     }
     let spec = facts.spec;
+    // Admission keeps `spec.bake` and capacity-aware steps apart (a bake keeps both versions' pods).
     if let (Some(sizes), Some(deployment)) = (&facts.status.capacity, &spec.serving.deployment) {
         return Ok(with_capacity(facts, observed, sizes, &deployment.name));
     }
+    if let Some(bake) = &spec.bake
+        && spec.serving.deployment.is_some()
+        && status.bake.as_ref().and_then(|b| b.outcome).is_none()
+    {
+        return super::bake::enter(facts, status, bake, observed.baseline_replicas);
+    }
+    // A passed bake that kept the previous version at fewer replicas gives the baseline its replicas back.
+    let restore =
+        status.bake.as_ref().and_then(|b| b.baseline_replicas).map(|replicas| Effect::ScaleBaseline { replicas });
     let effects = if let Some(deployment) = &spec.serving.deployment {
         let waiting = format!(
             "promoting: waiting for Deployment {} to roll out the candidate before traffic returns to it",
@@ -41,7 +52,8 @@ pub fn promote(facts: &Facts<'_>) -> Result<Decision, DecideError> {
         match observed.baseline {
             BaselineState::ServesPrevious | BaselineState::NotApplicable => {
                 status.message = Some(waiting);
-                return Ok(act(facts, status, vec![Effect::PromoteBaseline], None, Requeue::After(ROLL_OUT_FALLBACK)));
+                let effects = restore.into_iter().chain([Effect::PromoteBaseline]).collect();
+                return Ok(act(facts, status, effects, None, Requeue::After(ROLL_OUT_FALLBACK)));
             }
             BaselineState::RollingOut => {
                 status.message = Some(waiting);

@@ -72,6 +72,8 @@ pub fn look(facts: &Facts<'_>, index: i32, step: &ShadowStep) -> Result<Decision
         passed_reason: "ShadowPassed",
         pass_effects: vec![Effect::SetWeight { weight, create_canary: false, cohort: None, mirror: false }],
         pairing: true,
+        since: None,
+        ending: super::analysis::Ending::Step,
     };
     look_with(facts, index, plan)
 }

@@ -53,6 +53,9 @@ fn set_weight_step(facts: &Facts<'_>, index: i32, weight: i32) -> Decision {
     // The canary Deployment is made when traffic first goes to it; later weights only move traffic.
     let create_canary = facts.spec.serving.deployment.is_some() && weight > 0 && status.canary_weight.unwrap_or(0) == 0;
     status.canary_weight = Some(weight);
+    if weight > 0 {
+        mark_canary_started(facts, &mut status);
+    }
     let cohort = active_cohort(facts.spec, index).map(|c| c.headers.clone());
     let effects = vec![Effect::SetWeight { weight, create_canary, cohort, mirror: false }];
     let message = format!("step {index}: canary weight set to {weight}%");
@@ -78,6 +81,9 @@ fn capacity_step(facts: &Facts<'_>, index: i32, weight: i32, sizes: &CapacitySta
     let cohort = active_cohort(facts.spec, index).map(|c| c.headers.clone());
     let effects = capacity::effects(&step, seen, current, cohort);
     status.canary_weight = Some(step.weight);
+    if step.weight > 0 {
+        mark_canary_started(facts, &mut status);
+    }
     if let Some(capacity) = status.capacity.as_mut() {
         capacity.ready = Some(format!("{}/{}", seen.baseline.ready, seen.canary.ready));
     }
@@ -95,6 +101,13 @@ fn capacity_step(facts: &Facts<'_>, index: i32, weight: i32, sizes: &CapacitySta
         step.weight
     ));
     endings::act(facts, status, effects, None, Requeue::After(capacity::MOVE_POLL))
+}
+
+/// Notes when traffic first reached the canary: a bake counts the metrics from there.
+pub(super) fn mark_canary_started(facts: &Facts<'_>, status: &mut rampart_api::ModelRolloutStatus) {
+    if status.canary_started_at.is_none() {
+        status.canary_started_at = Some(facts.now.to_string());
+    }
 }
 
 /// The cohort routed to the canary at step `index`: the last `cohort` step at or before it. It stays until the
@@ -118,7 +131,8 @@ pub fn describe_cohort(headers: &[HeaderRule]) -> String {
 
 /// Routes the cohort's requests to the canary (creating it when no traffic went to it yet); the weight stays.
 fn cohort_step(facts: &Facts<'_>, index: i32, cohort: &Cohort) -> Decision {
-    let status = facts.status.clone();
+    let mut status = facts.status.clone();
+    mark_canary_started(facts, &mut status);
     let weight = status.canary_weight.unwrap_or(0);
     let create_canary = facts.spec.serving.deployment.is_some() && weight == 0;
     let effects =

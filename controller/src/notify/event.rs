@@ -112,7 +112,7 @@ pub fn event_id(uid: &str, attempt: Option<&str>, transition: Transition) -> Str
 pub fn transitions(phase: Phase, canary_weight: Option<i32>) -> Vec<Transition> {
     let traffic = canary_weight.unwrap_or(0) > 0;
     match phase {
-        Phase::Progressing | Phase::Paused | Phase::Promoting if traffic => vec![Transition::Deployed],
+        Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::Baking if traffic => vec![Transition::Deployed],
         Phase::Succeeded => vec![Transition::Upgraded],
         Phase::RollingBack | Phase::RolledBack => vec![Transition::RolledBack],
         _ => Vec::new(),

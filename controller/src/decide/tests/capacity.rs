@@ -99,7 +99,12 @@ fn a_rollback_routes_traffic_first_then_gives_the_baseline_its_pods_back() {
 
 fn promotion(baseline: BaselineState, base: (i32, i32), canary: (i32, i32)) -> Observation {
     let Observation::Capacity(capacity) = seen(base, canary) else { unreachable!() };
-    Observation::Promotion(PromotionObservation { registry: Ok(()), baseline, capacity: Some(capacity) })
+    Observation::Promotion(PromotionObservation {
+        registry: Ok(()),
+        baseline,
+        capacity: Some(capacity),
+        baseline_replicas: Some(8),
+    })
 }
 
 #[test]

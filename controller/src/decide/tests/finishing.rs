@@ -26,7 +26,7 @@ fn rolling_back_waits_for_the_scale_down_delay_then_removes_the_canary() {
 // ----- promoting ------------------------------------------------------------------------------------------------
 
 fn promotion(registry: Result<(), String>, baseline: BaselineState) -> Observation {
-    Observation::Promotion(PromotionObservation { registry, baseline, capacity: None })
+    Observation::Promotion(PromotionObservation { registry, baseline, capacity: None, baseline_replicas: Some(2) })
 }
 
 #[test]

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::*;
 
 mod analysis;
+mod bake;
 mod capacity;
 mod checks;
 mod finishing;
@@ -173,6 +174,7 @@ pub(super) fn record_kinds(status: &ModelRolloutStatus) -> Vec<&'static str> {
             TrailRecord::Rollback { .. } => "rollback",
             TrailRecord::Finish { .. } => "finish",
             TrailRecord::PromotedUnverified { .. } => "promoted-unverified",
+            TrailRecord::RollbackAfterPromotion { .. } => "rollback-after-promotion",
         })
         .collect()
 }

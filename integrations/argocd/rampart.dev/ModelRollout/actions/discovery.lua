@@ -7,7 +7,7 @@ if obj.status ~= nil and obj.status.phase ~= nil then
 end
 local ended = phase == "Succeeded" or phase == "RolledBack" or phase == "Failed"
 
-actions["promote"] = { ["disabled"] = ended or phase == "RollingBack" or phase == "Promoting" }
+actions["promote"] = { ["disabled"] = ended or phase == "RollingBack" or phase == "Promoting" or phase == "Baking" }
 actions["abort"] = { ["disabled"] = ended or phase == "RollingBack" }
 actions["retry"] = { ["disabled"] = not ended }
 return actions
