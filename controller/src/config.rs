@@ -39,6 +39,8 @@ pub struct ControllerConfig {
     pub database_url: Option<String>,
     /// Public keys whose signatures are accepted (from a mounted Secret, never from a rollout).
     pub trusted_keys: Vec<rampart_checks::signing::TrustedKey>,
+    /// Where each trusted key may vouch, by key label (`scopes.yaml` in the trusted-keys directory).
+    pub key_scopes: crate::verify::KeyScopes,
     /// Whether `spec.checks.insecureSkipSignature` is honoured (test clusters only).
     pub allow_insecure_skip_signature: bool,
     /// Image of `rampart-check`, run by the contract-check and smoke-evaluation containers.
@@ -75,6 +77,7 @@ impl Default for ControllerConfig {
             metrics_settle: Duration::from_secs(30),
             database_url: None,
             trusted_keys: Vec::new(),
+            key_scopes: Default::default(),
             allow_insecure_skip_signature: false,
             check_image: format!("rampart/rampart-check:{}", env!("CARGO_PKG_VERSION")),
             check_service_account: "rampart-checks".into(),

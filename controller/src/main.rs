@@ -63,7 +63,8 @@ struct Args {
     /// Postgres URL of the registry (every rollout, step, verdict and rollback is recorded there).
     #[arg(long, env = "RAMPART_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
-    /// Directory of trusted public signing keys (*.pem), e.g. a mounted Secret.
+    /// Directory of trusted public signing keys (*.pem, *.pub), e.g. a mounted Secret. An optional `scopes.yaml` there
+    /// limits keys to namespaces and models: `team-ml.pub: {namespaces: [ml], models: ["fraud-*"]}`.
     #[arg(long, env = "RAMPART_TRUSTED_KEYS_DIR")]
     trusted_keys_dir: Option<std::path::PathBuf>,
     /// Honour spec.checks.insecureSkipSignature (unsigned models get traffic). For test clusters only.
@@ -188,6 +189,10 @@ async fn main() -> ExitCode {
 }
 
 fn build_config(args: &Args) -> Result<ControllerConfig, String> {
+    let trusted_keys = match &args.trusted_keys_dir {
+        Some(dir) => rampart_controller::verify::load_trusted_keys(dir)?,
+        None => Vec::new(),
+    };
     let mut config = ControllerConfig {
         prometheus_url: args.prometheus_url.clone(),
         prometheus_timeout: seconds(args.prometheus_timeout_seconds, "prometheus-timeout-seconds")?,
@@ -201,9 +206,10 @@ fn build_config(args: &Args) -> Result<ControllerConfig, String> {
         metrics_settle: seconds(args.metrics_settle_seconds, "metrics-settle-seconds")?,
         analysis_status_interval: seconds(args.analysis_status_interval_seconds, "analysis-status-interval-seconds")?,
         database_url: args.database_url.clone(),
-        trusted_keys: match &args.trusted_keys_dir {
-            Some(dir) => rampart_controller::verify::load_trusted_keys(dir)?,
-            None => Vec::new(),
+        trusted_keys: trusted_keys.clone(),
+        key_scopes: match &args.trusted_keys_dir {
+            Some(dir) => rampart_controller::verify::load_key_scopes(dir, &trusted_keys)?,
+            None => Default::default(),
         },
         allow_insecure_skip_signature: args.allow_insecure_skip_signature,
         check_service_account: args.check_service_account.clone(),

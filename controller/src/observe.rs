@@ -24,6 +24,7 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
                 &ctx.client,
                 rollout,
                 &ctx.trusted_keys,
+                &ctx.config.key_scopes,
                 ctx.config.allow_insecure_skip_signature,
             )
             .await;
@@ -259,9 +260,14 @@ async fn resolve_baseline(ctx: &Context, rollout: &ModelRollout) -> Result<Basel
 /// Decided from the spec and the bundle, read and checked again here against the controller's keys, never from status
 /// (which someone with `modelrollouts/status` could write). `Ok(None)` for an allowed unsigned candidate.
 pub async fn candidate_fetch(ctx: &Context, rollout: &ModelRollout) -> Result<Option<jobs::ArtifactFetch>, String> {
-    let signer =
-        verify::verify_candidate(&ctx.client, rollout, &ctx.trusted_keys, ctx.config.allow_insecure_skip_signature)
-            .await?;
+    let signer = verify::verify_candidate(
+        &ctx.client,
+        rollout,
+        &ctx.trusted_keys,
+        &ctx.config.key_scopes,
+        ctx.config.allow_insecure_skip_signature,
+    )
+    .await?;
     match signer {
         Some(signer) => jobs::ArtifactFetch::for_candidate(rollout, &signer, &ctx.trusted_keys).map(Some),
         None => Ok(None),

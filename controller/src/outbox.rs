@@ -67,6 +67,8 @@ pub struct Owner<'a> {
     pub spec: &'a ModelRolloutSpec,
     /// Keys a `MarkVerified` record's bundle must verify with.
     pub trusted_keys: &'a [TrustedKey],
+    /// Where each trusted key may vouch (see [`crate::verify::KeyScope`]).
+    pub key_scopes: &'a crate::verify::KeyScopes,
 }
 
 /// Applies the queued records in order. Records are first checked against the rollout they were queued for: anyone
@@ -161,6 +163,7 @@ pub fn check_record(record: &TrailRecord, owner: &Owner<'_>) -> Result<(), Strin
             let (statement, key) = rampart_checks::signing::verify_bundle(bundle.as_bytes(), owner.trusted_keys)
                 .map_err(|err| format!("its bundle does not verify with a trusted key: {err}"))?;
             same("signer", &verification.signer_key_id, key.key_id())?;
+            crate::verify::check_scope(owner.key_scopes, &key.label, owner.namespace, &spec.model)?;
             let signed: String = statement.model_digest.iter().map(|b| format!("{b:02x}")).collect();
             same("signed digest", &format!("sha256:{signed}"), &digest)
         }
@@ -234,8 +237,10 @@ mod tests {
         .unwrap()
     }
 
+    static NO_SCOPES: std::sync::LazyLock<crate::verify::KeyScopes> = std::sync::LazyLock::new(Default::default);
+
     fn owner<'a>(spec: &'a ModelRolloutSpec, keys: &'a [TrustedKey]) -> Owner<'a> {
-        Owner { uid: "uid-a", namespace: "team-a", name: "fraud-v2", spec, trusted_keys: keys }
+        Owner { uid: "uid-a", namespace: "team-a", name: "fraud-v2", spec, trusted_keys: keys, key_scopes: &NO_SCOPES }
     }
 
     #[test]

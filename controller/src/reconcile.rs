@@ -204,6 +204,7 @@ async fn run(rollout: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
             name: &name,
             spec: &rollout.spec,
             trusted_keys: &ctx.trusted_keys,
+            key_scopes: &ctx.config.key_scopes,
         };
         let flushed = outbox::flush(connection, &ctx.outbox_backoff, &owner, queued).await;
         if flushed.failed {

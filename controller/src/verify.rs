@@ -29,6 +29,88 @@ pub struct Signer {
     pub single_file: bool,
 }
 
+/// Where a trusted key may vouch for models: namespaces and model names (an entry ending in `*` matches by prefix).
+/// An empty list allows any. A key without a scope is trusted everywhere.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyScope {
+    /// Namespaces whose rollouts the key may sign for.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Models (`spec.model`) the key may sign for, e.g. `fraud-*`.
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+impl KeyScope {
+    /// Whether the key may sign `model` for a rollout in `namespace`.
+    pub fn allows(&self, namespace: &str, model: &str) -> bool {
+        let matches = |patterns: &[String], value: &str| {
+            patterns.is_empty()
+                || patterns.iter().any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => value.starts_with(prefix),
+                    None => p == value,
+                })
+        };
+        matches(&self.namespaces, namespace) && matches(&self.models, model)
+    }
+
+    fn describe(&self) -> String {
+        let list = |items: &[String]| if items.is_empty() { "any".to_string() } else { items.join(", ") };
+        format!("namespaces: {}; models: {}", list(&self.namespaces), list(&self.models))
+    }
+}
+
+/// Scopes by key label (the key's file name).
+pub type KeyScopes = std::collections::BTreeMap<String, KeyScope>;
+
+/// The file in the trusted-keys directory that scopes keys, e.g.
+/// `team-ml.pub: {namespaces: [ml], models: ["fraud-*"]}`.
+pub const SCOPES_FILE: &str = "scopes.yaml";
+
+/// Reads `scopes.yaml` from the trusted-keys directory (none: every key is trusted everywhere). A scope for a key
+/// that is not there is refused, so a typo cannot leave the key it meant unscoped.
+pub fn load_key_scopes(dir: &Path, keys: &[TrustedKey]) -> Result<KeyScopes, String> {
+    let path = dir.join(SCOPES_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(KeyScopes::new()),
+        Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
+    };
+    let scopes: KeyScopes = serde_saphyr::from_str(&text).map_err(|err| {
+        format!(
+            "{} is not a map of key file names to scopes, e.g. `team-ml.pub: {{namespaces: [ml], models: [\"fraud-*\"]}}`: {err}",
+            path.display()
+        )
+    })?;
+    for label in scopes.keys() {
+        if !keys.iter().any(|k| &k.label == label) {
+            let known: Vec<&str> = keys.iter().map(|k| k.label.as_str()).collect();
+            return Err(format!(
+                "{} scopes {label:?}, which is not a trusted key in {} (keys: {})",
+                path.display(),
+                dir.display(),
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(scopes)
+}
+
+/// Whether the key with this label may sign `model` for a rollout in `namespace`; the message says which scope
+/// refused it.
+pub fn check_scope(scopes: &KeyScopes, label: &str, namespace: &str, model: &str) -> Result<(), String> {
+    match scopes.get(label) {
+        Some(scope) if !scope.allows(namespace, model) => Err(format!(
+            "the signature verifies with trusted key {label}, but this controller trusts that key only for {} (this \
+             rollout: namespace {namespace}, model {model}); sign with a key trusted for this team, or ask the \
+             platform team to widen the key's scope in {SCOPES_FILE}",
+            scope.describe()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Loads every `*.pem` (and `*.pub`) public key in `dir` as a trusted signing key.
 pub fn load_trusted_keys(dir: &Path) -> Result<Vec<TrustedKey>, String> {
     let entries =
@@ -57,6 +139,7 @@ pub async fn verify_candidate(
     client: &kube::Client,
     rollout: &ModelRollout,
     trusted: &[TrustedKey],
+    scopes: &KeyScopes,
     allow_insecure: bool,
 ) -> Result<Option<Signer>, String> {
     let spec = &rollout.spec;
@@ -77,6 +160,7 @@ pub async fn verify_candidate(
     }
     let (statement, key) =
         verify_bundle(bundle.as_bytes(), trusted).map_err(|err| format!("the signature does not verify: {err}"))?;
+    check_scope(scopes, &key.label, &rollout.namespace().unwrap_or_default(), &spec.model)?;
     let signed = format!("sha256:{}", hex(&statement.model_digest));
     if signed != spec.candidate.artifact.digest {
         return Err(format!(
@@ -152,4 +236,35 @@ pub async fn load_bundle(client: &kube::Client, rollout: &ModelRollout) -> Resul
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scope_allows_its_namespaces_and_models_and_nothing_else() {
+        let scope = KeyScope { namespaces: vec!["ml".into()], models: vec!["fraud-*".into(), "ranker".into()] };
+        assert!(scope.allows("ml", "fraud-detector"));
+        assert!(scope.allows("ml", "ranker"));
+        assert!(!scope.allows("ml", "ranker-v2"));
+        assert!(!scope.allows("payments", "fraud-detector"));
+        assert!(KeyScope::default().allows("anywhere", "anything"));
+        let scopes: KeyScopes = [("team-ml.pub".to_string(), scope)].into();
+        let refused = check_scope(&scopes, "team-ml.pub", "payments", "fraud-detector").unwrap_err();
+        assert!(refused.contains("only for namespaces: ml; models: fraud-*, ranker"), "{refused}");
+        assert!(check_scope(&scopes, "release-bot.pub", "payments", "anything").is_ok(), "unscoped keys are global");
+    }
+
+    #[test]
+    fn a_scope_for_a_key_that_is_not_there_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SCOPES_FILE), "team-ml.pem: {namespaces: [ml]}\n").unwrap();
+        let err = load_key_scopes(dir.path(), &[]).unwrap_err();
+        assert!(err.contains("not a trusted key"), "{err}");
+        std::fs::write(dir.path().join(SCOPES_FILE), "team-ml.pem: {namespace: [ml]}\n").unwrap();
+        assert!(load_key_scopes(dir.path(), &[]).unwrap_err().contains("not a map of key file names"));
+        std::fs::remove_file(dir.path().join(SCOPES_FILE)).unwrap();
+        assert_eq!(load_key_scopes(dir.path(), &[]).unwrap(), KeyScopes::new());
+    }
 }

@@ -168,6 +168,41 @@ async fn a_rollout_of_a_model_another_namespace_owns_is_refused_with_a_clear_mes
     rig.stop_controller().await;
 }
 
+// ----- finding 2 (keys): a key trusted for one team cannot vouch for another's rollout -----------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_trusted_only_for_another_team_cannot_vouch_for_this_teams_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, digest, trusted) = signed_model(dir.path(), 23);
+    let mut rig = Rig::new("keyscope", ModelServerConfig::new("v2").latency(QUICK, 0.3), None).await;
+    // The platform trusts team B's release key, for team B's namespace only.
+    let scope = rampart_controller::verify::KeyScope { namespaces: vec!["team-b".into()], models: vec![] };
+    rig.key_scopes = [(trusted.label.clone(), scope)].into();
+    rig.trusted_keys = vec![trusted];
+    rig.allow_insecure = false;
+    rig.start_controller();
+    // This team signed nothing; it copies a bundle team B's key signed and rolls it out here.
+    let mut object = rollout("borrowed", json!([{"setWeight": 50}]), json!([accuracy_metric(0.05)]), json!({}));
+    object["spec"]["candidate"]["artifact"]["uri"] = json!(dir.path().display().to_string());
+    object["spec"]["candidate"]["artifact"]["digest"] = json!(digest);
+    object["spec"]["candidate"]["artifact"]["signature"] = json!({"bundle": bundle});
+    object["spec"].as_object_mut().unwrap().remove("checks");
+    rig.create_rollout(object).await;
+    let done = rig
+        .wait_for_phase("borrowed", &[Phase::Failed, Phase::Checking, Phase::Progressing], Duration::from_secs(30))
+        .await;
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Failed), "{:?}", status.message);
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains("trusts that key only for namespaces: team-b") && message.contains("no traffic"),
+        "{message}"
+    );
+    assert_eq!(jobs(&rig).await, 0, "not even the artifact Job ran");
+    assert_eq!(rig.route_canary_weight().await, None, "nothing routed");
+    rig.stop_controller().await;
+}
+
 // ----- finding 1 (outbox): records forged into status are refused --------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,8 @@ pub struct Rig {
     pub database_url: Option<String>,
     /// Keys the controller trusts.
     pub trusted_keys: Vec<rampart_checks::signing::TrustedKey>,
+    /// Where each trusted key may vouch (by key label).
+    pub key_scopes: rampart_controller::verify::KeyScopes,
     /// Whether the controller honours insecureSkipSignature (the rollouts of most tests are unsigned).
     pub allow_insecure: bool,
     /// Smoke-training image prefixes the controller allows.
@@ -145,6 +147,7 @@ impl Rig {
             metrics: Metrics::default(),
             database_url: None,
             trusted_keys: Vec::new(),
+            key_scopes: Default::default(),
             allow_insecure: true,
             smoke_allow: Vec::new(),
             prometheus_allow: Vec::new(),
@@ -180,6 +183,7 @@ impl Rig {
             metrics_settle: Duration::from_millis(2500),
             database_url: self.database_url.clone(),
             trusted_keys: self.trusted_keys.clone(),
+            key_scopes: self.key_scopes.clone(),
             allow_insecure_skip_signature: self.allow_insecure,
             smoke_image_allow_list: self.smoke_allow.clone(),
             notifications: self.notifications.clone(),
