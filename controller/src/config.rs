@@ -52,6 +52,10 @@ pub struct ControllerConfig {
     /// Most reconciles running at once (0: unbounded). A bound keeps a burst of rollouts from queueing every API call
     /// behind every other, which is what delays a rollback under load.
     pub max_concurrent_reconciles: u16,
+    /// Most reconciles of one namespace running at once (0: no per-namespace bound). A namespace at its bound waits
+    /// without holding a slot, so rollouts that are slow to reconcile (a slow metrics endpoint) in one namespace leave
+    /// slots for every other.
+    pub max_reconciles_per_namespace: u16,
     /// Where notifications go and how they are retried (they need `database_url`: the queue lives in the registry).
     pub notifications: crate::notify::sinks::NotifyConfig,
     /// Models are not owned by namespaces in the registry: any namespace may roll out any model. Off by default
@@ -83,6 +87,7 @@ impl Default for ControllerConfig {
             check_service_account: "rampart-checks".into(),
             smoke_image_allow_list: Vec::new(),
             max_concurrent_reconciles: 16,
+            max_reconciles_per_namespace: 8,
             notifications: Default::default(),
             shared_models: false,
         }

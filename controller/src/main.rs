@@ -86,6 +86,10 @@ struct Args {
     /// Most reconciles running at once (0: unbounded).
     #[arg(long, env = "RAMPART_MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
     max_concurrent_reconciles: u16,
+    /// Most reconciles of one namespace at once (0: no bound); keep it below --max-concurrent-reconciles so one
+    /// team's slow rollouts cannot take every slot.
+    #[arg(long, env = "RAMPART_MAX_RECONCILES_PER_NAMESPACE", default_value_t = 8)]
+    max_reconciles_per_namespace: u16,
     /// Controller-wide CloudEvents receiver: every rollout's deployed / upgraded / rolled-back events (CDEvents types)
     /// are POSTed there. Needs --database-url (the delivery queue lives in the registry).
     #[arg(long, env = "RAMPART_NOTIFY_CLOUDEVENTS_URL", hide_env_values = true)]
@@ -215,6 +219,7 @@ fn build_config(args: &Args) -> Result<ControllerConfig, String> {
         check_service_account: args.check_service_account.clone(),
         smoke_image_allow_list: args.smoke_image_allow.iter().filter(|p| !p.is_empty()).cloned().collect(),
         max_concurrent_reconciles: args.max_concurrent_reconciles,
+        max_reconciles_per_namespace: args.max_reconciles_per_namespace,
         notifications: notify_config(args)?,
         shared_models: args.shared_models,
         ..ControllerConfig::default()

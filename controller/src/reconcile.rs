@@ -59,6 +59,41 @@ pub struct Context {
     pub canary_pods_changed: Arc<Mutex<HashSet<(String, String)>>>,
     /// Seals the status fields that gate traffic (see [`crate::seal`]); None: status is not checked.
     pub status_key: Option<rampart_analysis::StateKey>,
+    /// Reconciles running per namespace (see [`NamespaceSlot`]).
+    pub namespace_slots: Arc<Mutex<HashMap<String, u16>>>,
+}
+
+/// One of a namespace's reconcile slots, given back when dropped. A namespace has at most
+/// `max_reconciles_per_namespace` at once; a reconcile that finds none free comes back shortly instead of waiting in
+/// one of the controller's slots.
+pub struct NamespaceSlot {
+    slots: Arc<Mutex<HashMap<String, u16>>>,
+    namespace: String,
+}
+
+impl NamespaceSlot {
+    /// Takes a slot of `namespace`, or None when it has `limit` running (a limit of 0 never refuses).
+    pub fn take(slots: &Arc<Mutex<HashMap<String, u16>>>, namespace: &str, limit: u16) -> Option<NamespaceSlot> {
+        let mut running = slots.lock().unwrap_or_else(|p| p.into_inner());
+        let count = running.entry(namespace.to_string()).or_insert(0);
+        if limit > 0 && *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(NamespaceSlot { slots: slots.clone(), namespace: namespace.to_string() })
+    }
+}
+
+impl Drop for NamespaceSlot {
+    fn drop(&mut self) {
+        let mut running = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = running.get_mut(&self.namespace) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                running.remove(&self.namespace);
+            }
+        }
+    }
 }
 
 impl Context {
@@ -104,6 +139,7 @@ impl Context {
             notifier: None,
             canary_pods_changed: Default::default(),
             status_key: None,
+            namespace_slots: Default::default(),
         }
     }
 }
@@ -124,6 +160,12 @@ fn random_state_key() -> Option<rampart_analysis::StateKey> {
 
 /// Reconciles one rollout, timing it and counting failures by kind.
 pub async fn reconcile(rollout: Arc<ModelRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let Some(_slot) = NamespaceSlot::take(&ctx.namespace_slots, &namespace, ctx.config.max_reconciles_per_namespace)
+    else {
+        ctx.metrics.count_error("namespace_busy");
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    };
     let started = Instant::now();
     let result = match current(&rollout, &ctx).await {
         Ok(Some(current)) => run(&current, &ctx).await,
@@ -705,5 +747,24 @@ async fn publish(ctx: &Context, rollout: &ModelRollout, note: &decide::Note) {
     };
     if let Err(err) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
         tracing::warn!(rollout = %rollout.name_any(), error = %err, "could not publish event {}", note.reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_at_its_bound_gets_no_slot_and_others_still_do() {
+        let slots = Arc::new(Mutex::new(HashMap::new()));
+        let first = NamespaceSlot::take(&slots, "team-a", 2);
+        let second = NamespaceSlot::take(&slots, "team-a", 2);
+        assert!(first.is_some() && second.is_some());
+        assert!(NamespaceSlot::take(&slots, "team-a", 2).is_none(), "team-a is at its bound");
+        assert!(NamespaceSlot::take(&slots, "team-b", 2).is_some(), "team-b is not held up by team-a");
+        drop(first);
+        assert!(NamespaceSlot::take(&slots, "team-a", 2).is_some(), "a slot given back is free again");
+        drop(second);
+        assert!(NamespaceSlot::take(&slots, "team-c", 0).is_some(), "0: no bound");
     }
 }

@@ -3,7 +3,9 @@
 //! endpoint that hangs or answers with hostile text holds a look only until the deadline and never writes its text
 //! verbatim into status. And the leader lease (finding 9): a holder whose clock is skewed keeps the lease while it
 //! renews, and loses it only a lease duration after its last renewal as this replica observed it. And the serving
-//! target (finding 3): a rollout may set only the variable its Deployment opted in to, never `JAVA_TOOL_OPTIONS`. The hanging and hostile endpoints are small TCP servers in this test: they stand for an
+//! target (finding 3): a rollout may set only the variable its Deployment opted in to, never `JAVA_TOOL_OPTIONS`. And
+//! fair slots (finding 6): one team's slow rollouts take only their namespace's share of the reconcile slots. The
+//! hanging and hostile endpoints are small TCP servers in this test: they stand for an
 //! attacker's server, a fault a real Prometheus does not produce.
 #![allow(clippy::unwrap_used)]
 
@@ -225,4 +227,118 @@ async fn a_lease_holder_with_a_skewed_clock_keeps_the_lease_while_it_renews_and_
     assert!(takeover >= Duration::from_secs(4), "not before a whole lease had passed: {takeover:?}");
     rig.wait_for_phase("skew", &[Phase::Paused], Duration::from_secs(30)).await;
     rig.stop_controller().await;
+}
+
+/// A baseline Deployment (opted in to `MODEL_URI`) and an HTTPRoute to it, both named `name`, in `namespace`.
+async fn serving_target(client: &kube::Client, namespace: &str, name: &str) {
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": name}, "annotations": {"rampart.dev/model-uri-env": "MODEL_URI"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "server", "image": "registry.example.com/model-server:1",
+                "env": [{"name": "MODEL_URI", "value": "s3://models/fraud/v1"}]}]},
+        }},
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), namespace).create(&Default::default(), &deployment).await.unwrap();
+    let route: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": name},
+        "spec": {"parentRefs": [{"name": "gateway"}], "rules": [{"backendRefs": [{"name": name, "port": 8080}]}]},
+    }))
+    .unwrap();
+    support::routes(client, namespace).create(&Default::default(), &route).await.unwrap();
+}
+
+/// Finding 6, fair slots: one team's rollouts that are slow to reconcile (their allowed metrics endpoint hangs until
+/// the look deadline) take at most their namespace's share of the controller's reconcile slots; another team's
+/// rollout runs through its steps meanwhile. The controller here watches every namespace, with two slots and one per
+/// namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_teams_slow_rollouts_take_only_their_namespaces_share_of_reconcile_slots() {
+    let mut rig = Rig::new("fair-a", ModelServerConfig::new("v2").latency(Duration::from_millis(2), 0.3), None).await;
+    let (hanging, hung) = endpoint(None).await;
+    rig.prometheus_allow = vec![hanging.clone()];
+    rig.prometheus_look_deadline = Duration::from_secs(4);
+    // Team B's namespace: its own baseline Deployment and HTTPRoute, and a stand-in kubelet there.
+    let env = rampart_testenv::shared().unwrap();
+    let team_b = env.namespace(&rig.client, "fair-b").await.unwrap();
+    serving_target(&rig.client, &team_b, "model").await;
+    let kubelet = tokio::spawn(support::kubelet::play(rig.client.clone(), team_b.clone()));
+
+    let controller_with = |per_namespace: u16| {
+        let mut config = rig.controller_config("fair");
+        config.namespace = None;
+        config.max_concurrent_reconciles = 2;
+        config.max_reconciles_per_namespace = per_namespace;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        (stop, tokio::spawn(rampart_controller::run(rig.client.clone(), config, Default::default(), stopped)))
+    };
+    // First without a bound per namespace: the attack as written.
+    let (stop, controller) = controller_with(0);
+
+    // Team A: six rollouts (each on its own model Deployment and route) whose every look waits the whole deadline on
+    // the hanging endpoint.
+    let steps = json!([{"setWeight": 10}, {"analysis": {"duration": "300s", "interval": "1s"}}]);
+    for i in 0..6 {
+        let target = format!("model-{i}");
+        serving_target(&rig.client, &rig.namespace, &target).await;
+        let extra = json!({"prometheusAddress": hanging});
+        let mut object = rollout(&format!("slow-{i}"), steps.clone(), json!([accuracy_metric(0.05)]), extra);
+        object["spec"]["serving"]["deployment"]["name"] = json!(target);
+        object["spec"]["traffic"]["gatewayAPI"] = json!({"httpRoute": target, "baselineBackend": target,
+            "canaryBackend": format!("{target}-canary"), "port": 8080});
+        rig.create_rollout(object).await;
+    }
+    // All six in their analysis step, past the settle time, each look hanging until the deadline.
+    for i in 0..6 {
+        rig.wait_for(&format!("slow-{i}"), Duration::from_secs(90), "in its analysis step", |r| {
+            r.status.as_ref().and_then(|s| s.current_step) == Some(1)
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(hung.load(Ordering::SeqCst) >= 2, "team A's looks reach the hanging endpoint");
+    // Team B's rollouts, while team A's looks hang: one now, one once the bound is on.
+    serving_target(&rig.client, &team_b, "second").await;
+    let team_b_rollouts: Api<rampart_api::ModelRollout> = Api::namespaced(rig.client.clone(), &team_b);
+    let run_b = |name: &'static str, target: &'static str| {
+        let api = team_b_rollouts.clone();
+        let namespace = team_b.clone();
+        async move {
+            let steps = json!([{"setWeight": 50}, {"setWeight": 100}]);
+            let mut object = rollout(name, steps, json!([accuracy_metric(0.05)]), json!({}));
+            object["metadata"]["namespace"] = json!(namespace);
+            object["spec"]["serving"]["deployment"]["name"] = json!(target);
+            object["spec"]["traffic"]["gatewayAPI"] = json!({"httpRoute": target, "baselineBackend": target,
+                "canaryBackend": format!("{target}-canary"), "port": 8080});
+            let started = Instant::now();
+            api.create(&Default::default(), &serde_json::from_value(object).unwrap()).await.unwrap();
+            loop {
+                let phase = api.get(name).await.unwrap().status.and_then(|s| s.phase);
+                if phase.is_some_and(|p| p.is_terminal()) || started.elapsed() > Duration::from_secs(90) {
+                    return (phase, started.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let (phase, unfair) = run_b("first", "model").await;
+    println!("without a bound per namespace: team B's rollout {phase:?} in {:.1} s", unfair.as_secs_f64());
+    assert_eq!(phase, Some(Phase::Succeeded));
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+
+    // Then with one slot per namespace (of two).
+    let (stop, controller) = controller_with(1);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (phase, fair) = run_b("second", "second").await;
+    println!("with one slot per namespace: team B's rollout {phase:?} in {:.1} s", fair.as_secs_f64());
+    assert_eq!(phase, Some(Phase::Succeeded), "team B's rollout after {fair:?}");
+    assert!(fair * 3 < unfair, "with the bound team B took {fair:?}, without it {unfair:?}");
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+    kubelet.abort();
+    for i in 0..6 {
+        rig.annotate(&format!("slow-{i}"), "rampart.dev/abort", Some("true")).await;
+    }
 }
