@@ -4,7 +4,8 @@
 //! verbatim into status. And the leader lease (finding 9): a holder whose clock is skewed keeps the lease while it
 //! renews, and loses it only a lease duration after its last renewal as this replica observed it. And the serving
 //! target (finding 3): a rollout may set only the variable its Deployment opted in to, never `JAVA_TOOL_OPTIONS`. And
-//! fair slots (finding 6): one team's slow rollouts take only their namespace's share of the reconcile slots. The
+//! fair slots (finding 6): one team's slow rollouts take only their namespace's share of the reconcile slots. And a
+//! counter reset (finding 9): a canary server restarted mid-analysis does not roll a good candidate back. The
 //! hanging and hostile endpoints are small TCP servers in this test: they stand for an
 //! attacker's server, a fault a real Prometheus does not produce.
 #![allow(clippy::unwrap_used)]
@@ -341,4 +342,56 @@ async fn a_teams_slow_rollouts_take_only_their_namespaces_share_of_reconcile_slo
     for i in 0..6 {
         rig.annotate(&format!("slow-{i}"), "rampart.dev/abort", Some("true")).await;
     }
+}
+
+/// Finding 9, counter resets: the candidate's model server restarts mid-analysis, so its counters start again from
+/// zero (a real reset, as Prometheus records it). The counts never go down and the good candidate is promoted, not
+/// rolled back as inconclusive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_server_restarted_mid_analysis_resets_its_counters_and_the_good_candidate_is_still_promoted() {
+    let canary = ModelServerConfig::new("v2").accuracy(0.9).latency(Duration::from_millis(2), 0.3);
+    let mut rig = Rig::new("reset", canary.clone(), None).await;
+    rig.start_controller();
+    let steps = json!([{"setWeight": 50}, {"analysis": {"duration": "120s", "interval": "1s"}}, {"setWeight": 100}]);
+    // The split check is off: the requests the canary served after Prometheus last scraped it and before it stopped
+    // are lost with the process (as with any restart), which a short window's split check sees as a real imbalance.
+    let extra = json!({"minSamples": 400, "srm": {"enabled": false}});
+    rig.create_rollout(rollout("restarted", steps, json!([accuracy_metric(0.05)]), extra)).await;
+    let looking = rig
+        .wait_for("restarted", Duration::from_secs(60), "an analysis look", |r| {
+            r.status.as_ref().and_then(|s| s.analysis.as_ref()).and_then(|a| a.looks).unwrap_or(0) >= 1
+        })
+        .await;
+    assert_eq!(looking.status.and_then(|s| s.current_step), Some(1), "still analysing when the server restarts");
+    // The restart: the same address, every counter from zero.
+    let port = rig.canary.addr().port();
+    let stand_in =
+        rampart_testenv::model_server::ModelServer::spawn(canary.clone().namespace(&rig.namespace)).await.unwrap();
+    let old = std::mem::replace(&mut rig.canary, stand_in);
+    old.shutdown().await;
+    let restarted =
+        rampart_testenv::model_server::ModelServer::spawn(canary.port(port).namespace(&rig.namespace)).await.unwrap();
+    std::mem::replace(&mut rig.canary, restarted).shutdown().await;
+
+    let done = rig
+        .wait_for_phase("restarted", &[Phase::Succeeded, Phase::RolledBack, Phase::Paused], Duration::from_secs(120))
+        .await;
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Succeeded), "{:?}", status.message);
+    // Prometheus saw the reset.
+    let query =
+        format!("resets(model_predictions_labelled_total{{namespace=\"{}\",version=\"v2\"}}[10m])", rig.namespace);
+    let answer: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/query", rig.prometheus_url))
+        .query(&[("query", query.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resets: f64 =
+        answer.pointer("/data/result/0/value/1").and_then(|v| v.as_str()).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    assert!(resets >= 1.0, "Prometheus recorded the counter reset: {answer}");
+    rig.stop_controller().await;
 }
