@@ -62,27 +62,21 @@ fn watch_baselines(
             .state()
             .into_iter()
             .filter(|rollout| {
-                let status = rollout.status.as_ref();
-                let phase = status.and_then(|s| s.phase);
                 let Some(serving) = rollout.spec.serving.deployment.as_ref() else { return false };
-                let moving = status.is_some_and(|s| s.capacity.is_some())
-                    && matches!(phase, Some(rampart_api::Phase::Progressing))
-                    && (serving.name == name || serving::canary_name(serving) == name);
+                let status = rollout.status.as_ref();
+                let moving = status.is_some_and(|s| s.capacity.is_some());
+                let (baseline, canary) = (serving.name == name, serving::canary_name(serving) == name);
                 rollout.metadata.namespace == namespace
-                    && ((phase == Some(rampart_api::Phase::Promoting)
-                        && (serving.name == name || moving_in_promotion(rollout, &name)))
-                        || (phase == Some(rampart_api::Phase::Baking) && serving.name == name)
-                        || moving)
+                    && match status.and_then(|s| s.phase) {
+                        Some(rampart_api::Phase::Promoting) => baseline || (moving && canary),
+                        Some(rampart_api::Phase::Baking) => baseline,
+                        Some(rampart_api::Phase::Progressing) => moving && (baseline || canary),
+                        _ => false,
+                    }
             })
             .map(|rollout| ObjectRef::from_obj(rollout.as_ref()))
             .collect::<Vec<_>>()
     })
-}
-
-/// A promoting rollout with capacity-aware steps also waits on its canary's pods.
-fn moving_in_promotion(rollout: &ModelRollout, name: &str) -> bool {
-    rollout.status.as_ref().is_some_and(|s| s.capacity.is_some())
-        && rollout.spec.serving.deployment.as_ref().is_some_and(|d| serving::canary_name(d) == name)
 }
 
 /// True when any notification sink is configured (controller-wide, or namespace sinks allowed).

@@ -1,6 +1,7 @@
 //! Gathers what a decision asked to see ([`Need`]) and nothing more: the signature and the baseline when a rollout
 //! starts, a check Job, one analysis look from Prometheus, or where promotion stands.
 
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::DynamicObject;
 use kube::{Api, ResourceExt};
 use rampart_api::ModelRollout;
@@ -122,12 +123,16 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
                 None => Ok(()),
             };
             let mut baseline_replicas = None;
+            let mut capacity = None;
             let baseline = match (&registry, &rollout.spec.serving.deployment) {
                 (Ok(()), Some(deployment)) => {
                     let base = serving::baseline(&ctx.client, &namespace, &deployment.name)
                         .await
                         .map_err(|err| crate::Error::Serving { rollout: id.clone(), message: err.to_string() })?;
                     baseline_replicas = Some(base.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1));
+                    if status.capacity.is_some() {
+                        capacity = Some(capacity_with(ctx, &namespace, deployment, &base).await);
+                    }
                     let fetch = serving_fetch(ctx, rollout)
                         .await
                         .map_err(|message| crate::Error::Serving { rollout: id.clone(), message })?;
@@ -145,12 +150,6 @@ pub async fn observe(ctx: &Context, rollout: &ModelRollout, need: &Need) -> Resu
                 }
                 _ => BaselineState::NotApplicable,
             };
-            let capacity = match (&registry, &rollout.spec.serving.deployment) {
-                (Ok(()), Some(deployment)) if status.capacity.is_some() => {
-                    Some(capacity_seen(ctx, &namespace, deployment).await)
-                }
-                _ => None,
-            };
             Observation::Promotion(PromotionObservation { registry, baseline, capacity, baseline_replicas })
         }
         Need::Capacity => match &rollout.spec.serving.deployment {
@@ -166,22 +165,33 @@ async fn capacity_seen(
     namespace: &str,
     deployment: &rampart_api::v1alpha1::DeploymentServing,
 ) -> Result<CapacityObservation, String> {
-    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(ctx.client.clone(), namespace);
-    let pods = |d: &k8s_openapi::api::apps::v1::Deployment| capacity::Pods {
-        wanted: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-        ready: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
-    };
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
     let base = api
         .get_opt(&deployment.name)
         .await
         .map_err(|err| format!("reading Deployment {namespace}/{}: {err}", deployment.name))?
         .ok_or_else(|| format!("the baseline Deployment {namespace}/{} is gone", deployment.name))?;
+    capacity_with(ctx, namespace, deployment, &base).await
+}
+
+/// [`capacity_seen`] with the baseline already read.
+async fn capacity_with(
+    ctx: &Context,
+    namespace: &str,
+    deployment: &rampart_api::v1alpha1::DeploymentServing,
+    base: &Deployment,
+) -> Result<CapacityObservation, String> {
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    let pods = |d: &Deployment| capacity::Pods {
+        wanted: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        ready: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+    };
     let canary_name = serving::canary_name(deployment);
     let canary = api
         .get_opt(&canary_name)
         .await
         .map_err(|err| format!("reading Deployment {namespace}/{canary_name}: {err}"))?;
-    Ok(CapacityObservation { baseline: pods(&base), canary: canary.as_ref().map(pods).unwrap_or_default() })
+    Ok(CapacityObservation { baseline: pods(base), canary: canary.as_ref().map(pods).unwrap_or_default() })
 }
 
 /// The Job Rampart runs for `check` now, from the spec (and the baseline URI the start gate recorded), or why it

@@ -147,10 +147,8 @@ impl Context {
 /// A fresh key for sealing analysis states, from the kernel's random source. Per process: after a restart or a
 /// change of leader the running analyses start over from their totals (at worst a reset, never a forged Pass).
 fn random_state_key() -> Option<rampart_analysis::StateKey> {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
-        Ok(()) => Some(rampart_analysis::StateKey::new(&bytes)),
+    match seal::random_bytes() {
+        Ok(bytes) => Some(rampart_analysis::StateKey::new(&bytes)),
         Err(err) => {
             tracing::warn!(error = %err, "no random source for sealing analysis state; states are only checked");
             None

@@ -138,12 +138,13 @@ pub async fn load_or_create_key(client: &kube::Client, namespace: &str) -> Resul
     Err(format!("{what} was created and deleted again while the controller read it"))
 }
 
-fn random_bytes() -> Result<Vec<u8>, String> {
+/// 32 bytes from the kernel's random source: a fresh key.
+pub fn random_bytes() -> Result<Vec<u8>, String> {
     use std::io::Read;
     let mut bytes = vec![0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|err| format!("no random source for the status key: {err}"))?;
+        .map_err(|err| format!("no random source for a key: {err}"))?;
     Ok(bytes)
 }
 

@@ -105,6 +105,15 @@ async fn point_baseline_at(rig: &Rig, uri: &str) {
         .unwrap();
 }
 
+/// A rollout of `candidate` (unsigned) whose only check is the contract check at batch sizes 1 and 8.
+fn contract_rollout(name: &str, candidate: &std::path::Path) -> Value {
+    let mut object =
+        rollout(name, json!([{"setWeight": 50}, {"setWeight": 100}]), json!([accuracy_metric(0.05)]), json!({}));
+    object["spec"]["candidate"]["artifact"]["uri"] = json!(candidate.to_str().unwrap());
+    object["spec"]["checks"] = json!({"insecureSkipSignature": true, "contract": {"batchSizes": [1, 8]}});
+    object
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contract_mismatch_fails_the_rollout_before_traffic_with_the_incompatibilities_listed() {
     let mut rig = Rig::new("contract", ModelServerConfig::new("v2").latency(QUICK, 0.3), None).await;
@@ -112,11 +121,7 @@ async fn a_contract_mismatch_fails_the_rollout_before_traffic_with_the_incompati
     let candidate = fixture("residual_mlp_renamed_input.onnx");
     point_baseline_at(&rig, baseline.to_str().unwrap()).await;
     rig.start_controller();
-    let mut object =
-        rollout("renamed", json!([{"setWeight": 50}, {"setWeight": 100}]), json!([accuracy_metric(0.05)]), json!({}));
-    object["spec"]["candidate"]["artifact"]["uri"] = json!(candidate.to_str().unwrap());
-    object["spec"]["checks"] = json!({"insecureSkipSignature": true, "contract": {"batchSizes": [1, 8]}});
-    rig.create_rollout(object).await;
+    rig.create_rollout(contract_rollout("renamed", &candidate)).await;
 
     let job = wait_for_job(&rig, "renamed-contract").await;
     let spec = job.spec.clone().unwrap();
@@ -283,11 +288,7 @@ async fn a_job_created_under_the_checks_name_beforehand_is_not_read_as_the_check
     complete_job(&rig, "forged-contract", "contract", 0, &passing).await;
 
     rig.start_controller();
-    let mut object =
-        rollout("forged", json!([{"setWeight": 50}, {"setWeight": 100}]), json!([accuracy_metric(0.05)]), json!({}));
-    object["spec"]["candidate"]["artifact"]["uri"] = json!(candidate.to_str().unwrap());
-    object["spec"]["checks"] = json!({"insecureSkipSignature": true, "contract": {"batchSizes": [1, 8]}});
-    rig.create_rollout(object).await;
+    rig.create_rollout(contract_rollout("forged", &candidate)).await;
     let done = rig.wait_for_phase("forged", &[Phase::Failed, Phase::Succeeded], Duration::from_secs(30)).await;
     let status = done.status.unwrap();
     assert_eq!(status.phase, Some(Phase::Failed), "{:?}", status.message);
@@ -305,11 +306,7 @@ async fn a_pod_labelled_as_the_check_jobs_but_running_something_else_is_not_read
     let candidate = fixture("residual_mlp_renamed_input.onnx");
     point_baseline_at(&rig, baseline.to_str().unwrap()).await;
     rig.start_controller();
-    let mut object =
-        rollout("podded", json!([{"setWeight": 50}, {"setWeight": 100}]), json!([accuracy_metric(0.05)]), json!({}));
-    object["spec"]["candidate"]["artifact"]["uri"] = json!(candidate.to_str().unwrap());
-    object["spec"]["checks"] = json!({"insecureSkipSignature": true, "contract": {"batchSizes": [1, 8]}});
-    rig.create_rollout(object).await;
+    rig.create_rollout(contract_rollout("podded", &candidate)).await;
     // The real check Job exists; before its own pod runs, someone who can create Pods makes one with the Job's uid
     // label that runs their own container and ends with a passing verdict (taken from a real passing run). A Job
     // controller adopts a matching orphan pod and counts it; there is no Job controller here, so the test writes the

@@ -108,7 +108,7 @@ pub fn plan(total: i32, surge: i32, target_canary: i32, max_weight: i32, seen: C
 }
 
 /// The effects of `step` from `seen`, in the order that keeps traffic on ready pods and pods under the ceiling:
-/// a lower weight, the shrinking Deployment, the growing one, a higher weight.
+/// a lower weight, the shrinking Deployment, the growing one, a higher weight (an unchanged weight is not written).
 pub fn effects(
     step: &Move,
     seen: CapacityObservation,
@@ -129,7 +129,8 @@ pub fn effects(
         effects.extend(canary);
         effects.extend(baseline);
     }
-    if step.weight >= current_weight {
+    // An unchanged weight writes nothing: a move that only waits for pods does not touch the route.
+    if step.weight > current_weight {
         effects.push(weight);
     }
     effects
@@ -141,6 +142,13 @@ pub fn describe(seen: CapacityObservation) -> String {
         "baseline {}/{} ready, canary {}/{} ready",
         seen.baseline.ready, seen.baseline.wanted, seen.canary.ready, seen.canary.wanted
     )
+}
+
+/// Keeps the ready counts just seen in `status.capacity.ready` (`baseline/canary`).
+pub fn note_ready(status: &mut ModelRolloutStatus, seen: CapacityObservation) {
+    if let Some(capacity) = status.capacity.as_mut() {
+        capacity.ready = Some(format!("{}/{}", seen.baseline.ready, seen.canary.ready));
+    }
 }
 
 /// How often a move looks again when no Deployment change wakes it first.

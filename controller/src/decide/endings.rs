@@ -390,11 +390,8 @@ pub fn release(facts: &Facts<'_>) -> Decision {
         effects.push(Effect::DeleteCanary);
     }
     if !phase.is_terminal() && facts.status_trust != crate::seal::Trust::Forged {
-        effects.extend(
-            super::capacity::return_pods(facts.spec, &status)
-                .into_iter()
-                .filter(|e| matches!(e, Effect::ScaleBaseline { .. })),
-        );
+        // The canary is being deleted; scaling it to zero first is harmless and keeps one way to give pods back.
+        effects.extend(super::capacity::return_pods(facts.spec, &status));
     }
     let mut event = None;
     if phase == Phase::Baking {

@@ -99,9 +99,7 @@ fn with_capacity(
     };
     let total = sizes.baseline_replicas;
     let current = status.canary_weight.unwrap_or(0);
-    if let Some(capacity) = status.capacity.as_mut() {
-        capacity.ready = Some(format!("{}/{}", seen.baseline.ready, seen.canary.ready));
-    }
+    capacity::note_ready(&mut status, seen);
     let to_canary = matches!(observed.baseline, BaselineState::ServesPrevious | BaselineState::NotApplicable);
     let (target, stage) = if to_canary {
         (total, format!("moving all pods and traffic to the canary before Deployment {deployment} takes the candidate"))

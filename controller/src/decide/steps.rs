@@ -84,9 +84,7 @@ fn capacity_step(facts: &Facts<'_>, index: i32, weight: i32, sizes: &CapacitySta
     if step.weight > 0 {
         mark_canary_started(facts, &mut status);
     }
-    if let Some(capacity) = status.capacity.as_mut() {
-        capacity.ready = Some(format!("{}/{}", seen.baseline.ready, seen.canary.ready));
-    }
+    capacity::note_ready(&mut status, seen);
     if step.done {
         let message = format!(
             "step {index}: canary weight set to {weight}% on {target} of {total} pods ({})",
