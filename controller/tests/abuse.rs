@@ -253,7 +253,8 @@ async fn serving_target(client: &kube::Client, namespace: &str, name: &str) {
 /// Finding 6, fair slots: one team's rollouts that are slow to reconcile (their allowed metrics endpoint hangs until
 /// the look deadline) take at most their namespace's share of the controller's reconcile slots; another team's
 /// rollout runs through its steps meanwhile. The controller here watches every namespace, with two slots and one per
-/// namespace.
+/// namespace. It also meets the rollouts earlier tests of this binary left behind; their controllers held other
+/// status keys, so it finds their statuses forged and returns their traffic, which takes a few reconciles of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_teams_slow_rollouts_take_only_their_namespaces_share_of_reconcile_slots() {
     let mut rig = Rig::new("fair-a", ModelServerConfig::new("v2").latency(Duration::from_millis(2), 0.3), None).await;
@@ -302,7 +303,7 @@ async fn a_teams_slow_rollouts_take_only_their_namespaces_share_of_reconcile_slo
     // Team B's rollouts, while team A's looks hang: one now, one once the bound is on.
     serving_target(&rig.client, &team_b, "second").await;
     let team_b_rollouts: Api<rampart_api::ModelRollout> = Api::namespaced(rig.client.clone(), &team_b);
-    let run_b = |name: &'static str, target: &'static str| {
+    let run_b = |name: &'static str, target: &'static str, limit: Duration| {
         let api = team_b_rollouts.clone();
         let namespace = team_b.clone();
         async move {
@@ -316,23 +317,23 @@ async fn a_teams_slow_rollouts_take_only_their_namespaces_share_of_reconcile_slo
             api.create(&Default::default(), &serde_json::from_value(object).unwrap()).await.unwrap();
             loop {
                 let phase = api.get(name).await.unwrap().status.and_then(|s| s.phase);
-                if phase.is_some_and(|p| p.is_terminal()) || started.elapsed() > Duration::from_secs(90) {
+                if phase.is_some_and(|p| p.is_terminal()) || started.elapsed() > limit {
                     return (phase, started.elapsed());
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     };
-    let (phase, unfair) = run_b("first", "model").await;
-    println!("without a bound per namespace: team B's rollout {phase:?} in {:.1} s", unfair.as_secs_f64());
-    assert_eq!(phase, Some(Phase::Succeeded));
+    // Given 30 s at most: starved, it may not even start (its phase then stays unset).
+    let (phase, unfair) = run_b("first", "model", Duration::from_secs(30)).await;
+    println!("without a bound per namespace: team B's rollout {phase:?} after {:.1} s", unfair.as_secs_f64());
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
 
     // Then with one slot per namespace (of two).
     let (stop, controller) = controller_with(1);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let (phase, fair) = run_b("second", "second").await;
+    let (phase, fair) = run_b("second", "second", Duration::from_secs(60)).await;
     println!("with one slot per namespace: team B's rollout {phase:?} in {:.1} s", fair.as_secs_f64());
     assert_eq!(phase, Some(Phase::Succeeded), "team B's rollout after {fair:?}");
     assert!(fair * 3 < unfair, "with the bound team B took {fair:?}, without it {unfair:?}");
