@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::events::v1::Event;
@@ -105,6 +105,7 @@ impl Scenario {
 enum Controller {
     Rampart,
     Flagger,
+    Argo,
 }
 
 impl Controller {
@@ -116,6 +117,16 @@ impl Controller {
         match self {
             Controller::Rampart => "model",
             Controller::Flagger => "model-primary",
+            Controller::Argo => "model-stable",
+        }
+    }
+
+    /// Where the load driver reads the split: Rampart and Flagger write an HTTPRoute, Argo Rollouts (through its
+    /// Istio traffic router) a VirtualService.
+    fn route(self) -> RouteSource {
+        match self {
+            Controller::Rampart | Controller::Flagger => RouteSource::http_route("model"),
+            Controller::Argo => RouteSource::virtual_service("model"),
         }
     }
 }
@@ -150,6 +161,8 @@ struct Settings {
     rps: f64,
     flagger_interval: u64,
     flagger_threshold: u32,
+    argo_interval: u64,
+    argo_failure_limit: u32,
     /// Longest one run may take, from its start.
     deadline: Duration,
     /// Runs in flight at once (the rest wait their turn), so the machine keeps up with the load.
@@ -168,18 +181,20 @@ async fn main() {
         rps: env_or("RAMPART_PEERS_RPS", 100.0),
         flagger_interval: env_or("RAMPART_PEERS_FLAGGER_INTERVAL", 10),
         flagger_threshold: env_or("RAMPART_PEERS_FLAGGER_THRESHOLD", 5),
+        argo_interval: env_or("RAMPART_PEERS_ARGO_INTERVAL", 10),
+        argo_failure_limit: env_or("RAMPART_PEERS_ARGO_FAILURE_LIMIT", 3),
         deadline: Duration::from_secs(env_or("RAMPART_PEERS_DEADLINE_SECONDS", 300)),
         concurrency: env_or("RAMPART_PEERS_CONCURRENCY", 12usize).max(1),
     };
     let controllers: Vec<String> = std::env::var("RAMPART_PEERS_CONTROLLERS")
-        .unwrap_or_else(|_| "rampart,flagger".into())
+        .unwrap_or_else(|_| "rampart,flagger,argo".into())
         .split(',')
         .map(|s| s.trim().to_string())
         .collect();
     let peers_dir = std::env::var_os("RAMPART_PEERS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| rampart_testenv::repo_root().join("target/peers"));
-    let flagger_bin = peers_dir.join("bin/flagger");
+    let bins = PeerBinaries { flagger: peers_dir.join("bin/flagger"), argo: peers_dir.join("bin/rollouts-controller") };
 
     let env = rampart_testenv::shared().unwrap();
     let client = env.client().await.unwrap();
@@ -188,6 +203,7 @@ async fn main() {
         Prometheus::start_with(PrometheusOptions::default().scrape_interval(Duration::from_secs(1))).unwrap();
     let kubeconfig = controller_kubeconfig(&client).await;
     let _kubelet = tokio::spawn(play_deployment_controller(client.clone()));
+    let _replicasets = tokio::spawn(play_replicaset_controller(client.clone()));
     let load_at_start = load_average();
 
     let mut report = Vec::new();
@@ -195,19 +211,28 @@ async fn main() {
         let controller = match name.as_str() {
             "rampart" => Controller::Rampart,
             "flagger" => {
-                if !flagger_bin.exists() {
-                    println!("- flagger: not built ({}): run testenv/build-peers first", flagger_bin.display());
+                if !bins.flagger.exists() {
+                    println!("- flagger: not built ({}): run testenv/build-peers first", bins.flagger.display());
                     continue;
                 }
                 rampart_testenv::install_crds(&client, &[peers_dir.join("crds")]).await.unwrap();
                 Controller::Flagger
             }
+            "argo" => {
+                if !bins.argo.exists() {
+                    println!("- argo: not built ({}): run testenv/build-peers first", bins.argo.display());
+                    continue;
+                }
+                // Argo Rollouts' CRDs and Istio's VirtualService CRD, both from their modules' own sources.
+                rampart_testenv::install_crds(&client, &[peers_dir.join("crds-argo")]).await.unwrap();
+                Controller::Argo
+            }
             other => {
-                println!("- unknown controller {other:?} in RAMPART_PEERS_CONTROLLERS (rampart, flagger)");
+                println!("- unknown controller {other:?} in RAMPART_PEERS_CONTROLLERS (rampart, flagger, argo)");
                 continue;
             }
         };
-        let phase = run_phase(controller, &settings, &client, &prometheus, kubeconfig.path(), &flagger_bin).await;
+        let phase = run_phase(controller, &settings, &client, &prometheus, kubeconfig.path(), &bins).await;
         report.push((controller, phase));
     }
 
@@ -216,13 +241,15 @@ async fn main() {
     println!();
     println!(
         "- runs per regression scenario: {}; A/A runs: {}; {} requests/s per run, {} runs at a time; Flagger interval \
-         {} s, threshold {}; a run gives up after {} s",
+         {} s, threshold {}; Argo Rollouts interval {} s, failureLimit {}; a run gives up after {} s",
         settings.runs,
         settings.aa_runs,
         settings.rps,
         settings.concurrency,
         settings.flagger_interval,
         settings.flagger_threshold,
+        settings.argo_interval,
+        settings.argo_failure_limit,
         settings.deadline.as_secs(),
     );
     println!("- load average (1 min) at start and end: {load_at_start} / {}", load_average());
@@ -366,7 +393,7 @@ async fn run_phase(
     client: &kube::Client,
     prometheus: &Prometheus,
     kubeconfig: &std::path::Path,
-    flagger_bin: &std::path::Path,
+    bins: &PeerBinaries,
 ) -> PhaseResult {
     let env = rampart_testenv::shared().unwrap();
     let mut plan = Vec::new();
@@ -413,7 +440,7 @@ async fn run_phase(
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap(),
-        Controller::Flagger => std::process::Command::new(flagger_bin)
+        Controller::Flagger => std::process::Command::new(&bins.flagger)
             .arg(format!("-kubeconfig={}", kubeconfig.display()))
             .arg("-mesh-provider=gatewayapi:v1")
             .arg(format!("-metrics-server={}", prometheus.url()))
@@ -423,6 +450,18 @@ async fn run_phase(
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+        // One replica, so no leader election; everything else at its defaults (client QPS 40, burst 80).
+        Controller::Argo => std::process::Command::new(&bins.argo)
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg("--leader-elect=false")
+            .arg(format!("--metricsPort={metrics_port}"))
+            .arg(format!("--healthzPort={}", rampart_testenv::free_port().unwrap()))
+            .arg("--loglevel=warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(argo_log())
             .spawn()
             .unwrap(),
     };
@@ -463,6 +502,8 @@ async fn run_phase(
                 prometheus_url: prometheus.url(),
                 flagger_interval: settings.flagger_interval,
                 flagger_threshold: settings.flagger_threshold,
+                argo_interval: settings.argo_interval,
+                argo_failure_limit: settings.argo_failure_limit,
                 limit: settings.deadline,
             };
             let done = done.clone();
@@ -525,6 +566,8 @@ struct Run {
     prometheus_url: String,
     flagger_interval: u64,
     flagger_threshold: u32,
+    argo_interval: u64,
+    argo_failure_limit: u32,
     limit: Duration,
 }
 
@@ -532,7 +575,12 @@ impl Run {
     async fn run(self) -> RunResult {
         let deadline = Instant::now() + self.limit;
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
-        deployments.create(&PostParams::default(), &deployment()).await.unwrap();
+        // Argo Rollouts owns its pod template (a Rollout, not a Deployment); the others roll a Deployment.
+        if self.controller != Controller::Argo {
+            deployments.create(&PostParams::default(), &deployment()).await.unwrap();
+        }
+        // Argo: the ReplicaSet that served before the candidate; promotion makes another one stable.
+        let mut initial_stable = String::new();
         let resource = match self.controller {
             Controller::Rampart => {
                 routes(&self.client, &self.namespace).create(&PostParams::default(), &http_route()).await.unwrap();
@@ -560,12 +608,19 @@ impl Run {
                 }
                 canary_resource()
             }
+            Controller::Argo => match self.argo_setup(deadline).await {
+                Ok(stable) => {
+                    initial_stable = stable;
+                    rollout_resource()
+                }
+                Err(message) => return self.unfinished(message, 0),
+            },
         };
         let options = LoadOptions { poll_interval: Duration::from_millis(500), ..LoadOptions::default() };
         let driver = LoadDriver::start_with(
             self.client.clone(),
             &self.namespace,
-            RouteSource::http_route("model"),
+            self.controller.route(),
             self.backends.clone(),
             self.rps,
             options,
@@ -590,6 +645,11 @@ impl Run {
                     "name": "server", "env": [{"name": "MODEL_URI", "value": "s3://models/fraud/v2"}],
                 }]}}}});
                 deployments.patch("model", &PatchParams::default(), &Patch::Strategic(&patch)).await.unwrap();
+            }
+            Controller::Argo => {
+                // The same change in the Rollout's own template starts Argo's canary.
+                let patch = json!({"spec": {"template": rollout_template("s3://models/fraud/v2")}});
+                rollouts.patch("model", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
             }
         }
 
@@ -619,7 +679,13 @@ impl Run {
                         (Controller::Rampart, "RolledBack" | "Failed") | (Controller::Flagger, "Failed") => {
                             Some(Outcome::RolledBack)
                         }
-                        (_, "Succeeded") => Some(Outcome::Promoted),
+                        (Controller::Rampart | Controller::Flagger, "Succeeded") => Some(Outcome::Promoted),
+                        // Argo aborts a failed update (`status.abort`, phase Degraded) and calls a rollout whose
+                        // stable ReplicaSet is the candidate's Healthy.
+                        (Controller::Argo, _) if argo_aborted(&object) => Some(Outcome::RolledBack),
+                        (Controller::Argo, "Healthy") if argo_stable(&object) != initial_stable => {
+                            Some(Outcome::Promoted)
+                        }
                         _ => None,
                     };
                     if let Some(outcome) = outcome {
@@ -653,6 +719,56 @@ impl Run {
         }
     }
 
+    /// Argo Rollouts' objects, as its Istio and analysis docs shape them: the two Services it points at the stable
+    /// and canary ReplicaSets, the VirtualService whose weights it sets, the AnalysisTemplate and the Rollout at the
+    /// baseline. Waits until the first version is Healthy and returns its stable ReplicaSet's hash.
+    async fn argo_setup(&self, deadline: Instant) -> Result<String, String> {
+        let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(self.client.clone(), &self.namespace);
+        for name in ["model-stable", "model-canary"] {
+            let service = serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "spec": {"selector": {"app": "model"}, "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]},
+            }))
+            .unwrap();
+            services.create(&PostParams::default(), &service).await.map_err(|err| err.to_string())?;
+        }
+        let objects = [
+            (virtual_service_resource(), argo_virtual_service()),
+            (
+                analysis_template_resource(),
+                argo_analysis_template(
+                    &self.namespace,
+                    &self.prometheus_url,
+                    self.argo_interval,
+                    self.argo_failure_limit,
+                ),
+            ),
+            (rollout_resource(), argo_rollout()),
+        ];
+        for (resource, object) in objects {
+            dynamic(&self.client, &self.namespace, &resource)
+                .create(&PostParams::default(), &serde_json::from_value(object).unwrap())
+                .await
+                .map_err(|err| format!("creating a {}: {err}", resource.kind))?;
+        }
+        let rollouts = dynamic(&self.client, &self.namespace, &rollout_resource());
+        loop {
+            let rollout = rollouts.get("model").await.map_err(|err| err.to_string())?;
+            let stable = argo_stable(&rollout);
+            if phase_of(&rollout) == "Healthy" && !stable.is_empty() {
+                return Ok(stable);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "Rollout never became Healthy (phase {:?}: {})",
+                    phase_of(&rollout),
+                    message_of(&rollout)
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     fn unfinished(&self, message: String, canary_requests: u64) -> RunResult {
         RunResult {
             scenario: self.scenario,
@@ -671,6 +787,20 @@ impl Run {
         match self.controller {
             Controller::Flagger => {
                 summary.insert("failed checks".to_string(), failed_checks);
+            }
+            Controller::Argo => {
+                // Each AnalysisRun's measurements by metric and phase.
+                let runs = dynamic(&self.client, &self.namespace, &analysis_run_resource());
+                for run in runs.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default() {
+                    let results = run.data.pointer("/status/metricResults").and_then(Value::as_array);
+                    for result in results.map(Vec::as_slice).unwrap_or_default() {
+                        let metric = result.get("name").and_then(Value::as_str).unwrap_or("?");
+                        for what in ["successful", "failed", "inconclusive", "error"] {
+                            let count = result.get(what).and_then(Value::as_u64).unwrap_or(0);
+                            *summary.entry(format!("{metric} {what}")).or_default() += count;
+                        }
+                    }
+                }
             }
             Controller::Rampart => {
                 let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
@@ -825,6 +955,120 @@ fn flagger_canary(namespace: &str, interval_seconds: u64, threshold: u32) -> Val
     })
 }
 
+/// Argo Rollouts' AnalysisTemplate, as its docs shape a Prometheus analysis: one query per metric taken every
+/// `interval`, judged by `successCondition`, failing the analysis (and aborting the update) after more than
+/// `failureLimit` failed measurements (its docs' examples use 3). The same two comparisons as Flagger's templates,
+/// over the same one-minute window: canary minus baseline accuracy >= -margin, canary p95 / baseline p95 <= 1 +
+/// slack.
+fn argo_analysis_template(namespace: &str, prometheus_url: &str, interval_seconds: u64, failure_limit: u32) -> Value {
+    let accuracy = |version: &str| {
+        format!(
+            "(sum(increase(model_predictions_correct_total{{namespace=\"{namespace}\",version=\"{version}\"}}[1m])) \
+             / sum(increase(model_predictions_labelled_total{{namespace=\"{namespace}\",version=\"{version}\"}}[1m])))"
+        )
+    };
+    let p95 = |version: &str| {
+        format!(
+            "histogram_quantile(0.95, sum by (le) (rate(model_request_duration_seconds_bucket{{namespace=\"{namespace}\",version=\"{version}\"}}[1m])))"
+        )
+    };
+    let metric = |name: &str, condition: String, query: String| {
+        json!({
+            "name": name,
+            "interval": format!("{interval_seconds}s"),
+            "failureLimit": failure_limit,
+            "successCondition": condition,
+            "provider": {"prometheus": {"address": prometheus_url, "query": query}},
+        })
+    };
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "model-quality"},
+        "spec": {"metrics": [
+            metric("accuracy", format!("result[0] >= {}", -ACCURACY_MARGIN), format!("{} - {}", accuracy("v2"), accuracy("v1"))),
+            metric("p95-latency", format!("result[0] <= {}", 1.0 + LATENCY_SLACK), format!("{} / {}", p95("v2"), p95("v1"))),
+        ]},
+    })
+}
+
+/// Argo Rollouts' Rollout: the canary strategy with Istio host-level traffic splitting and background analysis
+/// from the first pause on, walking the same weights as Rampart (20% for 60 s, 60% for 60 s, then promotion).
+fn argo_rollout() -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "model"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "model"}},
+            "template": rollout_template("s3://models/fraud/v1"),
+            "strategy": {"canary": {
+                "canaryService": "model-canary",
+                "stableService": "model-stable",
+                "trafficRouting": {"istio": {"virtualService": {"name": "model", "routes": ["primary"]}}},
+                "analysis": {"templates": [{"templateName": "model-quality"}], "startingStep": 1},
+                "steps": [
+                    {"setWeight": FIRST_WEIGHT},
+                    {"pause": {"duration": "60s"}},
+                    {"setWeight": 60},
+                    {"pause": {"duration": "60s"}},
+                ],
+            }},
+        },
+    })
+}
+
+/// The Rollout's pod template, serving the model at `uri`.
+fn rollout_template(uri: &str) -> Value {
+    json!({
+        "metadata": {"labels": {"app": "model"}},
+        "spec": {"containers": [{
+            "name": "server",
+            "image": "registry.example.com/model-server:1",
+            "ports": [{"containerPort": 8080}],
+            "env": [{"name": "MODEL_URI", "value": uri}],
+        }]},
+    })
+}
+
+/// The VirtualService Argo's Istio router sets weights on: one named route, everything on the stable Service.
+fn argo_virtual_service() -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "VirtualService",
+        "metadata": {"name": "model"},
+        "spec": {
+            "hosts": ["model.example.com"],
+            "gateways": ["gateway"],
+            "http": [{"name": "primary", "route": [
+                {"destination": {"host": "model-stable", "port": {"number": 8080}}, "weight": 100},
+                {"destination": {"host": "model-canary", "port": {"number": 8080}}, "weight": 0},
+            ]}],
+        },
+    })
+}
+
+fn argo_aborted(rollout: &DynamicObject) -> bool {
+    rollout.data.pointer("/status/abort").and_then(Value::as_bool).unwrap_or(false) || phase_of(rollout) == "Degraded"
+}
+
+fn argo_stable(rollout: &DynamicObject) -> String {
+    rollout.data.pointer("/status/stableRS").and_then(Value::as_str).unwrap_or("").to_string()
+}
+
+/// Where Argo Rollouts' log goes (it is quiet at `warn`; read it when a run does not finish).
+fn argo_log() -> std::fs::File {
+    let path = std::env::temp_dir().join("rampart-peers-argo-rollouts.log");
+    eprintln!("Argo Rollouts logs to {}", path.display());
+    std::fs::File::create(path).unwrap()
+}
+
+struct PeerBinaries {
+    flagger: PathBuf,
+    argo: PathBuf,
+}
+
 fn deployment() -> Deployment {
     serde_json::from_value(json!({
         "metadata": {"name": "model", "labels": {"app": "model"}, "annotations": {"rampart.dev/model-uri-env": "MODEL_URI"}},
@@ -872,6 +1116,28 @@ fn rampart_resource() -> ApiResource {
 
 fn canary_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("flagger.app", "v1beta1", "Canary"), "canaries")
+}
+
+fn rollout_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"), "rollouts")
+}
+
+fn analysis_template_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "AnalysisTemplate"),
+        "analysistemplates",
+    )
+}
+
+fn analysis_run_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "AnalysisRun"), "analysisruns")
+}
+
+fn virtual_service_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("networking.istio.io", "v1alpha3", "VirtualService"),
+        "virtualservices",
+    )
 }
 
 fn metric_template_resource() -> ApiResource {
@@ -1009,6 +1275,41 @@ async fn play_deployment_controller(client: kube::Client) {
         let api: Api<Deployment> = Api::namespaced(client.clone(), &deployment.namespace().unwrap_or_default());
         tokio::spawn(async move {
             let _ = api.patch_status(&deployment.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await;
+        });
+    }
+}
+
+/// Plays the ReplicaSet controller and kubelet for Argo Rollouts (which makes ReplicaSets itself): a ReplicaSet whose
+/// spec changed is reported with all its replicas ready and available at once.
+async fn play_replicaset_controller(client: kube::Client) {
+    let api: Api<ReplicaSet> = Api::all(client.clone());
+    let stream = watcher(api, watcher::Config::default()).applied_objects();
+    futures::pin_mut!(stream);
+    loop {
+        let set = match stream.try_next().await {
+            Ok(Some(set)) => set,
+            Ok(None) => return,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let generation = set.metadata.generation.unwrap_or(0);
+        let replicas = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let status = set.status.clone().unwrap_or_default();
+        if status.observed_generation.unwrap_or(0) >= generation && status.available_replicas == Some(replicas) {
+            continue;
+        }
+        let patch = json!({"status": {
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "fullyLabeledReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+        }});
+        let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &set.namespace().unwrap_or_default());
+        tokio::spawn(async move {
+            let _ = api.patch_status(&set.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
         });
     }
 }

@@ -55,6 +55,14 @@ pub enum RouteSource {
         /// The backend serving the canary revision.
         canary: String,
     },
+    /// An Istio `VirtualService` (`networking.istio.io/v1alpha3`), the route Argo Rollouts' Istio traffic router
+    /// writes: the first `spec.http[*]` entry without `match` conditions takes every request (as on a mesh, where the
+    /// first matching entry wins and every request here is a plain `POST /predict`), split by its
+    /// `route[*].{destination.host, weight}`. A missing weight is 100 when the entry has one destination, 0 otherwise.
+    VirtualService {
+        /// The VirtualService's name.
+        name: String,
+    },
 }
 
 impl RouteSource {
@@ -68,8 +76,14 @@ impl RouteSource {
         Self::InferenceService { name: name.into(), baseline: baseline.into(), canary: canary.into() }
     }
 
+    /// Follows the Istio VirtualService `name`; its destination hosts are the backends' names.
+    pub fn virtual_service(name: impl Into<String>) -> Self {
+        Self::VirtualService { name: name.into() }
+    }
+
     fn describe(&self, namespace: &str) -> String {
         match self {
+            Self::VirtualService { name } => format!("VirtualService {namespace}/{name}"),
             Self::HttpRoute { name } => format!("HTTPRoute {namespace}/{name}"),
             Self::InferenceService { name, .. } => format!("InferenceService {namespace}/{name}"),
         }
@@ -450,6 +464,9 @@ impl SplitReader {
             RouteSource::InferenceService { .. } => {
                 (GroupVersionKind::gvk("serving.kserve.io", "v1beta1", "InferenceService"), "inferenceservices")
             }
+            RouteSource::VirtualService { .. } => {
+                (GroupVersionKind::gvk("networking.istio.io", "v1alpha3", "VirtualService"), "virtualservices")
+            }
         };
         let resource = ApiResource::from_gvk_with_plural(&gvk, plural);
         let what = route.describe(namespace);
@@ -459,7 +476,9 @@ impl SplitReader {
     /// The current split; `Ok(None)` when the object does not exist.
     async fn read(&self) -> Result<Option<TrafficSplit>, Error> {
         let name = match &self.route {
-            RouteSource::HttpRoute { name } | RouteSource::InferenceService { name, .. } => name,
+            RouteSource::HttpRoute { name }
+            | RouteSource::InferenceService { name, .. }
+            | RouteSource::VirtualService { name } => name,
         };
         let object = self
             .api
@@ -472,6 +491,7 @@ impl SplitReader {
             RouteSource::InferenceService { baseline, canary, .. } => {
                 inference_service_split(&object.data, baseline, canary)
             }
+            RouteSource::VirtualService { .. } => virtual_service_split(&object.data),
         };
         split.map(Some).map_err(|message| Error::Kube { context: format!("reading {}", self.what), message })
     }
@@ -543,6 +563,30 @@ fn inference_service_split(service: &serde_json::Value, baseline: &str, canary: 
         rules: vec![vec![(baseline.to_string(), 100 - percent), (canary.to_string(), percent)]],
         ..Default::default()
     })
+}
+
+/// The first `spec.http[*]` entry without `match`: its `route[*].{destination.host, weight}`.
+fn virtual_service_split(service: &serde_json::Value) -> Result<TrafficSplit, String> {
+    let entries = service["spec"]["http"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let Some((index, entry)) = entries.iter().enumerate().find(|(_, entry)| entry["match"].is_null()) else {
+        return Ok(TrafficSplit::default());
+    };
+    let destinations = entry["route"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut backends = Vec::new();
+    for destination in destinations {
+        let host = destination["destination"]["host"]
+            .as_str()
+            .ok_or_else(|| format!("spec.http[{index}] has a route without destination.host: {destination}"))?;
+        let weight = match &destination["weight"] {
+            serde_json::Value::Null if destinations.len() == 1 => 100,
+            serde_json::Value::Null => 0,
+            weight => weight
+                .as_u64()
+                .ok_or_else(|| format!("destination {host} in spec.http[{index}] has weight {weight}"))?,
+        };
+        backends.push((host.to_string(), weight));
+    }
+    Ok(TrafficSplit { rules: vec![backends], ..Default::default() })
 }
 
 /// Re-reads the split every `interval` until shutdown. A route that disappeared sends nothing; other errors keep the
@@ -801,5 +845,22 @@ mod tests {
         assert_eq!(inference_service_split(&unset, "b", "c").unwrap().shares()["c"], 0.0);
         let wrong = serde_json::json!({ "spec": { "predictor": { "canaryTrafficPercent": 130 } } });
         assert!(inference_service_split(&wrong, "b", "c").is_err());
+    }
+
+    #[test]
+    fn a_virtual_service_sends_everything_through_its_first_entry_without_match_conditions() {
+        let service = serde_json::json!({"spec": {"http": [
+            {"match": [{"headers": {"x-canary": {"exact": "1"}}}], "route": [{"destination": {"host": "c"}}]},
+            {"name": "primary", "route": [
+                {"destination": {"host": "s"}, "weight": 80},
+                {"destination": {"host": "c"}, "weight": 20},
+            ]},
+        ]}});
+        let shares = virtual_service_split(&service).unwrap().shares();
+        assert_eq!((shares["s"], shares["c"]), (0.8, 0.2));
+        let single = serde_json::json!({"spec": {"http": [{"route": [{"destination": {"host": "s"}}]}]}});
+        assert_eq!(virtual_service_split(&single).unwrap().shares()["s"], 1.0);
+        let wrong = serde_json::json!({"spec": {"http": [{"route": [{"destination": {"host": "s"}, "weight": -1}]}]}});
+        assert!(virtual_service_split(&wrong).is_err());
     }
 }
