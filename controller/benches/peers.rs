@@ -1,17 +1,19 @@
-//! Side-by-side bench: Rampart and Flagger (built from Go modules by `testenv/build-peers`) roll out the same
-//! candidates on the same test API server, Prometheus, model servers and load driver, one controller at a time, with
-//! the bench playing the Deployment controller and kubelet for both. Scenarios: a candidate 5 or 2 accuracy points
-//! worse, one with p95 latency +30%, an equal (A/A) one, and one that gets no traffic although its weight says 20%.
-//! Prints, per scenario and controller, rollbacks, first canary request -> weight 0 (median, p90), canary requests
-//! served before the rollback, the A/A false rollback rate (Wilson 95% interval) and time to promotion; and per
-//! controller the API requests per rollout and peak RSS. Figures and the exact configurations: docs/benchmarks.md.
+//! Side-by-side bench: Rampart, Flagger and Argo Rollouts (both built from Go modules by `testenv/build-peers`) roll
+//! out the same candidates on the same test API server, Prometheus, model servers and load driver, one controller at
+//! a time, with the bench playing the Deployment and ReplicaSet controllers and the kubelet for all of them.
+//! Scenarios: a candidate 5 or 2 accuracy points worse, one with p95 latency +30%, an equal (A/A) one, and one that
+//! gets no traffic although its weight says 20%. Prints, per scenario and controller, rollbacks, first canary request
+//! -> weight 0 (median, p90), canary requests served before the rollback, the A/A false rollback rate (Wilson 95%
+//! interval) and time to promotion; and per controller the API requests per rollout and peak RSS. Figures and the
+//! exact configurations: docs/benchmarks.md.
 //!
-//! Run: `scripts/bench-peers` (builds Flagger, then `cargo bench -p rampart-controller --bench peers`).
-//! `RAMPART_PEERS_RUNS` (runs per regression scenario, default 8), `RAMPART_PEERS_AA_RUNS` (A/A runs, default 16),
-//! `RAMPART_PEERS_CONTROLLERS` (default `rampart,flagger`), `RAMPART_PEERS_FLAGGER_INTERVAL` (seconds, default 10:
-//! the fastest Flagger accepts), `RAMPART_PEERS_FLAGGER_THRESHOLD` (default 5), `RAMPART_PEERS_RPS` (requests per
-//! second per run, default 100), `RAMPART_PEERS_CONCURRENCY` (runs at once, default 12) and
-//! `RAMPART_PEERS_DEADLINE_SECONDS` (per run, default 300) change the size.
+//! Run: `scripts/bench-peers` (builds the peers, then `cargo bench -p rampart-controller --bench peers`).
+//! `RAMPART_PEERS_RUNS` (runs per regression scenario, default 20), `RAMPART_PEERS_AA_RUNS` (A/A runs, default 100),
+//! `RAMPART_PEERS_CONTROLLERS` (default `rampart,flagger,argo`), `RAMPART_PEERS_FLAGGER_INTERVAL` (seconds, default
+//! 10: the fastest Flagger accepts), `RAMPART_PEERS_FLAGGER_THRESHOLD` (default 5), `RAMPART_PEERS_ARGO_INTERVAL`
+//! (seconds, default 10), `RAMPART_PEERS_ARGO_FAILURE_LIMIT` (default 3), `RAMPART_PEERS_ARGO_LOGLEVEL` (default
+//! `warn`), `RAMPART_PEERS_RPS` (requests per second per run, default 100), `RAMPART_PEERS_CONCURRENCY` (runs at
+//! once, default 12) and `RAMPART_PEERS_DEADLINE_SECONDS` (per run, default 300) change the size.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -176,8 +178,8 @@ fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let settings = Settings {
-        runs: env_or("RAMPART_PEERS_RUNS", 8),
-        aa_runs: env_or("RAMPART_PEERS_AA_RUNS", 16),
+        runs: env_or("RAMPART_PEERS_RUNS", 20),
+        aa_runs: env_or("RAMPART_PEERS_AA_RUNS", 100),
         rps: env_or("RAMPART_PEERS_RPS", 100.0),
         flagger_interval: env_or("RAMPART_PEERS_FLAGGER_INTERVAL", 10),
         flagger_threshold: env_or("RAMPART_PEERS_FLAGGER_THRESHOLD", 5),
@@ -200,7 +202,7 @@ async fn main() {
     let client = env.client().await.unwrap();
     // Its own Prometheus: a 1 s scrape keeps a hundred-odd targets cheap on a small machine.
     let prometheus =
-        Prometheus::start_with(PrometheusOptions::default().scrape_interval(Duration::from_secs(1))).unwrap();
+        Arc::new(Prometheus::start_with(PrometheusOptions::default().scrape_interval(Duration::from_secs(1))).unwrap());
     let kubeconfig = controller_kubeconfig(&client).await;
     let _kubelet = tokio::spawn(play_deployment_controller(client.clone()));
     let _replicasets = tokio::spawn(play_replicaset_controller(client.clone()));
@@ -391,40 +393,19 @@ async fn run_phase(
     controller: Controller,
     settings: &Settings,
     client: &kube::Client,
-    prometheus: &Prometheus,
+    prometheus: &Arc<Prometheus>,
     kubeconfig: &std::path::Path,
     bins: &PeerBinaries,
 ) -> PhaseResult {
     let env = rampart_testenv::shared().unwrap();
-    let mut plan = Vec::new();
-    for scenario in Scenario::ALL {
-        let count = if scenario.is_regression() { settings.runs } else { settings.aa_runs };
-        plan.extend(std::iter::repeat_n(scenario, count));
-    }
-    eprintln!("{controller:?}: setting up {} runs", plan.len());
-    let mut runs = Vec::new();
-    for scenario in plan {
-        let namespace = env.namespace(client, &format!("{controller:?}").to_lowercase()).await.unwrap();
-        let baseline = ModelServer::spawn(
-            ModelServerConfig::new("v1")
-                .namespace(&namespace)
-                .accuracy(BASELINE_ACCURACY)
-                .latency(MEDIAN_LATENCY, LATENCY_SIGMA),
-        )
-        .await
-        .unwrap();
-        let canary = ModelServer::spawn(scenario.canary(&namespace)).await.unwrap();
-        for server in [&baseline, &canary] {
-            prometheus.add_target(&server.addr().to_string(), &[]).unwrap();
-        }
-        runs.push((scenario, namespace, baseline, canary));
-    }
-    for (_, _, baseline, canary) in &runs {
-        for server in [baseline, canary] {
-            prometheus.wait_for_target(&server.addr().to_string(), Duration::from_secs(120)).await.unwrap();
-        }
-    }
-
+    // Scenarios take turns, so each meets the same mix of load over the phase.
+    let count = |scenario: Scenario| if scenario.is_regression() { settings.runs } else { settings.aa_runs };
+    let most = Scenario::ALL.iter().map(|s| count(*s)).max().unwrap_or(0);
+    let plan: Vec<Scenario> =
+        (0..most).flat_map(|i| Scenario::ALL.into_iter().filter(move |s| i < count(*s))).collect();
+    // Each run sets up its own namespace and model servers when its turn comes, so Prometheus scrapes only the
+    // runs in flight.
+    eprintln!("{controller:?}: {} runs, {} at a time", plan.len(), settings.concurrency);
     let metrics_port = rampart_testenv::free_port().unwrap();
     let apiserver_before = apiserver_metrics().await;
     let mut process = match controller {
@@ -458,7 +439,7 @@ async fn run_phase(
             .arg("--leader-elect=false")
             .arg(format!("--metricsPort={metrics_port}"))
             .arg(format!("--healthzPort={}", rampart_testenv::free_port().unwrap()))
-            .arg("--loglevel=warn")
+            .arg(format!("--loglevel={}", env_or("RAMPART_PEERS_ARGO_LOGLEVEL", "warn".to_string())))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(argo_log())
@@ -483,34 +464,56 @@ async fn run_phase(
         })
     };
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let total = runs.len();
-    let tasks: Vec<_> = runs
-        .iter()
-        .map(|(scenario, namespace, baseline, canary)| {
-            let backends: BTreeMap<String, SocketAddr> = [
-                (controller.baseline_backend().to_string(), baseline.addr()),
-                (controller.canary_backend().to_string(), canary.addr()),
-            ]
-            .into();
-            let run = Run {
-                controller,
-                scenario: *scenario,
-                client: client.clone(),
-                namespace: namespace.clone(),
-                backends,
-                rps: settings.rps,
-                prometheus_url: prometheus.url(),
-                flagger_interval: settings.flagger_interval,
-                flagger_threshold: settings.flagger_threshold,
-                argo_interval: settings.argo_interval,
-                argo_failure_limit: settings.argo_failure_limit,
-                limit: settings.deadline,
-            };
-            let done = done.clone();
-            let slots = slots.clone();
+    let total = plan.len();
+    let tasks: Vec<_> = plan
+        .into_iter()
+        .map(|scenario| {
+            let (done, slots, client, prometheus) = (done.clone(), slots.clone(), client.clone(), prometheus.clone());
+            let (rps, limit) = (settings.rps, settings.deadline);
+            let (flagger_interval, flagger_threshold) = (settings.flagger_interval, settings.flagger_threshold);
+            let (argo_interval, argo_failure_limit) = (settings.argo_interval, settings.argo_failure_limit);
             tokio::spawn(async move {
                 let _slot = slots.acquire_owned().await.unwrap();
+                let namespace = env.namespace(&client, &format!("{controller:?}").to_lowercase()).await.unwrap();
+                let baseline = ModelServer::spawn(
+                    ModelServerConfig::new("v1")
+                        .namespace(&namespace)
+                        .accuracy(BASELINE_ACCURACY)
+                        .latency(MEDIAN_LATENCY, LATENCY_SIGMA),
+                )
+                .await
+                .unwrap();
+                let canary = ModelServer::spawn(scenario.canary(&namespace)).await.unwrap();
+                let targets = [baseline.addr().to_string(), canary.addr().to_string()];
+                for target in &targets {
+                    prometheus.add_target(target, &[]).unwrap();
+                }
+                for target in &targets {
+                    prometheus.wait_for_target(target, Duration::from_secs(120)).await.unwrap();
+                }
+                let backends: BTreeMap<String, SocketAddr> = [
+                    (controller.baseline_backend().to_string(), baseline.addr()),
+                    (controller.canary_backend().to_string(), canary.addr()),
+                ]
+                .into();
+                let run = Run {
+                    controller,
+                    scenario,
+                    client,
+                    namespace,
+                    backends,
+                    rps,
+                    prometheus_url: prometheus.url(),
+                    flagger_interval,
+                    flagger_threshold,
+                    argo_interval,
+                    argo_failure_limit,
+                    limit,
+                };
                 let result = run.run().await;
+                for target in &targets {
+                    let _ = prometheus.remove_target(target);
+                }
                 let finished = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                 eprintln!(
                     "[{:>5.0} s] {controller:?} {finished}/{total}: {} -> {:?}",
@@ -532,11 +535,6 @@ async fn run_phase(
     let peak_rss_kib = (*rss.lock().unwrap()).max(proc_status_kib(pid, "VmHWM:"));
     let _ = process.kill();
     let _ = process.wait();
-    for (_, _, baseline, canary) in &runs {
-        for server in [baseline, canary] {
-            let _ = prometheus.remove_target(&server.addr().to_string());
-        }
-    }
     let before = requests_by_resource(&apiserver_before);
     let mut requests_by_resource: Vec<(String, f64)> = requests_by_resource(&apiserver_after)
         .into_iter()
@@ -1057,7 +1055,8 @@ fn argo_stable(rollout: &DynamicObject) -> String {
     rollout.data.pointer("/status/stableRS").and_then(Value::as_str).unwrap_or("").to_string()
 }
 
-/// Where Argo Rollouts' log goes (it is quiet at `warn`; read it when a run does not finish).
+/// Where Argo Rollouts' log goes (it is quiet at `warn`, `RAMPART_PEERS_ARGO_LOGLEVEL` changes that; read it when a
+/// run does not finish).
 fn argo_log() -> std::fs::File {
     let path = std::env::temp_dir().join("rampart-peers-argo-rollouts.log");
     eprintln!("Argo Rollouts logs to {}", path.display());
