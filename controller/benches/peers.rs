@@ -795,7 +795,9 @@ impl Run {
                         let metric = result.get("name").and_then(Value::as_str).unwrap_or("?");
                         for what in ["successful", "failed", "inconclusive", "error"] {
                             let count = result.get(what).and_then(Value::as_u64).unwrap_or(0);
-                            *summary.entry(format!("{metric} {what}")).or_default() += count;
+                            if count > 0 {
+                                *summary.entry(format!("{metric} {what}")).or_default() += count;
+                            }
                         }
                     }
                 }
