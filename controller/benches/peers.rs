@@ -204,8 +204,8 @@ async fn main() {
     let prometheus =
         Arc::new(Prometheus::start_with(PrometheusOptions::default().scrape_interval(Duration::from_secs(1))).unwrap());
     let kubeconfig = controller_kubeconfig(&client).await;
-    let _kubelet = tokio::spawn(play_deployment_controller(client.clone()));
-    let _replicasets = tokio::spawn(play_replicaset_controller(client.clone()));
+    let _deployments = tokio::spawn(play_status::<Deployment>(client.clone(), rampart_testenv::rolled_out_status));
+    let _replica_sets = tokio::spawn(play_status::<ReplicaSet>(client.clone(), replica_set_ready));
     let load_at_start = load_average();
 
     let mut report = Vec::new();
@@ -1108,44 +1108,36 @@ fn dynamic(client: &kube::Client, namespace: &str, resource: &ApiResource) -> Ap
     Api::namespaced_with(client.clone(), namespace, resource)
 }
 
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
 fn rampart_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("rampart.dev", "v1alpha1", "ModelRollout"),
-        "modelrollouts",
-    )
+    resource("rampart.dev", "v1alpha1", "ModelRollout", "modelrollouts")
 }
 
 fn canary_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("flagger.app", "v1beta1", "Canary"), "canaries")
-}
-
-fn rollout_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"), "rollouts")
-}
-
-fn analysis_template_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "AnalysisTemplate"),
-        "analysistemplates",
-    )
-}
-
-fn analysis_run_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "AnalysisRun"), "analysisruns")
-}
-
-fn virtual_service_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("networking.istio.io", "v1alpha3", "VirtualService"),
-        "virtualservices",
-    )
+    resource("flagger.app", "v1beta1", "Canary", "canaries")
 }
 
 fn metric_template_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("flagger.app", "v1beta1", "MetricTemplate"),
-        "metrictemplates",
-    )
+    resource("flagger.app", "v1beta1", "MetricTemplate", "metrictemplates")
+}
+
+fn rollout_resource() -> ApiResource {
+    resource("argoproj.io", "v1alpha1", "Rollout", "rollouts")
+}
+
+fn analysis_template_resource() -> ApiResource {
+    resource("argoproj.io", "v1alpha1", "AnalysisTemplate", "analysistemplates")
+}
+
+fn analysis_run_resource() -> ApiResource {
+    resource("argoproj.io", "v1alpha1", "AnalysisRun", "analysisruns")
+}
+
+fn virtual_service_resource() -> ApiResource {
+    resource("networking.istio.io", "v1alpha3", "VirtualService", "virtualservices")
 }
 
 /// The 1-minute load average: this machine is shared, and the figures depend on it.
@@ -1250,67 +1242,58 @@ async fn controller_kubeconfig(client: &kube::Client) -> tempfile::NamedTempFile
     file
 }
 
-/// Plays the Deployment controller and kubelet for every namespace: a Deployment whose spec changed (template or
-/// replicas) is reported rolled out, with all replicas ready. Both controllers wait on this.
-async fn play_deployment_controller(client: kube::Client) {
-    let api: Api<Deployment> = Api::all(client.clone());
-    let stream = watcher(api, watcher::Config::default()).applied_objects();
+/// Plays a workload controller and the kubelet in every namespace: whenever `ready_status` says an object's status
+/// lags its spec, the bench writes the status that spec asks for (once per generation), as if every replica were ready
+/// at once. Deployments for Rampart and Flagger, ReplicaSets for Argo Rollouts (which makes its own).
+async fn play_status<K>(client: kube::Client, ready_status: fn(&K) -> Option<Value>)
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let stream = watcher(Api::<K>::all(client.clone()), watcher::Config::default()).applied_objects();
     futures::pin_mut!(stream);
-    let patched: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+    let mut patched: HashMap<String, i64> = HashMap::new();
     loop {
-        let deployment = match stream.try_next().await {
-            Ok(Some(deployment)) => deployment,
+        let object = match stream.try_next().await {
+            Ok(Some(object)) => object,
             Ok(None) => return,
             Err(_) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
-        let Some(status) = rampart_testenv::rolled_out_status(&deployment) else { continue };
-        let key = format!("{}/{}", deployment.namespace().unwrap_or_default(), deployment.name_any());
-        let generation = deployment.metadata.generation.unwrap_or(0);
-        if patched.lock().unwrap().get(&key) == Some(&generation) {
+        let Some(status) = ready_status(&object) else { continue };
+        let (namespace, name) = (object.namespace().unwrap_or_default(), object.name_any());
+        let generation = object.meta().generation.unwrap_or(0);
+        if patched.insert(format!("{namespace}/{name}"), generation) == Some(generation) {
             continue;
         }
-        patched.lock().unwrap().insert(key, generation);
-        let api: Api<Deployment> = Api::namespaced(client.clone(), &deployment.namespace().unwrap_or_default());
+        let api: Api<K> = Api::namespaced(client.clone(), &namespace);
         tokio::spawn(async move {
-            let _ = api.patch_status(&deployment.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await;
+            let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await;
         });
     }
 }
 
-/// Plays the ReplicaSet controller and kubelet for Argo Rollouts (which makes ReplicaSets itself): a ReplicaSet whose
-/// spec changed is reported with all its replicas ready and available at once.
-async fn play_replicaset_controller(client: kube::Client) {
-    let api: Api<ReplicaSet> = Api::all(client.clone());
-    let stream = watcher(api, watcher::Config::default()).applied_objects();
-    futures::pin_mut!(stream);
-    loop {
-        let set = match stream.try_next().await {
-            Ok(Some(set)) => set,
-            Ok(None) => return,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let generation = set.metadata.generation.unwrap_or(0);
-        let replicas = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let status = set.status.clone().unwrap_or_default();
-        if status.observed_generation.unwrap_or(0) >= generation && status.available_replicas == Some(replicas) {
-            continue;
-        }
-        let patch = json!({"status": {
-            "observedGeneration": generation,
-            "replicas": replicas,
-            "fullyLabeledReplicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
-        }});
-        let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &set.namespace().unwrap_or_default());
-        tokio::spawn(async move {
-            let _ = api.patch_status(&set.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
-        });
+/// A ReplicaSet's status with all its replicas ready and available, or None when it already says so.
+fn replica_set_ready(set: &ReplicaSet) -> Option<Value> {
+    let generation = set.metadata.generation.unwrap_or(0);
+    let replicas = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = set.status.as_ref();
+    let observed = status.and_then(|s| s.observed_generation).unwrap_or(0);
+    if observed >= generation && status.and_then(|s| s.available_replicas) == Some(replicas) {
+        return None;
     }
+    Some(json!({"status": {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "fullyLabeledReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+    }}))
 }
